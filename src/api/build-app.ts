@@ -1,0 +1,121 @@
+import { randomUUID } from 'node:crypto';
+import multipart from '@fastify/multipart';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import Fastify, {
+  type FastifyBaseLogger,
+  type FastifyError,
+  type FastifyInstance,
+  type RawReplyDefaultExpression,
+  type RawRequestDefaultExpression,
+  type RawServerDefault,
+} from 'fastify';
+import type { Context } from '../context.js';
+import { AppError, isAppError } from '../errors.js';
+import { registerCaseRoutes } from './routes/cases.js';
+import { registerFileRoutes } from './routes/files.js';
+import { registerHealthRoutes } from './routes/health.js';
+import { registerOpsRoutes } from './routes/ops.js';
+import { registerUploadRoutes } from './routes/uploads.js';
+import { registerWorklistRoutes } from './routes/worklist.js';
+
+export type App = FastifyInstance<
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+  FastifyBaseLogger,
+  TypeBoxTypeProvider
+>;
+
+const REQUEST_ID = /^[\w.:-]{1,100}$/;
+
+/** Maps errors from Fastify and its plugins onto our stable codes. */
+function toAppError(err: FastifyError | Error): AppError {
+  if (isAppError(err)) return err;
+  const e = err as FastifyError;
+  if (e.validation) return new AppError('VALIDATION_FAILED', e.message);
+  switch (e.code) {
+    case 'FST_REQ_FILE_TOO_LARGE':
+    case 'FST_FILES_LIMIT':
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new AppError('PAYLOAD_TOO_LARGE', e.message);
+    case 'FST_INVALID_MULTIPART_CONTENT_TYPE':
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new AppError('UNSUPPORTED_FORMAT', 'expected multipart/form-data');
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+    case 'FST_PARTS_LIMIT':
+    case 'FST_PROTO_VIOLATION':
+      return new AppError('VALIDATION_FAILED', e.message);
+  }
+  if (typeof e.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    return new AppError(e.statusCode === 404 ? 'NOT_FOUND' : 'VALIDATION_FAILED', e.message);
+  }
+  return new AppError('INTERNAL', 'internal error', { cause: err });
+}
+
+/** The Fastify app, given the process context once. Routes get `ctx` as an argument, never from a global. */
+export async function buildApp(ctx: Context): Promise<App> {
+  const app = Fastify({
+    loggerInstance: ctx.log as FastifyBaseLogger,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID.test(given) ? given : randomUUID();
+    },
+    // Uploads stream for as long as the link needs; only idle connections are cut.
+    requestTimeout: 0,
+    connectionTimeout: 0,
+    keepAliveTimeout: 65_000,
+    bodyLimit: 1024 * 1024,
+    ajv: { customOptions: { coerceTypes: 'array', removeAdditional: false } },
+  }).withTypeProvider<TypeBoxTypeProvider>();
+
+  app.setErrorHandler((err, request, reply) => {
+    const appError = toAppError(err as FastifyError);
+    if (appError.status >= 500) request.log.error({ err }, 'request failed');
+    else request.log.info({ code: appError.code, reason: appError.message }, 'request refused');
+    // 5xx messages are not shown to callers: they may carry internals.
+    const message =
+      appError.status >= 500 && appError.code === 'INTERNAL' ? 'internal error' : appError.message;
+    void reply.status(appError.status).send({ error: { code: appError.code, message } });
+  });
+  app.setNotFoundHandler((request, reply) => {
+    void reply
+      .status(404)
+      .send({ error: { code: 'NOT_FOUND', message: `no route ${request.method} ${request.url}` } });
+  });
+  app.addHook('onSend', async (request, reply) => {
+    reply.header('x-request-id', request.id);
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: 'Teleread API',
+        version: '0.1.0',
+        description: 'Upload ECG, DICOM and whole-slide images; read routed cases from worklists.',
+      },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs' });
+  await app.register(multipart, {
+    limits: {
+      fileSize: ctx.config.maxUploadBytes,
+      files: 10_000,
+      fields: 20,
+      fieldSize: 64 * 1024,
+      parts: 10_100,
+    },
+  });
+
+  registerHealthRoutes(app, ctx);
+  registerUploadRoutes(app, ctx);
+  registerFileRoutes(app, ctx);
+  registerCaseRoutes(app, ctx);
+  registerWorklistRoutes(app, ctx);
+  registerOpsRoutes(app, ctx);
+  return app;
+}

@@ -1,0 +1,76 @@
+import { readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { AppError, isAppError } from '../errors.js';
+import { inspectFile } from '../formats/inspect.js';
+import { renderFileThumbnail } from '../pipeline/render-file.js';
+import { fileByteSource } from '../storage/file-byte-source.js';
+
+/** Siblings are looked up in the file's own folder, as a WFDB header names its signal files. */
+function siblingReader(file: string) {
+  return async (name: string) => {
+    if (name.includes('/') || name.includes('\\') || name.includes('..')) return null;
+    return readFile(path.join(path.dirname(file), name)).catch(() => null);
+  };
+}
+
+function errorJson(err: unknown) {
+  const e = isAppError(err)
+    ? err
+    : new AppError('INTERNAL', err instanceof Error ? err.message : String(err));
+  return { error: { code: e.code, message: e.message } };
+}
+
+/** `teleread inspect FILE… [--json]`: one JSON object per file; exit 1 if any file is bad. */
+export async function inspectCommand(files: string[], asJson: boolean): Promise<number> {
+  let failed = 0;
+  for (const file of files) {
+    const source = await fileByteSource(file).catch((err: NodeJS.ErrnoException) => {
+      throw new AppError('NOT_FOUND', `${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
+    });
+    try {
+      const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
+      const out = { file, ...inspection };
+      if (asJson) console.log(JSON.stringify(out));
+      else
+        console.log(
+          `${file}: ${inspection.kind ?? 'companion'} / ${inspection.format}\n${JSON.stringify(inspection.metadata, null, 2)}`,
+        );
+    } catch (err) {
+      failed++;
+      console.log(JSON.stringify({ file, ...errorJson(err) }));
+    } finally {
+      await source.close();
+    }
+  }
+  return failed > 0 ? 1 : 0;
+}
+
+/** `teleread render FILE -o OUT [--size N]`: the thumbnail the pipeline would store for this file. */
+export async function renderCommand(file: string, out: string, size: number): Promise<number> {
+  const source = await fileByteSource(file);
+  try {
+    const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
+    const image = await renderFileThumbnail(
+      inspection.format,
+      {
+        name: path.basename(file),
+        bytes: async () => new Uint8Array(await readFile(file)),
+        source: () => source,
+        withLocalPath: (use) => use(file),
+        sibling: siblingReader(file),
+      },
+      size,
+      /\.webp$/i.test(out) ? 'webp' : /\.jpe?g$/i.test(out) ? 'jpeg' : 'png',
+    );
+    await writeFile(out, image.data);
+    console.log(
+      JSON.stringify({ file, out, contentType: image.contentType, width: image.width, height: image.height }),
+    );
+    return 0;
+  } catch (err) {
+    console.log(JSON.stringify({ file, ...errorJson(err) }));
+    return 1;
+  } finally {
+    await source.close();
+  }
+}

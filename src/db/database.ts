@@ -1,0 +1,39 @@
+import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDialect } from 'kysely';
+import pg from 'pg';
+import { AppError } from '../errors.js';
+import * as m0001 from './migrations/0001-initial.js';
+import type { Database } from './schema.js';
+
+// bigint columns (bytes, counts) come back as strings by default; keep them as strings in the row types but
+// parse COUNT(*) results where used. Timestamps stay Date.
+
+export type Db = Kysely<Database>;
+
+export function createDatabase(databaseUrl: string, options: { max?: number } = {}): Db {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: options.max ?? 10 });
+  // An idle client that loses its server emits 'error' on the pool; without a listener Node would crash.
+  pool.on('error', () => undefined);
+  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+}
+
+/** Migrations are imported statically, so they work the same under tsx, in a bundle, or in a container. */
+const provider: MigrationProvider = {
+  async getMigrations(): Promise<Record<string, Migration>> {
+    return { '0001-initial': m0001 };
+  },
+};
+
+export async function migrateToLatest(db: Db): Promise<string[]> {
+  const migrator = new Migrator({ db, provider, migrationTableName: 'teleread_migrations' });
+  const { error, results } = await migrator.migrateToLatest();
+  if (error) {
+    throw new AppError(
+      'DATABASE_UNAVAILABLE',
+      `migration failed: ${error instanceof Error ? error.message : error}`,
+      {
+        cause: error,
+      },
+    );
+  }
+  return (results ?? []).filter((r) => r.status === 'Success').map((r) => r.migrationName);
+}

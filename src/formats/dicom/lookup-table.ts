@@ -1,0 +1,66 @@
+/**
+ * Modality LUT (0028,3000) and VOI LUT (0028,3010) sequences (PS3.3 C.11.1 and C.11.2): the first item's LUT
+ * Descriptor and LUT Data. Used instead of rescale or window when a file carries them.
+ */
+import type { DataSet } from 'dicom-parser';
+import type { DicomInstance } from './parse-dicom.js';
+
+export interface LookupTable {
+  /** Input value mapped to the first entry; inputs outside the table clamp to its ends. */
+  firstMapped: number;
+  bitsPerEntry: number;
+  data: Uint16Array;
+}
+
+const MODALITY_LUT_SEQUENCE = 'x00283000';
+const VOI_LUT_SEQUENCE = 'x00283010';
+const LUT_DESCRIPTOR = 'x00283002';
+const LUT_DATA = 'x00283006';
+
+function readLookupTable(item: DataSet | undefined, signed: boolean): LookupTable | undefined {
+  if (!item) return undefined;
+  const descriptor = item.elements[LUT_DESCRIPTOR];
+  const data = item.elements[LUT_DATA];
+  const b = item.byteArray;
+  const p = item.byteArrayParser;
+  if (!descriptor || descriptor.length < 6 || descriptor.dataOffset + 6 > b.length) return undefined;
+  if (!data || data.length <= 0 || data.dataOffset + data.length > b.length) return undefined;
+  const entries = p.readUint16(b, descriptor.dataOffset) || 65536;
+  const firstMapped = signed
+    ? p.readInt16(b, descriptor.dataOffset + 2)
+    : p.readUint16(b, descriptor.dataOffset + 2);
+  const bitsPerEntry = p.readUint16(b, descriptor.dataOffset + 4);
+  if (bitsPerEntry < 8 || bitsPerEntry > 16) return undefined;
+  const out = new Uint16Array(entries);
+  if (data.length >= entries * 2) {
+    for (let i = 0; i < entries; i++) out[i] = p.readUint16(b, data.dataOffset + i * 2);
+  } else if (bitsPerEntry === 8 && data.length >= entries) {
+    out.set(b.subarray(data.dataOffset, data.dataOffset + entries));
+  } else {
+    return undefined;
+  }
+  return { firstMapped, bitsPerEntry, data: out };
+}
+
+function firstItem(instance: DicomInstance, tag: string): DataSet | undefined {
+  return instance.dataSet.elements[tag]?.items?.[0]?.dataSet;
+}
+
+/** The Modality LUT, when the file has one that can be read; otherwise rescale slope/intercept apply. */
+export function readModalityLut(instance: DicomInstance): LookupTable | undefined {
+  return readLookupTable(firstItem(instance, MODALITY_LUT_SEQUENCE), instance.pixelRepresentation === 1);
+}
+
+/** The first VOI LUT, when the file has one that can be read. */
+export function readVoiLut(instance: DicomInstance): LookupTable | undefined {
+  const signedInput = instance.pixelRepresentation === 1 && readModalityLut(instance) === undefined;
+  return readLookupTable(firstItem(instance, VOI_LUT_SEQUENCE), signedInput);
+}
+
+/** Looks a value up, clamping to the table's ends. */
+export function lookUp(table: LookupTable, value: number): number {
+  let index = Math.round(value) - table.firstMapped;
+  if (index < 0) index = 0;
+  else if (index >= table.data.length) index = table.data.length - 1;
+  return table.data[index]!;
+}

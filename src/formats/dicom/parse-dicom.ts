@@ -1,0 +1,597 @@
+/**
+ * DICOM Part 10 files and bare data sets → typed metadata plus the parsed data set for pixel extraction.
+ * Element parsing is dicom-parser's; this module decides where the data set starts and how it is encoded
+ * (file meta, or DCMTK-style guessing when there is none), bounds-checks what dicom-parser does not, and turns
+ * every failure into an AppError.
+ */
+import { inflateRawSync } from 'node:zlib';
+import type { ByteArrayParser, ByteStream, DataSet, Element } from 'dicom-parser';
+import dicomParser from 'dicom-parser';
+import { AppError, isAppError } from '../../errors.js';
+import type { PatientInfo } from '../types.js';
+import { decodeDicomText } from './charset.js';
+import { formatTag, TAG } from './tags.js';
+import {
+  DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+  describeTransferSyntax,
+  EXPLICIT_VR_BIG_ENDIAN,
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  IMPLICIT_VR_LITTLE_ENDIAN,
+} from './transfer-syntax.js';
+
+export interface DicomInstance {
+  /** From the file meta; for files without one, the encoding the data set was found to use. */
+  transferSyntaxUid: string;
+  sopClassUid?: string | undefined;
+  sopInstanceUid?: string | undefined;
+  studyInstanceUid?: string | undefined;
+  seriesInstanceUid?: string | undefined;
+  modality?: string | undefined;
+  studyDate?: string | undefined;
+  studyTime?: string | undefined;
+  studyDescription?: string | undefined;
+  seriesDescription?: string | undefined;
+  seriesNumber?: number | undefined;
+  instanceNumber?: number | undefined;
+  bodyPartExamined?: string | undefined;
+  accessionNumber?: string | undefined;
+  rows?: number | undefined;
+  columns?: number | undefined;
+  /** 1 when the file has no NumberOfFrames. */
+  numberOfFrames: number;
+  photometricInterpretation?: string | undefined;
+  bitsAllocated?: number | undefined;
+  bitsStored?: number | undefined;
+  highBit?: number | undefined;
+  pixelRepresentation?: number | undefined;
+  samplesPerPixel?: number | undefined;
+  planarConfiguration?: number | undefined;
+  rescaleSlope?: number | undefined;
+  rescaleIntercept?: number | undefined;
+  windowCenter?: number | undefined;
+  windowWidth?: number | undefined;
+  specificCharacterSet?: string | undefined;
+  totalPixelMatrixColumns?: number | undefined;
+  totalPixelMatrixRows?: number | undefined;
+  isWaveform: boolean;
+  hasPixelData: boolean;
+  /** Pixel Data runs past the end of the file; metadata is complete, frames past the cut are not. */
+  pixelDataTruncated: boolean;
+  hasFileMeta: boolean;
+  /** Recoverable oddities met while parsing (for logs: they never contain patient data). */
+  warnings: string[];
+  patient: PatientInfo;
+  /** dicom-parser's data set (its byteArray is the inflated one for deflated files). Not enumerable, so that
+   * serialising an instance does not copy the file's bytes. */
+  readonly dataSet: DataSet;
+}
+
+interface Encoding {
+  readonly explicitVr: boolean;
+  readonly littleEndian: boolean;
+  readonly deflated: boolean;
+}
+
+const IMPLICIT_LE: Encoding = { explicitVr: false, littleEndian: true, deflated: false };
+const EXPLICIT_LE: Encoding = { explicitVr: true, littleEndian: true, deflated: false };
+const EXPLICIT_BE: Encoding = { explicitVr: true, littleEndian: false, deflated: false };
+
+function encodingName(e: Encoding): string {
+  const base = `${e.explicitVr ? 'explicit' : 'implicit'} VR ${e.littleEndian ? 'little' : 'big'} endian`;
+  return e.deflated ? `deflated ${base}` : base;
+}
+
+function uidForEncoding(e: Encoding): string {
+  if (e.deflated) return DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN;
+  if (!e.explicitVr) return IMPLICIT_VR_LITTLE_ENDIAN;
+  return e.littleEndian ? EXPLICIT_VR_LITTLE_ENDIAN : EXPLICIT_VR_BIG_ENDIAN;
+}
+
+const VRS = new Set(
+  'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(
+    ' ',
+  ),
+);
+const LONG_LENGTH_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'UV']);
+
+function isVrAt(b: Uint8Array, offset: number): boolean {
+  if (offset + 2 > b.length) return false;
+  return VRS.has(String.fromCharCode(b[offset]!, b[offset + 1]!));
+}
+
+function hasDicmPrefix(b: Uint8Array): boolean {
+  return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
+}
+
+/** True when the first bytes look like DICOM: the Part 10 prefix, or a data set starting with a group 0002 or
+ * 0008 element in either byte order. Meant for format sniffing; parseDicom does its own, deeper check. */
+export function looksLikeDicom(head: Uint8Array): boolean {
+  if (hasDicmPrefix(head)) return true;
+  if (head.length < 8) return false;
+  const groupLe = head[0]! | (head[1]! << 8);
+  const groupBe = (head[0]! << 8) | head[1]!;
+  const littleEndian = groupLe === 0x0002 || groupLe === 0x0008;
+  const bigEndian = groupBe === 0x0008;
+  if (!littleEndian && !bigEndian) return false;
+  if (isVrAt(head, 4)) return true;
+  // Implicit VR: a 32-bit length that fits a header attribute.
+  const length = (head[4]! | (head[5]! << 8) | (head[6]! << 16)) + head[7]! * 0x1000000;
+  return littleEndian && length < 0x10000;
+}
+
+interface FileMeta {
+  /** Offset of the first data set byte. */
+  end: number;
+  transferSyntaxUid: string | undefined;
+}
+
+const latin1 = new TextDecoder('latin1');
+
+function trimValue(s: string): string {
+  return s.replace(/^[\s\0]+|[\s\0]+$/g, '');
+}
+
+/** Group 0002 is always explicit VR little endian (PS3.10 7.1); it is read here, not by dicom-parser, so that a
+ * meta without the DICM prefix (some files start at byte 0 with it) is handled the same way. */
+function readFileMeta(b: Uint8Array, start: number): FileMeta {
+  const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
+  let pos = start;
+  let transferSyntaxUid: string | undefined;
+  while (pos + 8 <= b.length && view.getUint16(pos, true) === 0x0002) {
+    const element = view.getUint16(pos + 2, true);
+    let dataOffset: number;
+    let length: number;
+    if (isVrAt(b, pos + 4)) {
+      const vr = String.fromCharCode(b[pos + 4]!, b[pos + 5]!);
+      if (LONG_LENGTH_VRS.has(vr)) {
+        if (pos + 12 > b.length) break;
+        length = view.getUint32(pos + 8, true);
+        dataOffset = pos + 12;
+      } else {
+        length = view.getUint16(pos + 6, true);
+        dataOffset = pos + 8;
+      }
+    } else {
+      // Some writers put an implicit VR meta; DCMTK accepts it, so do we.
+      length = view.getUint32(pos + 4, true);
+      dataOffset = pos + 8;
+    }
+    const where = `file meta element ${formatTag(`x0002${element.toString(16).padStart(4, '0')}`)} at offset ${pos}`;
+    if (length === 0xffffffff) {
+      throw new AppError('CORRUPT_FILE', `${where} has undefined length`, {
+        retryable: false,
+        details: { offset: pos },
+      });
+    }
+    if (dataOffset + length > b.length) {
+      throw new AppError(
+        'CORRUPT_FILE',
+        `${where} declares ${length} bytes but only ${b.length - dataOffset} remain`,
+        {
+          retryable: false,
+          details: { offset: pos },
+        },
+      );
+    }
+    if (element === 0x0010) {
+      transferSyntaxUid = trimValue(latin1.decode(b.subarray(dataOffset, dataOffset + length))) || undefined;
+    }
+    pos = dataOffset + length;
+  }
+  return { end: pos, transferSyntaxUid };
+}
+
+type DataSetConstructor = new (
+  parser: ByteArrayParser,
+  byteArray: Uint8Array,
+  elements: Record<string, Element>,
+) => DataSet;
+// dicom-parser exports the class at runtime but its typings only describe the instance shape.
+const DataSetClass = (dicomParser as unknown as { DataSet: DataSetConstructor }).DataSet;
+
+interface ParsedDataSet {
+  dataSet: DataSet;
+  pixelDataTruncated: boolean;
+  warnings: string[];
+}
+
+function messageOf(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  if (typeof err === 'string') return err;
+  return String(err);
+}
+
+/** Reads the top-level elements one at a time so that a failure can name the element and offset, and checks
+ * each declared length against the end of the data (dicom-parser seeks past it silently). */
+function parseDataSet(
+  byteArray: Uint8Array,
+  start: number,
+  encoding: Encoding,
+  label: string,
+): ParsedDataSet {
+  const parser = encoding.littleEndian
+    ? dicomParser.littleEndianByteArrayParser
+    : dicomParser.bigEndianByteArrayParser;
+  const elements: Record<string, Element> = {};
+  const dataSet = new DataSetClass(parser, byteArray, elements);
+  const warnings: string[] = [];
+  dataSet.warnings = warnings;
+  if (start >= byteArray.length) return { dataSet, pixelDataTruncated: false, warnings };
+
+  const stream = new dicomParser.ByteStream(parser, byteArray, start);
+  const end = byteArray.length;
+  let previousTag: string | undefined;
+  while (stream.position < end) {
+    const at = stream.position;
+    const peekedTag = at + 4 <= end ? peekTag(byteArray, at, parser) : undefined;
+    let element: Element;
+    try {
+      element = readElement(stream, encoding, peekedTag, warnings);
+    } catch (err) {
+      if (peekedTag === TAG.PixelData) {
+        // The header before Pixel Data is whole; like DCMTK's +Ep, keep it and let frame extraction fail.
+        warnings.push(`pixel data at offset ${at} is cut short: ${messageOf(err)}`);
+        return { dataSet, pixelDataTruncated: true, warnings };
+      }
+      const tagText = peekedTag ? ` ${formatTag(peekedTag)}` : '';
+      const after = previousTag ? ` after ${formatTag(previousTag)}` : '';
+      throw new AppError(
+        'CORRUPT_FILE',
+        `${label}: element${tagText} at offset ${at}${after} cannot be read: ${messageOf(err)}`,
+        {
+          retryable: false,
+          details: { offset: at, tag: peekedTag, encoding: encodingName(encoding) },
+          cause: err,
+        },
+      );
+    }
+    elements[element.tag] = element;
+    previousTag = element.tag;
+    const available = end - element.dataOffset;
+    if (element.length > available && !element.hadUndefinedLength) {
+      if (element.tag === TAG.PixelData) {
+        warnings.push(`pixel data declares ${element.length} bytes but only ${available} remain`);
+        return { dataSet, pixelDataTruncated: true, warnings };
+      }
+      throw new AppError(
+        'CORRUPT_FILE',
+        `${label}: element ${formatTag(element.tag)} at offset ${at} declares ${element.length} bytes but only ${Math.max(0, available)} remain`,
+        { retryable: false, details: { offset: at, tag: element.tag, encoding: encodingName(encoding) } },
+      );
+    }
+  }
+  return { dataSet, pixelDataTruncated: false, warnings };
+}
+
+function peekTag(b: Uint8Array, at: number, parser: ByteArrayParser): string {
+  const group = parser.readUint16(b, at);
+  const element = parser.readUint16(b, at + 2);
+  return `x${group.toString(16).padStart(4, '0')}${element.toString(16).padStart(4, '0')}`;
+}
+
+function readElement(
+  stream: ByteStream,
+  encoding: Encoding,
+  peekedTag: string | undefined,
+  warnings: string[],
+): Element {
+  if (encoding.explicitVr && !encoding.littleEndian) {
+    const unknownSequence = readBigEndianUndefinedLengthUn(stream, peekedTag);
+    if (unknownSequence) return unknownSequence;
+  }
+  if (encoding.explicitVr) return dicomParser.readDicomElementExplicit(stream, warnings);
+  if (peekedTag === TAG.PixelData && stream.position + 8 <= stream.byteArray.length) {
+    const length = stream.byteArrayParser.readUint32(stream.byteArray, stream.position + 4);
+    if (length === 0xffffffff) {
+      // Encapsulated pixel data in an implicit VR data set is not allowed but is written by some tools;
+      // dicom-parser would otherwise take its fragments for sequence items.
+      stream.seek(8);
+      const element: Element = {
+        tag: TAG.PixelData,
+        length,
+        dataOffset: stream.position,
+        hadUndefinedLength: true,
+      };
+      dicomParser.findEndOfEncapsulatedElement(stream, element, warnings);
+      return element;
+    }
+  }
+  return dicomParser.readDicomElementImplicit(stream);
+}
+
+/** An element with VR UN and undefined length holds a sequence encoded as implicit VR little endian whatever
+ * the data set's transfer syntax (CP-246); dicom-parser would read its items in big endian. */
+function readBigEndianUndefinedLengthUn(
+  stream: ByteStream,
+  peekedTag: string | undefined,
+): Element | undefined {
+  const b = stream.byteArray;
+  const at = stream.position;
+  if (peekedTag === undefined || at + 12 > b.length || b[at + 4] !== 0x55 || b[at + 5] !== 0x4e)
+    return undefined;
+  if (stream.byteArrayParser.readUint32(b, at + 8) !== 0xffffffff) return undefined;
+  const element: Element = {
+    tag: peekedTag,
+    vr: 'UN',
+    length: 0xffffffff,
+    dataOffset: at + 12,
+    hadUndefinedLength: true,
+  };
+  const littleEndian = new dicomParser.ByteStream(dicomParser.littleEndianByteArrayParser, b, at + 12);
+  dicomParser.readSequenceItemsImplicit(littleEndian, element);
+  stream.seek(littleEndian.position - at);
+  return element;
+}
+
+/** Candidate encodings for a data set whose encoding is not declared, most likely first. Like DCMTK, the first
+ * element decides: a valid VR after the tag means explicit VR, and a tag that reads small only in big endian
+ * means big endian. */
+function guessEncodings(b: Uint8Array, start: number): Encoding[] {
+  if (isVrAt(b, start + 4)) {
+    const bigEndianFirst = b[start] === 0 && b[start + 1] !== 0;
+    return bigEndianFirst ? [EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE] : [EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE];
+  }
+  return [IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE];
+}
+
+/** A data set read under a guessed encoding counts only if it holds an attribute every image or document has;
+ * random bytes almost never produce one of these exact tags. */
+const IDENTIFYING_TAGS = [
+  TAG.SOPClassUID,
+  TAG.SOPInstanceUID,
+  TAG.StudyInstanceUID,
+  TAG.SeriesInstanceUID,
+  TAG.Modality,
+  TAG.Rows,
+  TAG.PixelData,
+];
+
+function hasIdentifyingTag(dataSet: DataSet): boolean {
+  return IDENTIFYING_TAGS.some((tag) => dataSet.elements[tag] !== undefined);
+}
+
+const MAX_INFLATED_BYTES = 1 << 30;
+
+function inflateDataSet(bytes: Uint8Array, start: number): Uint8Array {
+  try {
+    return inflateRawSync(bytes.subarray(start), { maxOutputLength: MAX_INFLATED_BYTES });
+  } catch (err) {
+    throw new AppError(
+      'CORRUPT_FILE',
+      `deflated data set at offset ${start} cannot be inflated: ${messageOf(err)}`,
+      {
+        retryable: false,
+        details: { offset: start },
+        cause: err,
+      },
+    );
+  }
+}
+
+interface Located {
+  parsed: ParsedDataSet;
+  encoding: Encoding;
+}
+
+function locateDataSet(bytes: Uint8Array, start: number, declared: Encoding | undefined): Located {
+  const candidates: Encoding[] = declared ? [declared] : [];
+  for (const guess of guessEncodings(bytes, start)) {
+    if (
+      !candidates.some(
+        (c) => c.explicitVr === guess.explicitVr && c.littleEndian === guess.littleEndian && !c.deflated,
+      )
+    )
+      candidates.push(guess);
+  }
+  let firstError: AppError | undefined;
+  for (const encoding of candidates) {
+    const isDeclared = encoding === declared;
+    try {
+      const data = encoding.deflated ? inflateDataSet(bytes, start) : bytes;
+      const offset = encoding.deflated ? 0 : start;
+      const label = encoding.deflated ? 'inflated data set' : 'data set';
+      const parsed = parseDataSet(data, offset, encoding, label);
+      if (!isDeclared && !hasIdentifyingTag(parsed.dataSet)) {
+        firstError ??= new AppError(
+          'UNSUPPORTED_FORMAT',
+          `no DICOM data set found at offset ${start} (read as ${encodingName(encoding)})`,
+          { retryable: false, details: { offset: start } },
+        );
+        continue;
+      }
+      if (declared && !isDeclared) {
+        parsed.warnings.push(
+          `data set is not ${encodingName(declared)} as its transfer syntax says; read as ${encodingName(encoding)}`,
+        );
+      }
+      return { parsed, encoding };
+    } catch (err) {
+      if (!isAppError(err)) throw err;
+      firstError ??= err;
+    }
+  }
+  throw firstError ?? new AppError('UNSUPPORTED_FORMAT', 'no DICOM data set found', { retryable: false });
+}
+
+function encodingForTransferSyntax(uid: string): Encoding {
+  const ts = describeTransferSyntax(uid);
+  return { explicitVr: ts.explicitVr, littleEndian: ts.littleEndian, deflated: ts.deflated };
+}
+
+/** Parses a DICOM file (or bare data set) held in memory. Throws AppError UNSUPPORTED_FORMAT for bytes that
+ * are not DICOM and CORRUPT_FILE, naming the element and offset, for DICOM that cannot be read. */
+export function parseDicom(bytes: Uint8Array): DicomInstance {
+  try {
+    return parseUnchecked(bytes);
+  } catch (err) {
+    if (isAppError(err)) throw err;
+    // dicom-parser throws strings, and a deeply nested sequence can exhaust the stack (RangeError).
+    throw new AppError('CORRUPT_FILE', `DICOM data set cannot be read: ${messageOf(err)}`, {
+      retryable: false,
+      cause: err,
+    });
+  }
+}
+
+function parseUnchecked(bytes: Uint8Array): DicomInstance {
+  if (bytes.length < 8) {
+    throw new AppError('UNSUPPORTED_FORMAT', `not DICOM: only ${bytes.length} bytes`, { retryable: false });
+  }
+  let metaStart: number | undefined;
+  if (hasDicmPrefix(bytes)) metaStart = 132;
+  else if (bytes[0] === 0x02 && bytes[1] === 0x00 && isVrAt(bytes, 4)) metaStart = 0;
+
+  const meta = metaStart === undefined ? undefined : readFileMeta(bytes, metaStart);
+  const start = meta?.end ?? 0;
+  const declaredUid = meta?.transferSyntaxUid;
+  const declared = declaredUid ? encodingForTransferSyntax(declaredUid) : undefined;
+
+  let located: Located;
+  try {
+    located = locateDataSet(bytes, start, declared);
+  } catch (err) {
+    // Without a file meta, a data set that fails every encoding is corrupt only if it starts like DICOM.
+    if (isAppError(err) && metaStart === undefined && !looksLikeDicom(bytes.subarray(0, 256))) {
+      throw new AppError('UNSUPPORTED_FORMAT', 'not DICOM: no DICM prefix and no readable data set', {
+        retryable: false,
+        cause: err,
+      });
+    }
+    throw err;
+  }
+  const { parsed, encoding } = located;
+  const transferSyntaxUid = declaredUid ?? uidForEncoding(encoding);
+  if (metaStart !== undefined && !declaredUid) {
+    parsed.warnings.push(`file meta has no transfer syntax; read as ${encodingName(encoding)}`);
+  }
+  return buildInstance(parsed, transferSyntaxUid, metaStart !== undefined);
+}
+
+// ---- value readers -------------------------------------------------------------------------------------
+
+function elementBytes(ds: DataSet, tag: string): Uint8Array | undefined {
+  const el = ds.elements[tag];
+  if (!el || el.hadUndefinedLength || el.length <= 0) return undefined;
+  const end = el.dataOffset + el.length;
+  if (end > ds.byteArray.length) return undefined;
+  return ds.byteArray.subarray(el.dataOffset, end);
+}
+
+/** A value of a VR limited to the default repertoire (UI, CS, DA, TM, IS, DS, AS); padding trimmed. */
+function readAscii(ds: DataSet, tag: string): string | undefined {
+  const bytes = elementBytes(ds, tag);
+  if (!bytes) return undefined;
+  return trimValue(latin1.decode(bytes)) || undefined;
+}
+
+function firstValue(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  return trimValue(value.split('\\')[0] ?? '') || undefined;
+}
+
+function readText(ds: DataSet, tag: string, charset: string | undefined): string | undefined {
+  const bytes = elementBytes(ds, tag);
+  if (!bytes) return undefined;
+  return decodeDicomText(bytes, charset).trim() || undefined;
+}
+
+function readUint16(ds: DataSet, tag: string): number | undefined {
+  const el = ds.elements[tag];
+  if (!el || el.length < 2 || el.dataOffset + 2 > ds.byteArray.length) return undefined;
+  return ds.byteArrayParser.readUint16(ds.byteArray, el.dataOffset);
+}
+
+function readUint32(ds: DataSet, tag: string): number | undefined {
+  const el = ds.elements[tag];
+  if (!el || el.length < 4 || el.dataOffset + 4 > ds.byteArray.length) return undefined;
+  return ds.byteArrayParser.readUint32(ds.byteArray, el.dataOffset);
+}
+
+/** IS: the leading integer of the first value ("1A" reads as 1, as DCMTK does). */
+function readIntegerString(ds: DataSet, tag: string): number | undefined {
+  const value = firstValue(readAscii(ds, tag));
+  if (value === undefined) return undefined;
+  const n = Number.parseInt(value, 10);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function readDecimalString(ds: DataSet, tag: string): number | undefined {
+  const value = firstValue(readAscii(ds, tag));
+  if (value === undefined) return undefined;
+  const n = Number.parseFloat(value);
+  return Number.isFinite(n) ? n : undefined;
+}
+
+function firstItem(ds: DataSet | undefined, tag: string): DataSet | undefined {
+  return ds?.elements[tag]?.items?.[0]?.dataSet;
+}
+
+function hasPixelData(ds: DataSet): boolean {
+  const el = ds.elements[TAG.PixelData];
+  return el !== undefined && (el.length > 0 || el.hadUndefinedLength === true);
+}
+
+function buildInstance(
+  parsed: ParsedDataSet,
+  transferSyntaxUid: string,
+  hasFileMeta: boolean,
+): DicomInstance {
+  const ds = parsed.dataSet;
+  const charset = readAscii(ds, TAG.SpecificCharacterSet);
+  // Enhanced multi-frame objects keep rescale and window in the shared functional groups.
+  const shared = firstItem(ds, TAG.SharedFunctionalGroupsSequence);
+  const transformation = firstItem(shared, TAG.PixelValueTransformationSequence);
+  const voi = firstItem(shared, TAG.FrameVOILUTSequence);
+  const fromTopOrShared = (tag: string, read: (d: DataSet, t: string) => number | undefined) =>
+    read(ds, tag) ??
+    (transformation ? read(transformation, tag) : undefined) ??
+    (voi ? read(voi, tag) : undefined);
+
+  const frames = readIntegerString(ds, TAG.NumberOfFrames);
+  const instance: Omit<DicomInstance, 'dataSet'> = {
+    transferSyntaxUid,
+    sopClassUid: readAscii(ds, TAG.SOPClassUID),
+    sopInstanceUid: readAscii(ds, TAG.SOPInstanceUID),
+    studyInstanceUid: readAscii(ds, TAG.StudyInstanceUID),
+    seriesInstanceUid: readAscii(ds, TAG.SeriesInstanceUID),
+    modality: firstValue(readAscii(ds, TAG.Modality)),
+    studyDate: readAscii(ds, TAG.StudyDate),
+    studyTime: readAscii(ds, TAG.StudyTime),
+    studyDescription: readText(ds, TAG.StudyDescription, charset),
+    seriesDescription: readText(ds, TAG.SeriesDescription, charset),
+    seriesNumber: readIntegerString(ds, TAG.SeriesNumber),
+    instanceNumber: readIntegerString(ds, TAG.InstanceNumber),
+    bodyPartExamined: firstValue(readAscii(ds, TAG.BodyPartExamined)),
+    accessionNumber: readText(ds, TAG.AccessionNumber, charset),
+    rows: readUint16(ds, TAG.Rows),
+    columns: readUint16(ds, TAG.Columns),
+    numberOfFrames: frames !== undefined && frames > 0 ? frames : 1,
+    photometricInterpretation: firstValue(readAscii(ds, TAG.PhotometricInterpretation)),
+    bitsAllocated: readUint16(ds, TAG.BitsAllocated),
+    bitsStored: readUint16(ds, TAG.BitsStored),
+    highBit: readUint16(ds, TAG.HighBit),
+    pixelRepresentation: readUint16(ds, TAG.PixelRepresentation),
+    samplesPerPixel: readUint16(ds, TAG.SamplesPerPixel),
+    planarConfiguration: readUint16(ds, TAG.PlanarConfiguration),
+    rescaleSlope: fromTopOrShared(TAG.RescaleSlope, readDecimalString),
+    rescaleIntercept: fromTopOrShared(TAG.RescaleIntercept, readDecimalString),
+    windowCenter: fromTopOrShared(TAG.WindowCenter, readDecimalString),
+    windowWidth: fromTopOrShared(TAG.WindowWidth, readDecimalString),
+    specificCharacterSet: charset,
+    totalPixelMatrixColumns: readUint32(ds, TAG.TotalPixelMatrixColumns),
+    totalPixelMatrixRows: readUint32(ds, TAG.TotalPixelMatrixRows),
+    isWaveform: ds.elements[TAG.WaveformSequence] !== undefined,
+    hasPixelData: hasPixelData(ds) || parsed.pixelDataTruncated,
+    pixelDataTruncated: parsed.pixelDataTruncated,
+    hasFileMeta,
+    warnings: parsed.warnings,
+    patient: {
+      name: readText(ds, TAG.PatientName, charset),
+      id: readText(ds, TAG.PatientID, charset),
+      birthDate: readAscii(ds, TAG.PatientBirthDate),
+      sex: firstValue(readAscii(ds, TAG.PatientSex)),
+    },
+  };
+  Object.defineProperty(instance, 'dataSet', { value: ds, enumerable: false, writable: false });
+  return instance as DicomInstance;
+}

@@ -1,0 +1,515 @@
+/**
+ * Frames out of Pixel Data (7FE0,0010): native encodings of every byte order and bit depth, RLE Lossless
+ * (PS3.5 annex G), and the compressed bytes of one frame for codecs that live outside this pure layer.
+ */
+import type { DataSet, Element } from 'dicom-parser';
+import dicomParser from 'dicom-parser';
+import { AppError } from '../../errors.js';
+import type { DicomInstance } from './parse-dicom.js';
+import { TAG } from './tags.js';
+import { describeTransferSyntax } from './transfer-syntax.js';
+
+export type PixelArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
+
+/** One decoded frame. Samples are pixel-interleaved (planar data is interleaved on read), masked to BitsStored
+ * and sign-extended. `pixels` may share memory with the file's bytes: treat it as read-only. */
+export interface Frame {
+  rows: number;
+  columns: number;
+  samplesPerPixel: number;
+  /** What the samples are now: YBR_FULL_422 is expanded to YBR_FULL, and codecs that convert colour (JPEG)
+   * report RGB. */
+  photometricInterpretation: string;
+  /** Bits per element of `pixels` (1-bit data is unpacked to 8). */
+  bitsAllocated: number;
+  bitsStored: number;
+  pixelRepresentation: number;
+  pixels: PixelArray;
+}
+
+/** The image pixel module values a frame decoder needs, validated. */
+export interface PixelDescription {
+  rows: number;
+  columns: number;
+  samplesPerPixel: number;
+  bitsAllocated: number;
+  bitsStored: number;
+  highBit: number;
+  pixelRepresentation: number;
+  planarConfiguration: number;
+  photometricInterpretation: string;
+  numberOfFrames: number;
+}
+
+function corrupt(message: string, details?: Record<string, unknown>): AppError {
+  return new AppError('CORRUPT_FILE', message, { retryable: false, details });
+}
+
+function unsupported(message: string, details?: Record<string, unknown>): AppError {
+  return new AppError('UNSUPPORTED_FORMAT', message, { retryable: false, details });
+}
+
+/** Validates the Image Pixel module. Throws UNSUPPORTED_FORMAT for objects without pixels (SR, waveforms) or
+ * with pixels of a kind not rendered yet, CORRUPT_FILE for missing or impossible values. */
+export function describePixels(instance: DicomInstance): PixelDescription {
+  if (!instance.hasPixelData) {
+    const ds = instance.dataSet;
+    if (ds.elements[TAG.FloatPixelData] || ds.elements[TAG.DoubleFloatPixelData]) {
+      throw unsupported('float pixel data (parametric maps) cannot be rendered yet');
+    }
+    throw unsupported(`no pixel data to render (SOP class ${instance.sopClassUid ?? 'unknown'})`);
+  }
+  const { rows, columns } = instance;
+  if (!rows || !columns) throw corrupt('pixel data without Rows (0028,0010) and Columns (0028,0011)');
+  const samplesPerPixel = instance.samplesPerPixel ?? 1;
+  if (samplesPerPixel !== 1 && samplesPerPixel !== 3) {
+    throw unsupported(`SamplesPerPixel (0028,0002) ${samplesPerPixel} is not supported`);
+  }
+  const bitsAllocated = instance.bitsAllocated;
+  if (bitsAllocated === undefined) throw corrupt('pixel data without BitsAllocated (0028,0100)');
+  if (bitsAllocated !== 1 && bitsAllocated !== 8 && bitsAllocated !== 16 && bitsAllocated !== 32) {
+    throw unsupported(`BitsAllocated (0028,0100) ${bitsAllocated} is not supported`);
+  }
+  let bitsStored = instance.bitsStored ?? bitsAllocated;
+  if (bitsStored < 1 || bitsStored > bitsAllocated) bitsStored = bitsAllocated;
+  let highBit = instance.highBit ?? bitsStored - 1;
+  if (highBit < bitsStored - 1 || highBit >= bitsAllocated) highBit = bitsStored - 1;
+  return {
+    rows,
+    columns,
+    samplesPerPixel,
+    bitsAllocated,
+    bitsStored,
+    highBit,
+    pixelRepresentation: instance.pixelRepresentation === 1 ? 1 : 0,
+    planarConfiguration: instance.planarConfiguration === 1 ? 1 : 0,
+    photometricInterpretation:
+      instance.photometricInterpretation ?? (samplesPerPixel === 3 ? 'RGB' : 'MONOCHROME2'),
+    numberOfFrames: instance.numberOfFrames,
+  };
+}
+
+function checkFrameIndex(description: PixelDescription, frameIndex: number): void {
+  if (!Number.isInteger(frameIndex) || frameIndex < 0 || frameIndex >= description.numberOfFrames) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `frame ${frameIndex} does not exist (the instance has ${description.numberOfFrames})`,
+      { retryable: false },
+    );
+  }
+}
+
+function pixelDataElement(instance: DicomInstance): Element {
+  const element = instance.dataSet.elements[TAG.PixelData];
+  if (!element) throw corrupt('pixel data (7FE0,0010) is cut short before its first byte');
+  return element;
+}
+
+/** Decodes one frame of a native or RLE transfer syntax. Other syntaxes throw UNSUPPORTED_FORMAT; their
+ * compressed bytes come from getEncapsulatedFrame. */
+export function getFrame(instance: DicomInstance, frameIndex: number): Frame {
+  const description = describePixels(instance);
+  checkFrameIndex(description, frameIndex);
+  const ts = describeTransferSyntax(instance.transferSyntaxUid);
+  const element = pixelDataElement(instance);
+  if (ts.codec === 'rle') {
+    return decodeRleFrame(getEncapsulatedFrame(instance, frameIndex), description);
+  }
+  if (ts.codec === 'native' || (!element.encapsulatedPixelData && ts.codec === 'unknown')) {
+    if (element.encapsulatedPixelData) {
+      return decodeNativeFrame(getEncapsulatedFrame(instance, frameIndex), 0, description, true, false);
+    }
+    const ds = instance.dataSet;
+    const available = Math.min(element.length, ds.byteArray.length - element.dataOffset);
+    const bytes = ds.byteArray.subarray(element.dataOffset, element.dataOffset + Math.max(0, available));
+    const littleEndian = ds.byteArrayParser === dicomParser.littleEndianByteArrayParser;
+    return decodeNativeFrame(bytes, frameIndex, description, littleEndian, element.vr === 'OW');
+  }
+  throw unsupported(`transfer syntax ${ts.uid} (${ts.name}) cannot be decoded yet`, {
+    transferSyntaxUid: ts.uid,
+  });
+}
+
+/** Bytes one native frame occupies. YBR_FULL_422 stores two luminance samples per chroma pair. */
+export function nativeFrameLength(d: PixelDescription): number {
+  const samples = d.rows * d.columns * d.samplesPerPixel;
+  if (d.bitsAllocated === 1) return Math.ceil(samples / 8);
+  if (d.photometricInterpretation === 'YBR_FULL_422' && d.samplesPerPixel === 3) {
+    return d.rows * d.columns * 2 * (d.bitsAllocated / 8);
+  }
+  return samples * (d.bitsAllocated / 8);
+}
+
+function decodeNativeFrame(
+  bytes: Uint8Array,
+  frameIndex: number,
+  d: PixelDescription,
+  littleEndian: boolean,
+  wordSwapped: boolean,
+): Frame {
+  const pixelCount = d.rows * d.columns;
+  const samples = pixelCount * d.samplesPerPixel;
+  if (d.bitsAllocated === 1) {
+    const startBit = frameIndex * samples;
+    const endByte = Math.ceil((startBit + samples) / 8);
+    if (endByte > bytes.length)
+      throw frameTooShort(bytes.length, frameIndex, d, Math.floor(startBit / 8), endByte);
+    return frame(d, unpackBits(bytes, startBit, samples), 8, 1, 0);
+  }
+  const frameLength = nativeFrameLength(d);
+  const start = frameIndex * frameLength;
+  if (start + frameLength > bytes.length)
+    throw frameTooShort(bytes.length, frameIndex, d, start, start + frameLength);
+  const raw = bytes.subarray(start, start + frameLength);
+  const bytesPerSample = d.bitsAllocated / 8;
+  // In big endian, OW data is byte-swapped per 16-bit word even when samples are 8 bits.
+  const swapWidth = littleEndian ? 1 : bytesPerSample === 1 ? (wordSwapped ? 2 : 1) : bytesPerSample;
+  let pixels = typedView(raw, d, swapWidth);
+  pixels = maskToBitsStored(pixels, d);
+
+  if (d.photometricInterpretation === 'YBR_FULL_422' && d.samplesPerPixel === 3) {
+    return frame(
+      d,
+      expandYbr422(pixels, pixelCount),
+      d.bitsAllocated,
+      d.bitsStored,
+      d.pixelRepresentation,
+      'YBR_FULL',
+    );
+  }
+  if (d.samplesPerPixel === 3 && d.planarConfiguration === 1) pixels = interleavePlanes(pixels, pixelCount);
+  return frame(d, pixels, d.bitsAllocated, d.bitsStored, d.pixelRepresentation);
+}
+
+function frame(
+  d: PixelDescription,
+  pixels: PixelArray,
+  bitsAllocated: number,
+  bitsStored: number,
+  pixelRepresentation: number,
+  photometricInterpretation = d.photometricInterpretation,
+): Frame {
+  return {
+    rows: d.rows,
+    columns: d.columns,
+    samplesPerPixel: d.samplesPerPixel,
+    photometricInterpretation,
+    bitsAllocated,
+    bitsStored,
+    pixelRepresentation,
+    pixels,
+  };
+}
+
+function frameTooShort(
+  length: number,
+  frameIndex: number,
+  d: PixelDescription,
+  start: number,
+  end: number,
+): AppError {
+  return corrupt(
+    `pixel data (7FE0,0010) holds ${length} bytes; frame ${frameIndex + 1} of ${d.numberOfFrames} needs bytes ${start} to ${end}`,
+    { tag: '(7FE0,0010)', frameIndex, available: length, needed: end },
+  );
+}
+
+/** Views (or, when unaligned or byte-swapped, copies) raw bytes as the typed array the pixel module implies. */
+function typedView(raw: Uint8Array, d: PixelDescription, swapWidth: number): PixelArray {
+  const width = d.bitsAllocated / 8;
+  let source = raw;
+  if (swapWidth > 1) {
+    source = new Uint8Array(raw.length);
+    const whole = raw.length - (raw.length % swapWidth);
+    for (let i = 0; i < whole; i += swapWidth) {
+      for (let k = 0; k < swapWidth; k++) source[i + k] = raw[i + swapWidth - 1 - k]!;
+    }
+  } else if (width > 1 && source.byteOffset % width !== 0) {
+    // A copy starts at offset 0 of a fresh buffer (Buffer#slice would only make another view).
+    source = new Uint8Array(raw);
+  }
+  const count = source.length / width;
+  const signed = d.pixelRepresentation === 1;
+  // Plain typed arrays even when the file came as a Buffer, whose subarrays are Buffers too.
+  if (width === 1) {
+    return signed
+      ? new Int8Array(source.buffer, source.byteOffset, count)
+      : new Uint8Array(source.buffer, source.byteOffset, count);
+  }
+  if (width === 2) {
+    return signed
+      ? new Int16Array(source.buffer, source.byteOffset, count)
+      : new Uint16Array(source.buffer, source.byteOffset, count);
+  }
+  return signed
+    ? new Int32Array(source.buffer, source.byteOffset, count)
+    : new Uint32Array(source.buffer, source.byteOffset, count);
+}
+
+/** Keeps bits highBit-bitsStored+1 … highBit (the rest may hold overlays or garbage) and sign-extends. Returns
+ * the input untouched when all allocated bits are stored. */
+function maskToBitsStored(pixels: PixelArray, d: PixelDescription): PixelArray {
+  if (d.bitsStored === d.bitsAllocated) return pixels;
+  const shift = d.highBit + 1 - d.bitsStored;
+  const out = allocLike(pixels, pixels.length);
+  const n = pixels.length;
+  if (d.bitsAllocated === 32) {
+    // 32-bit: stay in floating point to avoid sign trouble with >>> on the top bit.
+    const range = 2 ** d.bitsStored;
+    const half = range / 2;
+    for (let i = 0; i < n; i++) {
+      const unsigned = pixels[i]! >>> 0;
+      let v = Math.floor(unsigned / 2 ** shift) % range;
+      if (d.pixelRepresentation === 1 && v >= half) v -= range;
+      out[i] = v;
+    }
+    return out;
+  }
+  const mask = (1 << d.bitsStored) - 1;
+  const unsignedMask = (1 << d.bitsAllocated) - 1;
+  if (d.pixelRepresentation === 1) {
+    const sign = 1 << (d.bitsStored - 1);
+    for (let i = 0; i < n; i++) {
+      const v = ((pixels[i]! & unsignedMask) >> shift) & mask;
+      out[i] = (v ^ sign) - sign;
+    }
+  } else {
+    for (let i = 0; i < n; i++) out[i] = (pixels[i]! >> shift) & mask;
+  }
+  return out;
+}
+
+function allocLike(pixels: PixelArray, length: number): PixelArray {
+  if (pixels instanceof Int8Array) return new Int8Array(length);
+  if (pixels instanceof Uint16Array) return new Uint16Array(length);
+  if (pixels instanceof Int16Array) return new Int16Array(length);
+  if (pixels instanceof Uint32Array) return new Uint32Array(length);
+  if (pixels instanceof Int32Array) return new Int32Array(length);
+  return new Uint8Array(length);
+}
+
+function interleavePlanes(pixels: PixelArray, pixelCount: number): PixelArray {
+  const out = allocLike(pixels, pixels.length);
+  for (let s = 0; s < 3; s++) {
+    const plane = s * pixelCount;
+    for (let i = 0; i < pixelCount; i++) out[i * 3 + s] = pixels[plane + i]!;
+  }
+  return out;
+}
+
+/** YBR_FULL_422 (PS3.3 C.7.6.3.1.2): each pair of pixels is stored Y1 Y2 Cb Cr. */
+function expandYbr422(pixels: PixelArray, pixelCount: number): PixelArray {
+  const out = allocLike(pixels, pixelCount * 3);
+  let o = 0;
+  const pairs = Math.floor(pixelCount / 2);
+  for (let p = 0; p < pairs; p++) {
+    const i = p * 4;
+    const cb = pixels[i + 2]!;
+    const cr = pixels[i + 3]!;
+    out[o++] = pixels[i]!;
+    out[o++] = cb;
+    out[o++] = cr;
+    out[o++] = pixels[i + 1]!;
+    out[o++] = cb;
+    out[o++] = cr;
+  }
+  return out;
+}
+
+/** 1-bit pixels are packed least significant bit first and run on across frames without byte alignment. */
+function unpackBits(bytes: Uint8Array, startBit: number, count: number): Uint8Array {
+  const out = new Uint8Array(count);
+  for (let i = 0; i < count; i++) {
+    const bit = startBit + i;
+    out[i] = (bytes[bit >> 3]! >> (bit & 7)) & 1;
+  }
+  return out;
+}
+
+// ---- RLE Lossless (PS3.5 annex G) ----------------------------------------------------------------------
+
+/** Decodes one RLE Lossless frame: a 64-byte header of segment offsets, then one PackBits segment per byte
+ * plane, most significant byte first, sample by sample. */
+export function decodeRleFrame(data: Uint8Array, d: PixelDescription): Frame {
+  if (d.bitsAllocated === 1) throw unsupported('RLE Lossless with BitsAllocated 1 is not supported');
+  if (data.length < 64) throw corrupt(`RLE frame of ${data.length} bytes is shorter than its 64-byte header`);
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  const segmentCount = view.getUint32(0, true);
+  const bytesPerSample = d.bitsAllocated / 8;
+  const expected = d.samplesPerPixel * bytesPerSample;
+  if (segmentCount !== expected) {
+    throw corrupt(`RLE header lists ${segmentCount} segments; ${expected} expected for this pixel module`);
+  }
+  const pixelCount = d.rows * d.columns;
+  const stride = d.samplesPerPixel * bytesPerSample;
+  const out = new Uint8Array(pixelCount * stride);
+  for (let segment = 0; segment < segmentCount; segment++) {
+    const start = view.getUint32(4 + segment * 4, true);
+    const end = segment + 1 < segmentCount ? view.getUint32(8 + segment * 4, true) : data.length;
+    if (start < 64 || end > data.length || start > end) {
+      throw corrupt(
+        `RLE segment ${segment + 1} has offsets ${start} to ${end} outside the ${data.length}-byte frame`,
+      );
+    }
+    const sample = Math.floor(segment / bytesPerSample);
+    const byteInSample = segment % bytesPerSample;
+    // Segments are most significant byte first; typed arrays read little endian on every platform Node runs on.
+    const outOffset = sample * bytesPerSample + (bytesPerSample - 1 - byteInSample);
+    const written = unpackBitsSegment(data, start, end, out, outOffset, stride, pixelCount);
+    if (written < pixelCount) {
+      throw corrupt(`RLE segment ${segment + 1} decodes to ${written} bytes; ${pixelCount} expected`, {
+        segment,
+      });
+    }
+  }
+  const pixels = maskToBitsStored(typedView(out, d, 1), d);
+  return frame(d, pixels, d.bitsAllocated, d.bitsStored, d.pixelRepresentation);
+}
+
+/** PackBits: a header byte n < 128 copies the next n+1 bytes; n > 128 repeats the next byte 257-n times; 128
+ * is a no-op. Output is written every `stride` bytes. Returns how many bytes were produced. */
+function unpackBitsSegment(
+  src: Uint8Array,
+  start: number,
+  end: number,
+  out: Uint8Array,
+  outOffset: number,
+  stride: number,
+  count: number,
+): number {
+  let i = start;
+  let o = 0;
+  let pos = outOffset;
+  while (i < end && o < count) {
+    const header = src[i++]!;
+    if (header < 128) {
+      const n = Math.min(header + 1, end - i, count - o);
+      for (let k = 0; k < n; k++) {
+        out[pos] = src[i + k]!;
+        pos += stride;
+      }
+      i += header + 1;
+      o += n;
+    } else if (header > 128) {
+      if (i >= end) break;
+      const value = src[i++]!;
+      const n = Math.min(257 - header, count - o);
+      for (let k = 0; k < n; k++) {
+        out[pos] = value;
+        pos += stride;
+      }
+      o += n;
+    }
+  }
+  return o;
+}
+
+// ---- encapsulated frames -------------------------------------------------------------------------------
+
+interface Fragment {
+  offset: number;
+  position: number;
+  length: number;
+}
+
+/** The compressed bytes of one frame of encapsulated pixel data, its fragments joined. Frame boundaries come
+ * from the Basic Offset Table, else one fragment per frame, else JPEG end-of-image markers. */
+export function getEncapsulatedFrame(instance: DicomInstance, frameIndex: number): Uint8Array {
+  const frames = instance.numberOfFrames;
+  if (!Number.isInteger(frameIndex) || frameIndex < 0 || frameIndex >= frames) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `frame ${frameIndex} does not exist (the instance has ${frames})`,
+      {
+        retryable: false,
+      },
+    );
+  }
+  const ds = instance.dataSet;
+  const element = pixelDataElement(instance);
+  if (!element.encapsulatedPixelData) {
+    throw corrupt(
+      `pixel data (7FE0,0010) is not encapsulated although transfer syntax ${instance.transferSyntaxUid} requires it`,
+    );
+  }
+  const fragments = (element.fragments ?? []) as Fragment[];
+  if (fragments.length === 0) throw corrupt('encapsulated pixel data (7FE0,0010) has no fragments');
+  const [first, count] = fragmentsOfFrame(ds, element, fragments, frameIndex, frames);
+  return joinFragments(ds.byteArray, fragments, first, count, frameIndex);
+}
+
+function fragmentsOfFrame(
+  ds: DataSet,
+  element: Element,
+  fragments: Fragment[],
+  frameIndex: number,
+  frames: number,
+): [first: number, count: number] {
+  const table = element.basicOffsetTable ?? [];
+  if (table.length === frames) {
+    const range = rangeFromOffsetTable(fragments, table, frameIndex);
+    if (range) return range;
+  }
+  if (frames === 1) return [0, fragments.length];
+  if (fragments.length === frames) return [frameIndex, 1];
+  let jpegTable: number[] = [];
+  try {
+    jpegTable = dicomParser.createJPEGBasicOffsetTable(ds, element);
+  } catch {
+    // Falls through to the error below: the table is only a heuristic.
+  }
+  if (jpegTable.length === frames) {
+    const range = rangeFromOffsetTable(fragments, jpegTable, frameIndex);
+    if (range) return range;
+  }
+  throw corrupt(
+    `cannot tell which of ${fragments.length} pixel data fragments hold frame ${frameIndex + 1} of ${frames}`,
+    { fragments: fragments.length, frames },
+  );
+}
+
+function rangeFromOffsetTable(
+  fragments: Fragment[],
+  table: readonly number[],
+  frameIndex: number,
+): [number, number] | undefined {
+  const startOffset = table[frameIndex]!;
+  const endOffset = frameIndex + 1 < table.length ? table[frameIndex + 1]! : Number.POSITIVE_INFINITY;
+  const first = fragments.findIndex((f) => f.offset === startOffset);
+  if (first < 0) return undefined;
+  let count = 0;
+  while (first + count < fragments.length && fragments[first + count]!.offset < endOffset) count++;
+  return count > 0 ? [first, count] : undefined;
+}
+
+function joinFragments(
+  byteArray: Uint8Array,
+  fragments: Fragment[],
+  first: number,
+  count: number,
+  frameIndex: number,
+): Uint8Array {
+  let total = 0;
+  for (let k = first; k < first + count; k++) {
+    const f = fragments[k]!;
+    if (f.position + f.length > byteArray.length) {
+      throw corrupt(
+        `pixel data fragment ${k + 1} (frame ${frameIndex + 1}) at offset ${f.position} declares ${f.length} bytes but only ${Math.max(0, byteArray.length - f.position)} remain`,
+        { tag: '(7FE0,0010)', offset: f.position, frameIndex },
+      );
+    }
+    total += f.length;
+  }
+  if (count === 1) {
+    const f = fragments[first]!;
+    return byteArray.subarray(f.position, f.position + f.length);
+  }
+  const out = new Uint8Array(total);
+  let o = 0;
+  for (let k = first; k < first + count; k++) {
+    const f = fragments[k]!;
+    out.set(byteArray.subarray(f.position, f.position + f.length), o);
+    o += f.length;
+  }
+  return out;
+}

@@ -1,0 +1,207 @@
+import { AppError } from '../errors.js';
+import { detectFormat, SNIFF_BYTES } from './detect.js';
+import { type DicomInstance, parseDicom } from './dicom/parse-dicom.js';
+import { parseDicomWaveform } from './ecg/dicom-waveform.js';
+import type { Ecg } from './ecg/ecg.js';
+import { parseWfdbHeader, parseWfdbRecord, wfdbSignalFiles } from './ecg/wfdb.js';
+import { describeSlide, type SlideInfo } from './slide/describe-slide.js';
+import { readTiff } from './slide/tiff.js';
+import type { ByteSource, CaseKind, PatientInfo } from './types.js';
+
+/** What the pipeline learns about one file before grouping it into a case. */
+export interface Inspection {
+  /** The specialty the file belongs to; null for companion files (a WFDB signal file) that ride with another. */
+  kind: CaseKind | null;
+  /** Stable format name stored in files.format: dicom, dicom-waveform, dicom-wsi, wfdb, wfdb-signal, or a slide format. */
+  format: string;
+  metadata: Record<string, unknown>;
+  patient?: PatientInfo | undefined;
+  /** DICOM grouping keys: files of one StudyInstanceUID from one site form one case. */
+  studyInstanceUid?: string | undefined;
+  seriesInstanceUid?: string | undefined;
+  sopInstanceUid?: string | undefined;
+  /** Other files (by name, from the same upload) this one needs, e.g. the .dat files of a WFDB header. */
+  companions?: string[] | undefined;
+}
+
+/** Reads a sibling file of the same upload by name (null when absent). */
+export type SiblingReader = (name: string) => Promise<Uint8Array | null>;
+
+/** DICOM SOP classes of VL Whole Slide Microscopy: they are pathology, not radiology. */
+const WSI_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.77.1.6';
+
+const RECOGNISED_NOT_YET: Record<string, string> = {
+  'hl7-aecg': 'HL7 aECG XML',
+  'ge-muse-xml': 'GE MUSE XML',
+  'philips-xml': 'Philips Sierra XML',
+  'scp-ecg': 'SCP-ECG',
+  edf: 'EDF/EDF+',
+  csv: 'CSV ECG',
+};
+
+/** Largest non-slide file read whole into memory for parsing. Slides are read by range instead. */
+export const MAX_WHOLE_FILE_BYTES = 1024 ** 3;
+
+/**
+ * Detects and parses one file. Pure: all bytes come through `source` (ranged reads) and `siblings`.
+ * Throws AppError UNSUPPORTED_FORMAT / CORRUPT_FILE for input the pipeline cannot take.
+ */
+export async function inspectFile(
+  source: ByteSource,
+  name: string,
+  siblings?: SiblingReader,
+): Promise<Inspection> {
+  const head = await source.read(0, Math.min(SNIFF_BYTES, source.size));
+  if (source.size === 0) throw new AppError('UNSUPPORTED_FORMAT', 'empty file', { retryable: false });
+  const detected = detectFormat(head, name);
+  switch (detected) {
+    case 'tiff':
+      return inspectSlide(await describeSlide(await readTiff(source)));
+    case 'dicom':
+      return inspectDicom(await readWhole(source, name));
+    case 'wfdb-header':
+      return inspectWfdb(await readWhole(source, name), name, siblings);
+    case 'wfdb-signal':
+      return { kind: null, format: 'wfdb-signal', metadata: { bytes: source.size } };
+    case 'unknown':
+      throw new AppError(
+        'UNSUPPORTED_FORMAT',
+        `${name || 'file'}: not a DICOM, ECG or slide format Teleread reads`,
+        {
+          retryable: false,
+        },
+      );
+    default:
+      throw new AppError(
+        'UNSUPPORTED_FORMAT',
+        `${name || 'file'}: ${RECOGNISED_NOT_YET[detected] ?? detected} is recognised but not supported yet`,
+        { retryable: false, details: { format: detected } },
+      );
+  }
+}
+
+async function readWhole(source: ByteSource, name: string): Promise<Uint8Array> {
+  if (source.size > MAX_WHOLE_FILE_BYTES) {
+    throw new AppError(
+      'UNSUPPORTED_FORMAT',
+      `${name}: ${source.size} bytes is larger than this parser reads`,
+      {
+        retryable: false,
+      },
+    );
+  }
+  return source.read(0, source.size);
+}
+
+export function inspectDicom(bytes: Uint8Array): Inspection {
+  const instance = parseDicom(bytes);
+  const base = {
+    patient: instance.patient,
+    studyInstanceUid: instance.studyInstanceUid,
+    seriesInstanceUid: instance.seriesInstanceUid,
+    sopInstanceUid: instance.sopInstanceUid,
+  };
+  if (instance.isWaveform) {
+    const ecg = parseDicomWaveform(bytes);
+    return {
+      ...base,
+      kind: 'ecg',
+      format: 'dicom-waveform',
+      metadata: { ...dicomSummary(instance), ...ecgSummary(ecg) },
+    };
+  }
+  if (instance.sopClassUid === WSI_SOP_CLASS || instance.modality === 'SM') {
+    return { ...base, kind: 'pathology', format: 'dicom-wsi', metadata: dicomSummary(instance) };
+  }
+  return { ...base, kind: 'imaging', format: 'dicom', metadata: dicomSummary(instance) };
+}
+
+/** Technical DICOM attributes worth keeping on the row (no patient data). */
+export function dicomSummary(i: DicomInstance): Record<string, unknown> {
+  return {
+    transferSyntaxUid: i.transferSyntaxUid,
+    sopClassUid: i.sopClassUid,
+    modality: i.modality,
+    studyDate: i.studyDate,
+    studyDescription: i.studyDescription,
+    seriesDescription: i.seriesDescription,
+    seriesNumber: i.seriesNumber,
+    instanceNumber: i.instanceNumber,
+    bodyPartExamined: i.bodyPartExamined,
+    rows: i.rows,
+    columns: i.columns,
+    numberOfFrames: i.numberOfFrames,
+    photometricInterpretation: i.photometricInterpretation,
+    bitsAllocated: i.bitsAllocated,
+    bitsStored: i.bitsStored,
+  };
+}
+
+export function ecgSummary(ecg: Ecg): Record<string, unknown> {
+  return {
+    leads: ecg.leads.map((l) => l.name),
+    samplingFrequency: ecg.samplingFrequency,
+    durationSeconds: Math.round(ecg.durationSeconds * 1000) / 1000,
+    sampleCount: ecg.sampleCount,
+    ...(ecg.device ? { device: ecg.device } : {}),
+  };
+}
+
+async function inspectWfdb(bytes: Uint8Array, name: string, siblings?: SiblingReader): Promise<Inspection> {
+  const ecg = await loadWfdbRecord(bytes, name, siblings);
+  return {
+    kind: 'ecg',
+    format: 'wfdb',
+    metadata: {
+      record: ecg.source.format === 'wfdb' ? name.replace(/\.hea$/i, '') : name,
+      ...ecgSummary(ecg),
+    },
+    patient: ecg.patient,
+    companions: wfdbSignalFiles(parseWfdbHeader(new TextDecoder('latin1').decode(bytes))),
+  };
+}
+
+/** Parses a WFDB header and its signal files (fetched by name from the same upload). */
+export async function loadWfdbRecord(
+  headerBytes: Uint8Array,
+  name: string,
+  siblings?: SiblingReader,
+): Promise<Ecg> {
+  const header = parseWfdbHeader(new TextDecoder('latin1').decode(headerBytes));
+  const files: Record<string, Uint8Array> = {};
+  for (const file of wfdbSignalFiles(header)) {
+    const data = siblings ? await siblings(file) : null;
+    if (!data) {
+      throw new AppError(
+        'CORRUPT_FILE',
+        `${name}: signal file ${file} named by the header was not uploaded with it`,
+        {
+          retryable: false,
+          details: { missing: file },
+        },
+      );
+    }
+    files[file] = data;
+  }
+  return parseWfdbRecord(header, files);
+}
+
+function inspectSlide(info: SlideInfo): Inspection {
+  return {
+    kind: 'pathology',
+    format: info.format,
+    metadata: {
+      levels: info.levels.map((l) => ({
+        width: l.width,
+        height: l.height,
+        downsample: l.downsample,
+        compression: l.compression,
+      })),
+      mppX: info.mppX,
+      mppY: info.mppY,
+      objectivePower: info.objectivePower,
+      scanDate: info.scanDate,
+      associated: info.associated.map((a) => ({ name: a.name, width: a.width, height: a.height })),
+    },
+  };
+}

@@ -1,0 +1,45 @@
+/**
+ * Types shared by the pure format parsers. Nothing here does I/O.
+ */
+
+/** The three reading specialties a file can belong to. */
+export type CaseKind = 'imaging' | 'ecg' | 'pathology';
+
+/** A random-access byte source (an object in storage, a file, a buffer). Parsers that must not read a
+ * whole file (slides are gigabytes) take this instead of bytes. */
+export interface ByteSource {
+  readonly size: number;
+  read(offset: number, length: number): Promise<Uint8Array>;
+}
+
+export function byteSourceFromBytes(bytes: Uint8Array): ByteSource {
+  return {
+    size: bytes.byteLength,
+    async read(offset, length) {
+      return bytes.subarray(offset, Math.min(bytes.byteLength, offset + length));
+    },
+  };
+}
+
+/** What sniffing the first bytes of a file tells. `format` names are stable (stored in files.format). */
+export type DetectedFormat =
+  | 'dicom'
+  | 'wfdb-header'
+  | 'wfdb-signal'
+  | 'tiff'
+  | 'scp-ecg'
+  | 'hl7-aecg'
+  | 'ge-muse-xml'
+  | 'philips-xml'
+  | 'edf'
+  | 'csv'
+  | 'unknown';
+
+/** Patient demographics are kept apart from technical metadata so that de-identification can drop them
+ * and logs never see them. */
+export interface PatientInfo {
+  name?: string | undefined;
+  id?: string | undefined;
+  birthDate?: string | undefined;
+  sex?: string | undefined;
+}

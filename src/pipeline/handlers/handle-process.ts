@@ -1,0 +1,236 @@
+import { createWriteStream } from 'node:fs';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { sql } from 'kysely';
+import type { Context } from '../../context.js';
+import type { FileRow } from '../../db/schema.js';
+import { AppError, isAppError } from '../../errors.js';
+import { objectByteSource } from '../../storage/object-byte-source.js';
+import type { JobContext, JobOutcome } from '../job-context.js';
+import { enqueueRoute, type JobOf } from '../queues.js';
+import { recordFileFailure } from '../record-failure.js';
+import { type FileAccess, type RenderedImage, renderFileThumbnail } from '../render-file.js';
+
+/** Names of the derived objects a case carries. `thumbnail` is the case's (study's) representative image. */
+export const CASE_THUMBNAIL = 'thumbnail';
+
+/**
+ * process: the per-modality normalise + thumbnail step for every ingested file of a case that has not been
+ * processed yet. Works per case because a study's representative image depends on all its instances.
+ * Idempotent: files already stamped `processed_at` are left alone; artifacts are upserted by name.
+ */
+export async function handleProcess(jc: JobContext, job: JobOf<'process'>): Promise<JobOutcome> {
+  const { ctx, log, requestId } = jc;
+  const { db, queues } = ctx;
+  const kase = await db.selectFrom('cases').selectAll().where('id', '=', job.caseId).executeTakeFirst();
+  if (!kase) throw new AppError('NOT_FOUND', `case ${job.caseId} does not exist`, { retryable: false });
+  const pending = await db
+    .selectFrom('files')
+    .selectAll()
+    .where('case_id', '=', kase.id)
+    .where('ingested_at', 'is not', null)
+    .where('processed_at', 'is', null)
+    .where('status', '!=', 'failed')
+    .orderBy('received_at')
+    .execute();
+  if (pending.length > 0) {
+    if (kase.kind === 'imaging') await processImaging(ctx, kase.id, pending);
+    else await processEachFile(ctx, kase.id, pending, kase.kind === 'ecg' ? 'ecg' : 'slide');
+  }
+
+  const counts = await db
+    .selectFrom('files')
+    .select([
+      sql<number>`count(*) FILTER (WHERE status = 'processed')::int`.as('processed'),
+      sql<number>`count(*) FILTER (WHERE status <> 'failed' AND status <> 'processed')::int`.as('open'),
+    ])
+    .where('case_id', '=', kase.id)
+    .executeTakeFirstOrThrow();
+  if (counts.open > 0) return pending.length > 0 ? 'SUCCESS' : 'SKIPPED';
+  if (counts.processed === 0) {
+    // Every file of the case failed: nothing a reader could open, so the case fails with its files' reasons.
+    await db
+      .updateTable('cases')
+      .set({ status: 'failed', updated_at: sql`now()` })
+      .where('id', '=', kase.id)
+      .where('status', '!=', 'routed')
+      .execute();
+    log.warn({ caseId: kase.id }, 'every file of the case failed');
+    return 'SUCCESS';
+  }
+  await db
+    .updateTable('cases')
+    .set({
+      processed_at: sql`coalesce(processed_at, now())`,
+      status: sql`CASE WHEN status = 'routed' THEN status ELSE 'ready' END`,
+      updated_at: sql`now()`,
+    })
+    .where('id', '=', kase.id)
+    .execute();
+  log.info({ caseId: kase.id, files: pending.length }, 'case processed');
+  if (!kase.routed_at) await enqueueRoute(queues, kase.id, requestId);
+  return pending.length > 0 ? 'SUCCESS' : 'SKIPPED';
+}
+
+/** One series thumbnail per series (its middle instance), and the first series' as the study thumbnail. */
+async function processImaging(ctx: Context, caseId: string, files: FileRow[]): Promise<void> {
+  const bySeries = new Map<string, FileRow[]>();
+  for (const f of files) {
+    const series = String((f.metadata as Record<string, unknown>).seriesInstanceUid ?? 'unknown');
+    bySeries.set(series, [...(bySeries.get(series) ?? []), f]);
+  }
+  for (const [seriesUid, seriesFiles] of bySeries) {
+    const ordered = [...seriesFiles].sort(
+      (a, b) => Number(a.metadata.instanceNumber ?? 0) - Number(b.metadata.instanceNumber ?? 0),
+    );
+    // Try the middle instance first, then its neighbours: one unrenderable instance must not leave a series blank.
+    const mid = Math.floor(ordered.length / 2);
+    const tryOrder = ordered.map((_, i) => ordered[(mid + i) % ordered.length]!);
+    for (const f of tryOrder.slice(0, 3)) {
+      try {
+        const image = await renderFileThumbnail('dicom', storedFileAccess(ctx, f), ctx.config.thumbnailSize);
+        await saveArtifact(ctx, caseId, f.id, `series-${safeName(seriesUid)}.webp`, image);
+        await saveArtifact(ctx, caseId, f.id, CASE_THUMBNAIL, image, { onlyIfMissing: true });
+        break;
+      } catch (err) {
+        if (!isAppError(err) || err.retryable) throw err;
+        await recordFileFailure(ctx.db, f.id, err);
+      }
+    }
+  }
+  await markProcessed(ctx, files);
+}
+
+/** ECG records and slides: one image per file (a WFDB signal file rides with its header). */
+async function processEachFile(
+  ctx: Context,
+  caseId: string,
+  files: FileRow[],
+  prefix: string,
+): Promise<void> {
+  for (const f of files) {
+    if (f.format === 'wfdb-signal') continue;
+    await renderOrFail(ctx, f, async () => {
+      const image = await renderFileThumbnail(
+        f.format ?? '',
+        storedFileAccess(ctx, f),
+        ctx.config.thumbnailSize,
+      );
+      const ext =
+        image.contentType === 'image/png' ? 'png' : image.contentType === 'image/webp' ? 'webp' : 'jpg';
+      await saveArtifact(ctx, caseId, f.id, `${prefix}-${f.id}.${ext}`, image);
+      await saveArtifact(ctx, caseId, f.id, CASE_THUMBNAIL, image, { onlyIfMissing: true });
+    });
+  }
+  await markProcessed(ctx, files);
+}
+
+/** Runs a render; a permanent error fails that file with its code, a transient one retries the whole job. */
+async function renderOrFail(ctx: Context, f: FileRow, render: () => Promise<void>): Promise<void> {
+  try {
+    await render();
+  } catch (err) {
+    if (!isAppError(err) || err.retryable) throw err;
+    await recordFileFailure(ctx.db, f.id, err);
+  }
+}
+
+/** FileAccess over object storage: ranged reads for parsers, a private temp copy where libvips needs a path. */
+export function storedFileAccess(ctx: Context, f: FileRow): FileAccess {
+  return {
+    name: f.name,
+    bytes: () => ctx.storage.getBytes(f.object_key),
+    source: () => objectByteSource(ctx.storage, f.object_key, Number(f.bytes)),
+    async withLocalPath(use) {
+      const dir = await mkdtemp(path.join(tmpdir(), 'teleread-'));
+      try {
+        const file = path.join(dir, 'object');
+        await pipeline(await ctx.storage.get(f.object_key), createWriteStream(file));
+        return await use(file);
+      } finally {
+        await rm(dir, { recursive: true, force: true });
+      }
+    },
+    async sibling(name) {
+      const sibling = await ctx.db
+        .selectFrom('files')
+        .select('object_key')
+        .where('upload_id', '=', f.upload_id)
+        .where('name', '=', name)
+        .executeTakeFirst();
+      return sibling ? ctx.storage.getBytes(sibling.object_key) : null;
+    },
+  };
+}
+
+async function markProcessed(ctx: Context, files: FileRow[]): Promise<void> {
+  if (files.length === 0) return;
+  await ctx.db
+    .updateTable('files')
+    .set({ status: 'processed', processed_at: sql`now()` })
+    .where(
+      'id',
+      'in',
+      files.map((f) => f.id),
+    )
+    .where('status', '!=', 'failed')
+    .execute();
+}
+
+export function safeName(s: string): string {
+  return s.replace(/[^\w.-]/g, '_').slice(0, 100);
+}
+
+export function artifactKey(caseId: string, name: string): string {
+  return `cases/${caseId}/artifacts/${name}`;
+}
+
+/** Stores a derived image and upserts its row (a re-run replaces it, never duplicates it). */
+async function saveArtifact(
+  ctx: Context,
+  caseId: string,
+  fileId: string,
+  name: string,
+  image: RenderedImage,
+  options: { onlyIfMissing?: boolean } = {},
+): Promise<void> {
+  if (options.onlyIfMissing) {
+    const existing = await ctx.db
+      .selectFrom('artifacts')
+      .select('id')
+      .where('case_id', '=', caseId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (existing) return;
+  }
+  const key = artifactKey(caseId, name);
+  await ctx.storage.put(key, image.data, {
+    contentType: image.contentType,
+    contentLength: image.data.length,
+  });
+  await ctx.db
+    .insertInto('artifacts')
+    .values({
+      case_id: caseId,
+      file_id: fileId,
+      name,
+      object_key: key,
+      content_type: image.contentType,
+      bytes: image.data.length,
+      width: image.width,
+      height: image.height,
+    })
+    .onConflict((oc) =>
+      oc.columns(['case_id', 'name']).doUpdateSet({
+        file_id: fileId,
+        content_type: image.contentType,
+        bytes: image.data.length,
+        width: image.width,
+        height: image.height,
+        created_at: sql`now()`,
+      }),
+    )
+    .execute();
+}

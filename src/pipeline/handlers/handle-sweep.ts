@@ -1,0 +1,58 @@
+import { sql } from 'kysely';
+import type { JobContext, JobOutcome } from '../job-context.js';
+import { enqueueIngest, enqueueProcess, enqueueRoute } from '../queues.js';
+
+/** Most rows one sweep re-enqueues per step, so a backlog drains over several sweeps instead of one burst. */
+const SWEEP_BATCH = 500;
+
+/**
+ * The repair sweep: finds rows that miss their next stamp for longer than STUCK_AFTER_SECONDS and enqueues
+ * that step again. Job ids are derived from row ids, so a row whose job is still queued is not doubled.
+ * This is what makes "commit, then enqueue" safe: a crash between the two is repaired here.
+ */
+export async function handleSweep({ ctx, log }: JobContext): Promise<JobOutcome> {
+  const { db, queues, config } = ctx;
+  const cutoff = sql<Date>`now() - make_interval(secs => ${config.stuckAfterSeconds})`;
+
+  const received = await db
+    .selectFrom('files')
+    .select('id')
+    .where('ingested_at', 'is', null)
+    .where('status', 'in', ['received', 'processing'])
+    .where('received_at', '<', cutoff)
+    .limit(SWEEP_BATCH)
+    .execute();
+  for (const f of received) await enqueueIngest(queues, f.id);
+
+  const unprocessed = await db
+    .selectFrom('files')
+    .select('case_id')
+    .distinct()
+    .where('ingested_at', 'is not', null)
+    .where('processed_at', 'is', null)
+    .where('status', '!=', 'failed')
+    .where('ingested_at', '<', cutoff)
+    .where('case_id', 'is not', null)
+    .limit(SWEEP_BATCH)
+    .execute();
+  for (const f of unprocessed) await enqueueProcess(queues, f.case_id!, undefined, 0);
+
+  const unrouted = await db
+    .selectFrom('cases')
+    .select('id')
+    .where('status', '=', 'ready')
+    .where('routed_at', 'is', null)
+    .where('updated_at', '<', cutoff)
+    .limit(SWEEP_BATCH)
+    .execute();
+  for (const c of unrouted) await enqueueRoute(queues, c.id);
+
+  const total = received.length + unprocessed.length + unrouted.length;
+  if (total > 0) {
+    log.info(
+      { ingest: received.length, process: unprocessed.length, route: unrouted.length },
+      'sweep re-enqueued rows',
+    );
+  }
+  return total > 0 ? 'SUCCESS' : 'SKIPPED';
+}

@@ -1,0 +1,82 @@
+import { type JobsOptions, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+
+/**
+ * Queue names and job payloads. Jobs carry ids (and the requestId that started them), never bytes or
+ * patient data: PostgreSQL holds the truth and every handler re-reads its row.
+ */
+export const QUEUE_NAMES = ['ingest', 'process', 'route', 'maintenance'] as const;
+export type QueueName = (typeof QUEUE_NAMES)[number];
+
+export interface JobPayloads {
+  ingest: { fileId: string; requestId?: string };
+  process: { caseId: string; requestId?: string };
+  route: { caseId: string; requestId?: string };
+  maintenance: { task: 'sweep' };
+}
+
+export type JobOf<N extends QueueName> = JobPayloads[N];
+
+export type Queues = { [N in QueueName]: Queue<JobPayloads[N], unknown, string> };
+
+/** Retries: exponential backoff from 2 s. Completed jobs are dropped (the row keeps the stamp); failed ones
+ * are kept a week so ops can read the reason and retry. */
+export const DEFAULT_JOB_OPTIONS: JobsOptions = {
+  attempts: 5,
+  backoff: { type: 'exponential', delay: 2_000 },
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 24 * 3600 },
+};
+
+export function createQueues(connection: Redis, prefix: string): Queues {
+  const make = <N extends QueueName>(name: N) =>
+    new Queue<JobPayloads[N], unknown, string>(name, {
+      connection,
+      prefix,
+      defaultJobOptions: DEFAULT_JOB_OPTIONS,
+    });
+  return {
+    ingest: make('ingest'),
+    process: make('process'),
+    route: make('route'),
+    maintenance: make('maintenance'),
+  };
+}
+
+/**
+ * The enqueue functions every caller uses. Job ids are derived from row ids, so enqueueing the same step twice
+ * (the API after its commit, then the sweep) adds one job, not two.
+ */
+export async function enqueueIngest(queues: Queues, fileId: string, requestId?: string): Promise<void> {
+  await queues.ingest.add(
+    'ingest',
+    { fileId, ...(requestId ? { requestId } : {}) },
+    { jobId: `ingest-${fileId}` },
+  );
+}
+
+/**
+ * Processing is per case and debounced: the files of one study arrive as many ingest jobs, and the case should
+ * be thumbnailed once they have settled. `keepLastIfActive` queues one more run when files arrive while a
+ * run is active, so no file is left out.
+ */
+export async function enqueueProcess(
+  queues: Queues,
+  caseId: string,
+  requestId?: string,
+  delayMs = 500,
+): Promise<void> {
+  await queues.process.add(
+    'process',
+    { caseId, ...(requestId ? { requestId } : {}) },
+    { delay: delayMs, deduplication: { id: `process-${caseId}`, keepLastIfActive: true } },
+  );
+}
+
+export async function enqueueRoute(queues: Queues, caseId: string, requestId?: string): Promise<void> {
+  await queues.route.add(
+    'route',
+    { caseId, ...(requestId ? { requestId } : {}) },
+    { deduplication: { id: `route-${caseId}`, keepLastIfActive: true } },
+  );
+}

@@ -1,0 +1,73 @@
+import { AppError } from '../errors.js';
+import { parseDicom } from '../formats/dicom/parse-dicom.js';
+import { parseDicomWaveform } from '../formats/ecg/dicom-waveform.js';
+import { loadWfdbRecord, type SiblingReader } from '../formats/inspect.js';
+import { describeSlide } from '../formats/slide/describe-slide.js';
+import { readTiff } from '../formats/slide/tiff.js';
+import type { ByteSource } from '../formats/types.js';
+import { renderDicomFrame } from '../imaging/render-dicom.js';
+import { renderEcgPng } from '../imaging/render-ecg.js';
+import { renderSlideThumbnail } from '../imaging/render-slide.js';
+
+export type ImageEncoding = 'png' | 'webp' | 'jpeg';
+
+export interface RenderedImage {
+  data: Buffer;
+  contentType: string;
+  width: number;
+  height: number;
+}
+
+/** How a renderer reaches a file's bytes; the pipeline backs it with object storage, the CLI with the disk. */
+export interface FileAccess {
+  name: string;
+  bytes(): Promise<Uint8Array>;
+  source(): ByteSource;
+  /** Runs `use` with a local file path (sharp/libvips read slides from files). */
+  withLocalPath<T>(use: (file: string) => Promise<T>): Promise<T>;
+  sibling: SiblingReader;
+}
+
+/** Longest side of the representative image per kind: ECG pages need width to stay legible. */
+export const THUMBNAIL_WIDTH = { ecg: 1024, pathology: 512 } as const;
+
+/**
+ * The representative image the pipeline stores for one file of a given format (the same one
+ * `bin/teleread render` writes). DICOM renders its middle frame; ECG the 12-lead page; a slide its pyramid.
+ */
+export async function renderFileThumbnail(
+  format: string,
+  file: FileAccess,
+  size: number,
+  encoding?: ImageEncoding,
+): Promise<RenderedImage> {
+  switch (format) {
+    case 'dicom':
+      return renderDicomFrame(parseDicom(await file.bytes()), { size, format: encoding ?? 'webp' });
+    case 'dicom-wsi':
+      return renderDicomFrame(parseDicom(await file.bytes()), {
+        size: THUMBNAIL_WIDTH.pathology,
+        format: encoding ?? 'webp',
+      });
+    case 'dicom-waveform':
+      return renderEcgPng(parseDicomWaveform(await file.bytes()), {
+        width: THUMBNAIL_WIDTH.ecg,
+        format: encoding === 'webp' ? 'webp' : 'png',
+      });
+    case 'wfdb':
+      return renderEcgPng(await loadWfdbRecord(await file.bytes(), file.name, file.sibling), {
+        width: THUMBNAIL_WIDTH.ecg,
+        format: encoding === 'webp' ? 'webp' : 'png',
+      });
+    case 'wfdb-signal':
+      throw new AppError('UNSUPPORTED_FORMAT', `${file.name} is a WFDB signal file: render its .hea header`, {
+        retryable: false,
+      });
+    default: {
+      const info = await describeSlide(await readTiff(file.source()));
+      return file.withLocalPath((p) =>
+        renderSlideThumbnail(p, info, { size: THUMBNAIL_WIDTH.pathology, format: encoding ?? 'webp' }),
+      );
+    }
+  }
+}

@@ -1,0 +1,324 @@
+import { randomUUID } from 'node:crypto';
+import type { Dirent, Stats } from 'node:fs';
+import { type FileHandle, mkdir, open, readdir, rename, rmdir, stat, unlink } from 'node:fs/promises';
+import { dirname, isAbsolute, join, resolve, sep } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pathToFileURL } from 'node:url';
+import { AppError, isAppError } from '../errors.js';
+import {
+  checkContentLength,
+  isValidKey,
+  RESERVED_TOP_SEGMENT,
+  validateKey,
+  validatePrefix,
+  validateRange,
+} from './keys.js';
+import type { ByteRange, ObjectInfo, ObjectStore, PutOptions } from './object-store.js';
+
+/** Errors that mean "this key names no object" when reading or deleting it. */
+const MISSING_CODES = new Set(['ENOENT', 'ENOTDIR', 'EISDIR']);
+/** A rename can lose a race with `delete` pruning the freshly made parent directory; it is retried this often. */
+const RENAME_ATTEMPTS = 3;
+
+function errnoCode(err: unknown): string {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : '';
+}
+
+/** Maps a filesystem error to an AppError; `key` is for the message only. */
+function storageError(err: unknown, action: string, key: string): AppError {
+  if (isAppError(err)) return err;
+  const code = errnoCode(err);
+  const message = err instanceof Error ? err.message : String(err);
+  if (code === 'ENAMETOOLONG') {
+    return new AppError('INVALID_KEY', `${action} ${key}: path too long`, { cause: err, retryable: false });
+  }
+  // ENOSPC, EACCES, EROFS, EIO, EMFILE … are conditions of the machine, not of the request: a later try may work.
+  return new AppError('STORAGE_UNAVAILABLE', `${action} ${key}: ${message}`, {
+    cause: err,
+    retryable: true,
+    details: { key, errno: code },
+  });
+}
+
+function notFound(key: string, cause?: unknown): AppError {
+  return new AppError('NOT_FOUND', `object ${key} not found`, { cause, retryable: false, details: { key } });
+}
+
+/** Resolves an inclusive HTTP-style range against the object size; `end` past the end is clamped, as in HTTP. */
+function resolveRange(range: ByteRange, size: number, key: string): { start: number; end: number } {
+  validateRange(range);
+  if (range.start >= size) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      `range start ${range.start} is beyond the end of ${key} (${size} bytes)`,
+      {
+        retryable: false,
+        details: { key, size, start: range.start },
+      },
+    );
+  }
+  return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
+}
+
+async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> {
+  let offset = 0;
+  while (offset < bytes.length) {
+    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
+    if (bytesWritten <= 0) throw new Error('write made no progress');
+    offset += bytesWritten;
+  }
+}
+
+async function syncDirectory(path: string): Promise<void> {
+  const handle = await open(path, 'r');
+  try {
+    await handle.sync();
+  } finally {
+    await handle.close();
+  }
+}
+
+/** Orders like S3's ListObjectsV2 (UTF-8 bytes), which is not JavaScript's UTF-16 string order. */
+function compareUtf8(a: string, b: string): number {
+  return Buffer.compare(Buffer.from(a, 'utf8'), Buffer.from(b, 'utf8'));
+}
+
+function infoFromStats(key: string, stats: Stats): ObjectInfo {
+  return {
+    key,
+    bytes: stats.size,
+    // Microseconds, so two puts of the same size within one millisecond still get different versions.
+    etag: `${Math.round(stats.mtimeMs * 1000).toString(16)}-${stats.size.toString(16)}`,
+    lastModified: stats.mtime,
+  };
+}
+
+/**
+ * Objects as plain files under `root`, the key being the relative path. Uploads are staged in `<root>/.tmp`
+ * (same filesystem, so the final rename is atomic) and made durable before they become visible.
+ * No content type is kept: `put`, `head` and `list` never report one.
+ */
+export class FsStore implements ObjectStore {
+  readonly driver = 'fs' as const;
+  readonly root: string;
+  private readonly tmpDir: string;
+
+  constructor(root: string) {
+    if (!isAbsolute(root)) throw new AppError('CONFIG_INVALID', `fs storage root must be absolute: ${root}`);
+    this.root = resolve(root);
+    this.tmpDir = join(this.root, RESERVED_TOP_SEGMENT);
+  }
+
+  private pathOf(key: string): string {
+    const path = join(this.root, ...validateKey(key).split('/'));
+    // validateKey already rules out escapes; this guards against a future change to it.
+    if (!path.startsWith(this.root + sep))
+      throw new AppError('INVALID_KEY', `key ${key} escapes the storage root`);
+    return path;
+  }
+
+  /** Errors of the caller's own stream (an aborted upload) are rethrown as they are, not as storage faults. */
+  async put(key: string, body: Readable | Uint8Array, options: PutOptions = {}): Promise<ObjectInfo> {
+    const target = this.pathOf(key);
+    const source = body instanceof Uint8Array ? undefined : body;
+    let sourceError: unknown;
+    const onSourceError = (err: unknown) => {
+      sourceError ??= err;
+    };
+    source?.once('error', onSourceError);
+
+    const tmp = join(this.tmpDir, randomUUID());
+    let handle: FileHandle | undefined;
+    try {
+      await mkdir(this.tmpDir, { recursive: true });
+      handle = await open(tmp, 'wx');
+      if (source === undefined) {
+        await writeFully(handle, body as Uint8Array);
+      } else {
+        // for-await rethrows the source's error, or ERR_STREAM_PREMATURE_CLOSE when it is destroyed mid-way.
+        for await (const chunk of source) {
+          await writeFully(handle, typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array));
+        }
+      }
+      const stats = await handle.stat();
+      checkContentLength(key, options.contentLength, stats.size);
+      // Data must be on disk before the rename publishes it, or a crash could leave a visible empty file.
+      await handle.sync();
+      await handle.close();
+      handle = undefined;
+      await this.publish(tmp, target, key);
+      return infoFromStats(key, stats);
+    } catch (err) {
+      await handle?.close().catch(() => undefined);
+      await unlink(tmp).catch(() => undefined);
+      if (sourceError !== undefined) throw sourceError;
+      if (errnoCode(err) === 'ERR_STREAM_PREMATURE_CLOSE') throw err; // the source was destroyed without an error
+      throw storageError(err, 'put', key);
+    } finally {
+      source?.off('error', onSourceError);
+    }
+  }
+
+  /** Renames the finished temp file into place and syncs every directory whose entries changed. */
+  private async publish(tmp: string, target: string, key: string): Promise<void> {
+    const dir = dirname(target);
+    for (let attempt = 1; ; attempt++) {
+      let created: string | undefined;
+      try {
+        created = await mkdir(dir, { recursive: true });
+        await rename(tmp, target);
+      } catch (err) {
+        const code = errnoCode(err);
+        if (code === 'ENOENT' && attempt < RENAME_ATTEMPTS) continue;
+        if (code === 'ENOTDIR' || code === 'EISDIR' || code === 'EEXIST') {
+          // A file cannot also be a directory: `a` and `a/b` cannot both exist on this driver (they can on S3).
+          throw new AppError('CONFLICT', `key ${key} clashes with an existing object or key prefix`, {
+            cause: err,
+            retryable: false,
+            details: { key },
+          });
+        }
+        throw err;
+      }
+      // The rename is durable once the directory holding the new entry is synced, and a new directory only once
+      // its own parent is: walk up from the target's directory to the parent of the first one mkdir made.
+      const last = created === undefined ? dir : dirname(created);
+      for (let d = dir; ; d = dirname(d)) {
+        await syncDirectory(d);
+        if (d === last || d === dirname(d)) return;
+      }
+    }
+  }
+
+  /** Opens a key for reading; the handle is the caller's to close. */
+  private async openObject(key: string): Promise<{ handle: FileHandle; size: number }> {
+    const path = this.pathOf(key);
+    let handle: FileHandle;
+    try {
+      handle = await open(path, 'r');
+    } catch (err) {
+      if (MISSING_CODES.has(errnoCode(err))) throw notFound(key, err);
+      throw storageError(err, 'get', key);
+    }
+    try {
+      const stats = await handle.stat();
+      if (!stats.isFile()) throw notFound(key);
+      return { handle, size: stats.size };
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw storageError(err, 'get', key);
+    }
+  }
+
+  async get(key: string, range?: ByteRange): Promise<Readable> {
+    const { handle, size } = await this.openObject(key);
+    try {
+      const bounds = range === undefined ? {} : resolveRange(range, size, key);
+      return handle.createReadStream({ ...bounds, autoClose: true });
+    } catch (err) {
+      await handle.close().catch(() => undefined);
+      throw storageError(err, 'get', key);
+    }
+  }
+
+  async getBytes(key: string, range?: ByteRange): Promise<Uint8Array> {
+    const { handle, size } = await this.openObject(key);
+    try {
+      const { start, end } =
+        range === undefined ? { start: 0, end: size - 1 } : resolveRange(range, size, key);
+      const out = new Uint8Array(end - start + 1);
+      let filled = 0;
+      // Bounded by the buffer length; a file truncated underneath us ends the loop through bytesRead === 0.
+      while (filled < out.length) {
+        const { bytesRead } = await handle.read(out, filled, out.length - filled, start + filled);
+        if (bytesRead === 0) break;
+        filled += bytesRead;
+      }
+      return filled === out.length ? out : out.subarray(0, filled);
+    } catch (err) {
+      throw storageError(err, 'get', key);
+    } finally {
+      await handle.close().catch(() => undefined);
+    }
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    const path = this.pathOf(key);
+    try {
+      const stats = await stat(path);
+      return stats.isFile() ? infoFromStats(key, stats) : null;
+    } catch (err) {
+      if (MISSING_CODES.has(errnoCode(err))) return null;
+      throw storageError(err, 'head', key);
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    const path = this.pathOf(key);
+    try {
+      await unlink(path);
+    } catch (err) {
+      // Deleting what is not there (or is only a key prefix, i.e. a directory) is a no-op, as on S3.
+      if (MISSING_CODES.has(errnoCode(err))) return;
+      throw storageError(err, 'delete', key);
+    }
+    // Empty directories left behind would block a later put of a key equal to their name (`a` after `a/b`).
+    for (let d = dirname(path); d !== this.root && d.startsWith(this.root + sep); d = dirname(d)) {
+      try {
+        await rmdir(d);
+      } catch {
+        return; // ENOTEMPTY (still in use) or already gone: either way the directories above stay.
+      }
+    }
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    validatePrefix(prefix);
+    const slash = prefix.lastIndexOf('/');
+    const dirKey = slash === -1 ? '' : prefix.slice(0, slash);
+    const start = dirKey === '' ? this.root : join(this.root, ...dirKey.split('/'));
+    yield* this.walk(start, dirKey, prefix.slice(slash + 1));
+  }
+
+  /** Depth-first in S3 order: a directory sorts as its name followed by `/`, which is where its keys belong. */
+  private async *walk(dir: string, dirKey: string, namePrefix: string): AsyncGenerator<ObjectInfo> {
+    let entries: Dirent[];
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (err) {
+      if (MISSING_CODES.has(errnoCode(err))) return;
+      throw storageError(err, 'list', dirKey);
+    }
+    const children = entries
+      .filter((e) => e.name.startsWith(namePrefix) && (e.isFile() || e.isDirectory()))
+      .filter((e) => !(dirKey === '' && e.name === RESERVED_TOP_SEGMENT))
+      .map((e) => ({ entry: e, sortName: e.isDirectory() ? `${e.name}/` : e.name }))
+      .sort((a, b) => compareUtf8(a.sortName, b.sortName));
+    for (const { entry } of children) {
+      const key = dirKey === '' ? entry.name : `${dirKey}/${entry.name}`;
+      const path = join(dir, entry.name);
+      if (entry.isDirectory()) {
+        yield* this.walk(path, key, '');
+        continue;
+      }
+      // Files put there by hand with names no key could have are not objects of this store.
+      if (!isValidKey(key)) continue;
+      let stats: Stats;
+      try {
+        stats = await stat(path);
+      } catch (err) {
+        if (MISSING_CODES.has(errnoCode(err))) continue; // deleted while we walked
+        throw storageError(err, 'list', key);
+      }
+      yield infoFromStats(key, stats);
+    }
+  }
+
+  /** The file itself; it stays readable as long as the object exists, whatever `expiresInSeconds` says. */
+  async url(key: string, _expiresInSeconds?: number): Promise<string> {
+    return pathToFileURL(this.pathOf(key)).href;
+  }
+
+  async close(): Promise<void> {}
+}

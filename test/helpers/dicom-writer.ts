@@ -1,0 +1,381 @@
+/**
+ * A small DICOM writer for tests: Part 10 files (or bare data sets) in implicit VR little endian, explicit VR
+ * little/big endian and deflated explicit VR little endian, with native or encapsulated pixel data, plus an RLE
+ * Lossless encoder. It writes only what the tests need and makes no attempt to validate.
+ */
+import { deflateRawSync } from 'node:zlib';
+
+export type DicomEncoding = 'implicit-le' | 'explicit-le' | 'explicit-be' | 'deflated';
+
+export const TRANSFER_SYNTAX_FOR: Record<DicomEncoding, string> = {
+  'implicit-le': '1.2.840.10008.1.2',
+  'explicit-le': '1.2.840.10008.1.2.1',
+  'explicit-be': '1.2.840.10008.1.2.2',
+  deflated: '1.2.840.10008.1.2.1.99',
+};
+
+type NumericArray = number[] | Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
+
+export interface DicomElement {
+  /** 0xGGGGEEEE */
+  tag: number;
+  vr: string;
+  /** Strings for text VRs (multiple values joined by backslash), numbers for binary VRs, bytes or typed arrays for
+   * OB/OW, items for SQ, fragments for encapsulated pixel data. */
+  value?: string | number | NumericArray | DicomElement[][] | Encapsulated;
+  /** Raw value bytes written as they are (still byte-swapped for OW in big endian unless `raw` is true). */
+  raw?: boolean;
+}
+
+export interface Encapsulated {
+  fragments: Uint8Array[];
+  offsetTable?: number[];
+}
+
+export interface WriteOptions {
+  encoding?: DicomEncoding;
+  /** 128-byte preamble and DICM (default true). */
+  preamble?: boolean;
+  /** File meta group 0002 (default true). */
+  meta?: boolean;
+  /** Overrides the transfer syntax written in the meta (the data set encoding still follows `encoding`). */
+  transferSyntaxUid?: string;
+  sopClassUid?: string;
+  sopInstanceUid?: string;
+}
+
+const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'UV']);
+const TEXT_VRS = new Set([
+  'AE',
+  'AS',
+  'CS',
+  'DA',
+  'DS',
+  'DT',
+  'IS',
+  'LO',
+  'LT',
+  'PN',
+  'SH',
+  'ST',
+  'TM',
+  'UC',
+  'UI',
+  'UR',
+  'UT',
+]);
+const NUMERIC_WIDTH: Record<string, number> = { US: 2, SS: 2, UL: 4, SL: 4, FL: 4, FD: 8, AT: 4 };
+
+class ByteWriter {
+  private chunks: Uint8Array[] = [];
+  length = 0;
+  constructor(readonly littleEndian: boolean) {}
+  bytes(b: Uint8Array): void {
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+  uint16(v: number): void {
+    const b = new Uint8Array(2);
+    new DataView(b.buffer).setUint16(0, v, this.littleEndian);
+    this.bytes(b);
+  }
+  uint32(v: number): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v, this.littleEndian);
+    this.bytes(b);
+  }
+  tag(tag: number): void {
+    this.uint16(tag >>> 16);
+    this.uint16(tag & 0xffff);
+  }
+  toBytes(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    let o = 0;
+    for (const c of this.chunks) {
+      out.set(c, o);
+      o += c.length;
+    }
+    return out;
+  }
+}
+
+/** Text in latin1 when every character fits one byte, else UTF-8. */
+function textBytes(value: string, vr: string): Uint8Array {
+  const latin1 = [...value].every((c) => c.charCodeAt(0) < 256);
+  const encoded = latin1 ? Uint8Array.from(value, (c) => c.charCodeAt(0)) : new TextEncoder().encode(value);
+  if (encoded.length % 2 === 0) return encoded;
+  const padded = new Uint8Array(encoded.length + 1);
+  padded.set(encoded);
+  padded[encoded.length] = vr === 'UI' ? 0 : 0x20;
+  return padded;
+}
+
+function numericBytes(values: NumericArray | number, vr: string, littleEndian: boolean): Uint8Array {
+  const list = typeof values === 'number' ? [values] : Array.from(values);
+  const width = NUMERIC_WIDTH[vr]!;
+  const b = new Uint8Array(list.length * width);
+  const view = new DataView(b.buffer);
+  list.forEach((v, i) => {
+    const o = i * width;
+    if (vr === 'US') view.setUint16(o, v, littleEndian);
+    else if (vr === 'SS') view.setInt16(o, v, littleEndian);
+    else if (vr === 'UL') view.setUint32(o, v, littleEndian);
+    else if (vr === 'SL') view.setInt32(o, v, littleEndian);
+    else if (vr === 'FL') view.setFloat32(o, v, littleEndian);
+    else if (vr === 'FD') view.setFloat64(o, v, littleEndian);
+    else {
+      view.setUint16(o, v >>> 16, littleEndian);
+      view.setUint16(o + 2, v & 0xffff, littleEndian);
+    }
+  });
+  return b;
+}
+
+/** OB/OW values: typed arrays are written element by element in the data set's byte order. */
+function binaryBytes(value: NumericArray, vr: string, littleEndian: boolean, raw: boolean): Uint8Array {
+  let bytes: Uint8Array;
+  if (value instanceof Uint8Array || value instanceof Int8Array || Array.isArray(value)) {
+    bytes = Uint8Array.from(value as ArrayLike<number>, (v) => v & 0xff);
+    if (!littleEndian && vr === 'OW' && !raw) bytes = swap(bytes, 2);
+  } else {
+    const width = value.BYTES_PER_ELEMENT;
+    bytes = new Uint8Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
+    if (!littleEndian) bytes = swap(bytes, width);
+  }
+  if (bytes.length % 2 === 0) return bytes;
+  const padded = new Uint8Array(bytes.length + 1);
+  padded.set(bytes);
+  return padded;
+}
+
+function swap(bytes: Uint8Array, width: number): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  const whole = bytes.length - (bytes.length % width);
+  for (let i = 0; i < whole; i += width)
+    for (let k = 0; k < width; k++) out[i + k] = bytes[i + width - 1 - k]!;
+  out.set(bytes.subarray(whole), whole);
+  return out;
+}
+
+function writeHeader(w: ByteWriter, tag: number, vr: string, length: number, explicit: boolean): void {
+  w.tag(tag);
+  if (!explicit) {
+    w.uint32(length);
+    return;
+  }
+  w.bytes(Uint8Array.from(vr, (c) => c.charCodeAt(0)));
+  if (LONG_VRS.has(vr)) {
+    w.uint16(0);
+    w.uint32(length);
+  } else {
+    w.uint16(length);
+  }
+}
+
+function writeElements(w: ByteWriter, elements: DicomElement[], explicit: boolean): void {
+  const sorted = [...elements].sort((a, b) => (a.tag >>> 0) - (b.tag >>> 0));
+  for (const el of sorted) writeElement(w, el, explicit);
+}
+
+function writeElement(w: ByteWriter, el: DicomElement, explicit: boolean): void {
+  const { tag, vr, value } = el;
+  if (vr === 'SQ') {
+    writeHeader(w, tag, vr, 0xffffffff, explicit);
+    for (const item of (value as DicomElement[][] | undefined) ?? []) {
+      const inner = new ByteWriter(w.littleEndian);
+      writeElements(inner, item, explicit);
+      const body = inner.toBytes();
+      w.tag(0xfffee000);
+      w.uint32(body.length);
+      w.bytes(body);
+    }
+    w.tag(0xfffee0dd);
+    w.uint32(0);
+    return;
+  }
+  if (value !== undefined && typeof value === 'object' && 'fragments' in value) {
+    writeHeader(w, tag, vr, 0xffffffff, explicit);
+    const table = value.offsetTable ?? [];
+    w.tag(0xfffee000);
+    w.uint32(table.length * 4);
+    for (const offset of table) w.uint32(offset);
+    for (const fragment of value.fragments) {
+      const even = fragment.length % 2 === 0 ? fragment : Uint8Array.from([...fragment, 0]);
+      w.tag(0xfffee000);
+      w.uint32(even.length);
+      w.bytes(even);
+    }
+    w.tag(0xfffee0dd);
+    w.uint32(0);
+    return;
+  }
+  let bytes: Uint8Array;
+  if (value === undefined) bytes = new Uint8Array(0);
+  else if (typeof value === 'string') bytes = textBytes(value, vr);
+  else if (value instanceof Uint8Array && TEXT_VRS.has(vr)) bytes = value;
+  else if (vr in NUMERIC_WIDTH) bytes = numericBytes(value as NumericArray | number, vr, w.littleEndian);
+  else if (TEXT_VRS.has(vr)) bytes = textBytes(String(value), vr);
+  else bytes = binaryBytes(value as NumericArray, vr, w.littleEndian, el.raw === true);
+  writeHeader(w, tag, vr, bytes.length, explicit);
+  w.bytes(bytes);
+}
+
+/** Writes a file (or bare data set). The file meta is always explicit VR little endian. */
+export function writeDicom(elements: DicomElement[], options: WriteOptions = {}): Uint8Array {
+  const encoding = options.encoding ?? 'explicit-le';
+  const littleEndian = encoding !== 'explicit-be';
+  const explicit = encoding !== 'implicit-le';
+  const data = new ByteWriter(littleEndian);
+  writeElements(data, elements, explicit);
+  let dataSet = data.toBytes();
+  if (encoding === 'deflated') dataSet = new Uint8Array(deflateRawSync(dataSet));
+
+  const out = new ByteWriter(true);
+  if (options.preamble ?? true) {
+    out.bytes(new Uint8Array(128));
+    out.bytes(Uint8Array.from('DICM', (c) => c.charCodeAt(0)));
+  }
+  if (options.meta ?? true) {
+    const meta = new ByteWriter(true);
+    const sopClass = options.sopClassUid ?? findText(elements, 0x00080016) ?? '1.2.840.10008.5.1.4.1.1.7';
+    const sopInstance = options.sopInstanceUid ?? findText(elements, 0x00080018) ?? '2.25.1';
+    writeElements(
+      meta,
+      [
+        { tag: 0x00020001, vr: 'OB', value: Uint8Array.of(0, 1) },
+        { tag: 0x00020002, vr: 'UI', value: sopClass },
+        { tag: 0x00020003, vr: 'UI', value: sopInstance },
+        { tag: 0x00020010, vr: 'UI', value: options.transferSyntaxUid ?? TRANSFER_SYNTAX_FOR[encoding] },
+        { tag: 0x00020012, vr: 'UI', value: '2.25.42' },
+      ],
+      true,
+    );
+    const body = meta.toBytes();
+    writeElement(out, { tag: 0x00020000, vr: 'UL', value: body.length }, true);
+    out.bytes(body);
+  }
+  out.bytes(dataSet);
+  return out.toBytes();
+}
+
+function findText(elements: DicomElement[], tag: number): string | undefined {
+  const value = elements.find((e) => e.tag === tag)?.value;
+  return typeof value === 'string' ? value : undefined;
+}
+
+export interface ImageSpec {
+  rows: number;
+  columns: number;
+  bitsAllocated: number;
+  bitsStored?: number;
+  highBit?: number;
+  pixelRepresentation?: number;
+  samplesPerPixel?: number;
+  planarConfiguration?: number;
+  photometricInterpretation?: string;
+  numberOfFrames?: number;
+  /** Native pixel data (OW for 16/32-bit, OB for 8-bit) or fragments. */
+  pixelData?: NumericArray | Encapsulated;
+  extra?: DicomElement[];
+}
+
+/** The usual identifying attributes plus an Image Pixel module. */
+export function imageElements(spec: ImageSpec): DicomElement[] {
+  const spp = spec.samplesPerPixel ?? 1;
+  const elements: DicomElement[] = [
+    { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
+    { tag: 0x00080018, vr: 'UI', value: '2.25.1001' },
+    { tag: 0x00080060, vr: 'CS', value: 'OT' },
+    { tag: 0x0020000d, vr: 'UI', value: '2.25.2002' },
+    { tag: 0x0020000e, vr: 'UI', value: '2.25.3003' },
+    { tag: 0x00280002, vr: 'US', value: spp },
+    {
+      tag: 0x00280004,
+      vr: 'CS',
+      value: spec.photometricInterpretation ?? (spp === 3 ? 'RGB' : 'MONOCHROME2'),
+    },
+    { tag: 0x00280010, vr: 'US', value: spec.rows },
+    { tag: 0x00280011, vr: 'US', value: spec.columns },
+    { tag: 0x00280100, vr: 'US', value: spec.bitsAllocated },
+    { tag: 0x00280101, vr: 'US', value: spec.bitsStored ?? spec.bitsAllocated },
+    { tag: 0x00280102, vr: 'US', value: spec.highBit ?? (spec.bitsStored ?? spec.bitsAllocated) - 1 },
+    { tag: 0x00280103, vr: 'US', value: spec.pixelRepresentation ?? 0 },
+  ];
+  if (spp === 3) elements.push({ tag: 0x00280006, vr: 'US', value: spec.planarConfiguration ?? 0 });
+  if (spec.numberOfFrames !== undefined)
+    elements.push({ tag: 0x00280008, vr: 'IS', value: String(spec.numberOfFrames) });
+  if (spec.pixelData !== undefined) {
+    const encapsulated = typeof spec.pixelData === 'object' && 'fragments' in spec.pixelData;
+    elements.push({
+      tag: 0x7fe00010,
+      vr: encapsulated || spec.bitsAllocated <= 8 ? 'OB' : 'OW',
+      value: spec.pixelData,
+    });
+  }
+  for (const e of spec.extra ?? []) {
+    const existing = elements.findIndex((x) => x.tag === e.tag);
+    if (existing >= 0) elements.splice(existing, 1);
+    elements.push(e);
+  }
+  return elements;
+}
+
+/** RLE Lossless (PS3.5 annex G) for one frame of pixel-interleaved samples: one PackBits segment per byte plane,
+ * most significant byte first. Runs of three or more equal bytes are replicated, everything else is literal. */
+export function encodeRleFrame(
+  samples: NumericArray,
+  samplesPerPixel: number,
+  bitsAllocated: number,
+): Uint8Array {
+  const bytesPerSample = bitsAllocated / 8;
+  const pixelCount = samples.length / samplesPerPixel;
+  const segments: Uint8Array[] = [];
+  for (let s = 0; s < samplesPerPixel; s++) {
+    for (let byte = 0; byte < bytesPerSample; byte++) {
+      const shift = (bytesPerSample - 1 - byte) * 8;
+      const plane = new Uint8Array(pixelCount);
+      for (let i = 0; i < pixelCount; i++)
+        plane[i] = (Number(samples[i * samplesPerPixel + s]) >>> shift) & 0xff;
+      segments.push(packBits(plane));
+    }
+  }
+  const header = new Uint8Array(64);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, segments.length, true);
+  let offset = 64;
+  segments.forEach((seg, k) => {
+    view.setUint32(4 + k * 4, offset, true);
+    offset += seg.length;
+  });
+  const out = new Uint8Array(offset);
+  out.set(header);
+  let o = 64;
+  for (const seg of segments) {
+    out.set(seg, o);
+    o += seg.length;
+  }
+  return out;
+}
+
+function packBits(plane: Uint8Array): Uint8Array {
+  const out: number[] = [];
+  let i = 0;
+  while (i < plane.length) {
+    let run = 1;
+    while (i + run < plane.length && run < 128 && plane[i + run] === plane[i]) run++;
+    if (run >= 3) {
+      out.push(257 - run, plane[i]!);
+      i += run;
+      continue;
+    }
+    const start = i;
+    while (i < plane.length && i - start < 128) {
+      if (i + 2 < plane.length && plane[i] === plane[i + 1] && plane[i] === plane[i + 2]) break;
+      i++;
+    }
+    out.push(i - start - 1, ...plane.subarray(start, i));
+  }
+  // Segments are padded to an even length.
+  if (out.length % 2 === 1) out.push(128);
+  return Uint8Array.from(out);
+}
