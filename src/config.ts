@@ -1,4 +1,5 @@
 import { AppError } from './errors.js';
+import { parseStorageUrl } from './storage/create-object-store.js';
 
 /**
  * Every setting Teleread reads from the environment, validated once at start-up. `loadConfig` collects every
@@ -107,7 +108,14 @@ export const CONFIG_FIELDS = {
     'STORAGE_URL',
     'file://./data/objects',
     'Object storage: file://PATH or s3://bucket/prefix?endpoint=…&region=…&forcePathStyle=true',
-    urlWith(['file:', 's3:']),
+    (v) => {
+      try {
+        parseStorageUrl(v);
+        return null;
+      } catch (err) {
+        return err instanceof Error ? err.message : String(err);
+      }
+    },
   ),
   host: str('HOST', '127.0.0.1', 'Address the API listens on'),
   port: int('PORT', 3000, 'API port (0 = any free port)', 0, 65535),

@@ -3,7 +3,14 @@ import { detectFormat, SNIFF_BYTES } from './detect.js';
 import { type DicomInstance, parseDicom } from './dicom/parse-dicom.js';
 import { parseDicomWaveform } from './ecg/dicom-waveform.js';
 import type { Ecg } from './ecg/ecg.js';
-import { parseWfdbHeader, parseWfdbRecord, wfdbSignalFiles } from './ecg/wfdb.js';
+import {
+  parseWfdbHeader,
+  parseWfdbMultiSegment,
+  parseWfdbRecord,
+  type WfdbHeader,
+  wfdbSegmentHeaderFiles,
+  wfdbSignalFiles,
+} from './ecg/wfdb.js';
 import { describeSlide, type SlideInfo } from './slide/describe-slide.js';
 import { readTiff } from './slide/tiff.js';
 import type { ByteSource, CaseKind, PatientInfo } from './types.js';
@@ -157,33 +164,40 @@ async function inspectWfdb(bytes: Uint8Array, name: string, siblings?: SiblingRe
       ...ecgSummary(ecg),
     },
     patient: ecg.patient,
-    companions: wfdbSignalFiles(parseWfdbHeader(new TextDecoder('latin1').decode(bytes))),
+    companions: wfdbCompanions(parseWfdbHeader(new TextDecoder('latin1').decode(bytes))),
   };
 }
 
-/** Parses a WFDB header and its signal files (fetched by name from the same upload). */
-export async function loadWfdbRecord(
-  headerBytes: Uint8Array,
-  name: string,
-  siblings?: SiblingReader,
-): Promise<Ecg> {
+/** Parses a WFDB header and its signal files (fetched by name from the same upload), single- or multi-segment. */
+export async function loadWfdbRecord(headerBytes: Uint8Array, name: string, siblings?: SiblingReader): Promise<Ecg> {
   const header = parseWfdbHeader(new TextDecoder('latin1').decode(headerBytes));
-  const files: Record<string, Uint8Array> = {};
-  for (const file of wfdbSignalFiles(header)) {
+  const fetch = async (file: string): Promise<Uint8Array> => {
     const data = siblings ? await siblings(file) : null;
     if (!data) {
-      throw new AppError(
-        'CORRUPT_FILE',
-        `${name}: signal file ${file} named by the header was not uploaded with it`,
-        {
-          retryable: false,
-          details: { missing: file },
-        },
-      );
+      throw new AppError('CORRUPT_FILE', `${name}: ${file}, named by the header, was not uploaded with it`, {
+        retryable: false,
+        details: { missing: file },
+      });
     }
-    files[file] = data;
+    return data;
+  };
+  const files: Record<string, Uint8Array> = {};
+  if (!header.segments) {
+    for (const file of wfdbSignalFiles(header)) files[file] = await fetch(file);
+    return parseWfdbRecord(header, files);
   }
-  return parseWfdbRecord(header, files);
+  const segments: Record<string, WfdbHeader> = {};
+  for (const segmentFile of wfdbSegmentHeaderFiles(header)) {
+    const segment = parseWfdbHeader(new TextDecoder('latin1').decode(await fetch(segmentFile)));
+    segments[segment.recordName] = segment;
+    for (const file of wfdbSignalFiles(segment)) files[file] ??= await fetch(file);
+  }
+  return parseWfdbMultiSegment(header, segments, files);
+}
+
+/** Every file a WFDB header needs from its upload: signal files, or segment headers and their signal files. */
+function wfdbCompanions(header: WfdbHeader): string[] {
+  return header.segments ? wfdbSegmentHeaderFiles(header) : wfdbSignalFiles(header);
 }
 
 function inspectSlide(info: SlideInfo): Inspection {
