@@ -19,6 +19,7 @@ export interface Config {
   maxUploadBytes: number;
   thumbnailSize: number;
   sweepIntervalSeconds: number;
+  jobLockSeconds: number;
   /** A file stuck this long between two pipeline steps is re-enqueued by the sweep. */
   stuckAfterSeconds: number;
   migrateOnStart: boolean;
@@ -144,6 +145,13 @@ export const CONFIG_FIELDS = {
     4096,
   ),
   sweepIntervalSeconds: int('SWEEP_INTERVAL_SECONDS', 30, 'How often the repair sweep runs', 1, 86400),
+  jobLockSeconds: int(
+    'JOB_LOCK_SECONDS',
+    30,
+    'A job whose worker stops renewing its lock (crash, kill -9) goes to another worker after this',
+    1,
+    3600,
+  ),
   stuckAfterSeconds: int(
     'STUCK_AFTER_SECONDS',
     60,
@@ -198,6 +206,7 @@ export function loadConfig(env: Env = process.env): Config {
     maxUploadBytes: v.maxUploadBytes,
     thumbnailSize: v.thumbnailSize,
     sweepIntervalSeconds: v.sweepIntervalSeconds,
+    jobLockSeconds: v.jobLockSeconds,
     stuckAfterSeconds: v.stuckAfterSeconds,
     migrateOnStart: v.migrateOnStart,
   };

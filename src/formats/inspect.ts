@@ -169,7 +169,11 @@ async function inspectWfdb(bytes: Uint8Array, name: string, siblings?: SiblingRe
 }
 
 /** Parses a WFDB header and its signal files (fetched by name from the same upload), single- or multi-segment. */
-export async function loadWfdbRecord(headerBytes: Uint8Array, name: string, siblings?: SiblingReader): Promise<Ecg> {
+export async function loadWfdbRecord(
+  headerBytes: Uint8Array,
+  name: string,
+  siblings?: SiblingReader,
+): Promise<Ecg> {
   const header = parseWfdbHeader(new TextDecoder('latin1').decode(headerBytes));
   const fetch = async (file: string): Promise<Uint8Array> => {
     const data = siblings ? await siblings(file) : null;

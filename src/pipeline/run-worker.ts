@@ -21,9 +21,6 @@ const HANDLERS: { [N in QueueName]: Handler<N> } = {
 
 export interface WorkerOptions {
   queues?: readonly QueueName[];
-  /** Lock duration; a job whose worker dies is handed to another after this (BullMQ's stalled check). */
-  lockDurationMs?: number;
-  stalledIntervalMs?: number;
 }
 
 export interface RunningWorkers {
@@ -34,7 +31,7 @@ export interface RunningWorkers {
 /** The one place that creates BullMQ Workers: one per queue, with the configured concurrency. */
 export async function runWorkers(ctx: Context, options: WorkerOptions = {}): Promise<RunningWorkers> {
   const names = options.queues ?? QUEUE_NAMES;
-  const workers = names.map((name) => createWorker(ctx, name, options));
+  const workers = names.map((name) => createWorker(ctx, name));
   if (names.includes('maintenance')) {
     // A job scheduler is idempotent by id: every worker process may upsert it; Redis keeps one schedule.
     await ctx.queues.maintenance.upsertJobScheduler(
@@ -54,7 +51,7 @@ export async function runWorkers(ctx: Context, options: WorkerOptions = {}): Pro
   };
 }
 
-function createWorker<N extends QueueName>(ctx: Context, name: N, options: WorkerOptions): Worker {
+function createWorker<N extends QueueName>(ctx: Context, name: N): Worker {
   const handler = HANDLERS[name] as Handler<N>;
   const worker = new Worker<JobPayloads[N], JobOutcome, string>(
     name,
@@ -76,8 +73,9 @@ function createWorker<N extends QueueName>(ctx: Context, name: N, options: Worke
       connection: ctx.redis,
       prefix: ctx.config.queuePrefix,
       concurrency: ctx.config.concurrency[name],
-      lockDuration: options.lockDurationMs ?? 30_000,
-      stalledInterval: options.stalledIntervalMs ?? 30_000,
+      // A job whose worker dies is handed to another once its lock lapses (BullMQ's stalled check).
+      lockDuration: ctx.config.jobLockSeconds * 1000,
+      stalledInterval: ctx.config.jobLockSeconds * 1000,
       maxStalledCount: 2,
     },
   );

@@ -1,0 +1,358 @@
+/**
+ * Shared pieces of the benchmarks: result rows, statistics, bounded repetition, child processes measured for
+ * wall time and peak RSS, /proc sampling, and clean-up that also runs on SIGINT/SIGTERM.
+ *
+ * Every figure is reported next to a reference tool measured in the same run: on the shared 2-core machine
+ * absolute figures drift 20–30 % between runs, a ratio taken minutes apart much less.
+ */
+import { spawn } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export interface Stats {
+  median: number;
+  min: number;
+  max: number;
+  n: number;
+}
+
+/** One printed line of the results table. `ratio` is always Teleread ÷ reference of the same quantity. */
+export interface BenchRow {
+  bench: string;
+  measure: string;
+  unit: string;
+  teleread: Stats;
+  reference?: { name: string; stats: Stats };
+  ratio?: number;
+  /** Which way is good for this quantity, so a reader knows whether a ratio of 1.4 is a win. */
+  better: 'lower' | 'higher';
+  /** A hard limit checked here (and only here): the run fails when it is not met. */
+  budget?: { limit: number; pass: boolean };
+  note?: string;
+}
+
+export function stats(values: readonly number[]): Stats {
+  if (values.length === 0) return { median: Number.NaN, min: Number.NaN, max: Number.NaN, n: 0 };
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+  return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, n: sorted.length };
+}
+
+/** A row with its ratio filled in from the two medians. */
+export function row(input: Omit<BenchRow, 'ratio'>): BenchRow {
+  const ref = input.reference?.stats.median;
+  return {
+    ...input,
+    ...(ref !== undefined && ref > 0 && Number.isFinite(input.teleread.median)
+      ? { ratio: input.teleread.median / ref }
+      : {}),
+  };
+}
+
+/** A wall-clock allowance: every loop in the benchmarks is bounded by a count and by one of these. */
+export class Deadline {
+  private readonly end: number;
+  constructor(readonly ms: number) {
+    this.end = Date.now() + ms;
+  }
+  get expired(): boolean {
+    return Date.now() >= this.end;
+  }
+  get leftMs(): number {
+    return Math.max(0, this.end - Date.now());
+  }
+}
+
+/** Runs `fn` up to `count` times, stopping early once the deadline passes (it always runs at least once). */
+export async function repeat<T>(
+  count: number,
+  deadline: Deadline,
+  fn: (i: number) => Promise<T>,
+): Promise<T[]> {
+  const out: T[] = [];
+  for (let i = 0; i < count; i++) {
+    if (i > 0 && deadline.expired) break;
+    out.push(await fn(i));
+  }
+  return out;
+}
+
+export function msSince(start: bigint): number {
+  return Number(process.hrtime.bigint() - start) / 1e6;
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Memory
+
+/** Resident set now and its high-water mark, in MB (10^6 bytes), from /proc/<pid>/status; undefined once gone. */
+export function readProcMemory(pid: number): { rssMb: number; hwmMb: number } | undefined {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'utf8');
+  } catch {
+    return undefined;
+  }
+  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+  return { rssMb: (kb('VmRSS') * 1024) / 1e6, hwmMb: (kb('VmHWM') * 1024) / 1e6 };
+}
+
+export interface RssSampler {
+  /** Stops sampling; `peakMb` is the larger of the sampled maximum and the kernel's VmHWM. */
+  stop(): { peakMb: number; sampledPeakMb: number; hwmMb: number; samples: number };
+}
+
+/** Samples a process's VmRSS and VmHWM every `intervalMs`. VmHWM catches peaks between two samples. */
+export function sampleRss(pid: number, intervalMs = 100): RssSampler {
+  let sampledPeak = 0;
+  let hwm = 0;
+  let samples = 0;
+  const take = () => {
+    const m = readProcMemory(pid);
+    if (!m) return;
+    samples++;
+    sampledPeak = Math.max(sampledPeak, m.rssMb);
+    hwm = Math.max(hwm, m.hwmMb);
+  };
+  take();
+  const timer = setInterval(take, intervalMs);
+  return {
+    stop() {
+      take();
+      clearInterval(timer);
+      return { peakMb: Math.max(sampledPeak, hwm), sampledPeakMb: sampledPeak, hwmMb: hwm, samples };
+    },
+  };
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Child processes
+
+const GNU_TIME = '/usr/bin/time';
+export const hasGnuTime = existsSync(GNU_TIME);
+
+export interface RunResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  wallMs: number;
+  /** Peak RSS in MB: GNU time's %M when `measureRss` and it exists, else VmHWM polled every 10 ms. */
+  peakRssMb?: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface RunOptions {
+  timeoutMs: number;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  measureRss?: boolean;
+}
+
+/**
+ * Runs one command to completion, killing it (by its PID) after `timeoutMs`. Wall time is taken around the
+ * spawn, so it includes process start, as the reference CLI figures in ANCHORS do.
+ */
+export async function run(command: string, args: string[], opts: RunOptions): Promise<RunResult> {
+  let rssFile: string | undefined;
+  let file = command;
+  let argv = args;
+  if (opts.measureRss && hasGnuTime) {
+    rssFile = path.join(os.tmpdir(), `teleread-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    file = GNU_TIME;
+    argv = ['-f', '%M', '-o', rssFile, command, ...args];
+  }
+  const started = process.hrtime.bigint();
+  const child = spawn(file, argv, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  // Output is kept only up to 1 MB each: a chatty tool must not grow the benchmark's own memory.
+  let outBytes = 0;
+  let errBytes = 0;
+  child.stdout.on('data', (c: Buffer) => {
+    if (outBytes < 1e6) out.push(c);
+    outBytes += c.length;
+  });
+  child.stderr.on('data', (c: Buffer) => {
+    if (errBytes < 1e6) err.push(c);
+    errBytes += c.length;
+  });
+  let polledHwm = 0;
+  const poll =
+    opts.measureRss && !rssFile && child.pid !== undefined
+      ? setInterval(() => {
+          const m = readProcMemory(child.pid!);
+          if (m) polledHwm = Math.max(polledHwm, m.hwmMb);
+        }, 10)
+      : undefined;
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs);
+  const { code, signal } = await new Promise<{ code: number | null; signal: NodeJS.Signals | null }>(
+    (resolve, reject) => {
+      child.on('error', reject);
+      child.on('close', (c, s) => resolve({ code: c, signal: s }));
+    },
+  ).finally(() => {
+    clearTimeout(timer);
+    if (poll) clearInterval(poll);
+  });
+  const wallMs = msSince(started);
+  let peakRssMb: number | undefined;
+  if (rssFile) {
+    const text = await readFile(rssFile, 'utf8').catch(() => '');
+    await rm(rssFile, { force: true });
+    // GNU time prints "Command exited with non-zero status N" before the figure when the command failed.
+    const kb = Number(text.trim().split('\n').pop());
+    if (Number.isFinite(kb) && kb > 0) peakRssMb = (kb * 1024) / 1e6;
+  } else if (opts.measureRss && polledHwm > 0) {
+    peakRssMb = polledHwm;
+  }
+  return {
+    code,
+    signal,
+    wallMs,
+    ...(peakRssMb !== undefined ? { peakRssMb } : {}),
+    stdout: Buffer.concat(out).toString('utf8'),
+    stderr: Buffer.concat(err).toString('utf8'),
+  };
+}
+
+/** Throws with the tool's own words when a command did not exit 0. */
+export function check(result: RunResult, what: string): RunResult {
+  if (result.code !== 0) {
+    const why = result.signal ? `killed by ${result.signal} (timeout?)` : `exit ${result.code}`;
+    throw new Error(`${what}: ${why}\n${(result.stderr || result.stdout).slice(0, 2000)}`);
+  }
+  return result;
+}
+
+/** A TCP port nobody listens on right now on the loopback interface. */
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const address = server.address();
+      server.close(() =>
+        typeof address === 'object' && address ? resolve(address.port) : reject(new Error('no port')),
+      );
+    });
+  });
+}
+
+/** Polls `probe` every 100 ms until it returns true or the deadline passes. */
+export async function waitFor(what: string, deadline: Deadline, probe: () => Promise<boolean>): Promise<void> {
+  while (!deadline.expired) {
+    if (await probe().catch(() => false)) return;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`timed out after ${deadline.ms} ms waiting for ${what}`);
+}
+
+/** Sends SIGTERM to a process we started, then SIGKILL if it is still there after `graceMs`. */
+export async function stopProcess(pid: number, graceMs = 10_000): Promise<void> {
+  const alive = () => {
+    try {
+      process.kill(pid, 0);
+      return existsSync(`/proc/${pid}`) && !readFileSync(`/proc/${pid}/stat`, 'utf8').includes(') Z ');
+    } catch {
+      return false;
+    }
+  };
+  if (!alive()) return;
+  process.kill(pid, 'SIGTERM');
+  const deadline = new Deadline(graceMs);
+  while (alive() && !deadline.expired) await new Promise((r) => setTimeout(r, 50));
+  if (alive()) process.kill(pid, 'SIGKILL');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Clean-up and output
+
+const cleanups: Array<{ what: string; fn: () => Promise<void> }> = [];
+
+/** Registers clean-up that runs (last registered first) when the benchmark ends, fails or is interrupted. */
+export function onCleanup(what: string, fn: () => Promise<void>): void {
+  cleanups.push({ what, fn });
+}
+
+async function runCleanups(): Promise<void> {
+  while (cleanups.length > 0) {
+    const { what, fn } = cleanups.pop()!;
+    try {
+      await fn();
+    } catch (err) {
+      console.error(`bench: clean-up "${what}" failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+}
+
+export async function makeTempDir(label: string): Promise<string> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), `teleread-bench-${label}-`));
+  onCleanup(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+/**
+ * Entry point of one benchmark file: runs `main`, prints its rows, appends them as JSON to BENCH_OUT (set by
+ * run.sh) and always runs the clean-up, also on SIGINT/SIGTERM (run.sh's `timeout` sends SIGTERM).
+ */
+export function runBench(name: string, main: () => Promise<BenchRow[]>): void {
+  let stopping = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (stopping) return;
+    stopping = true;
+    console.error(`bench ${name}: ${signal}, cleaning up`);
+    void runCleanups().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  const started = Date.now();
+  main()
+    .then(async (rows) => {
+      await runCleanups();
+      console.log(`\n${name}: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
+      console.log(markdownTable(rows));
+      const out = process.env.BENCH_OUT;
+      if (out) await writeFile(out, JSON.stringify({ bench: name, seconds: (Date.now() - started) / 1000, rows }));
+      const failed = rows.filter((r) => r.budget && !r.budget.pass);
+      process.exit(failed.length > 0 ? 3 : 0);
+    })
+    .catch(async (err: unknown) => {
+      console.error(`bench ${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      await runCleanups();
+      process.exit(1);
+    });
+}
+
+function fmt(n: number): string {
+  if (!Number.isFinite(n)) return '–';
+  const abs = Math.abs(n);
+  const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3;
+  return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+}
+
+function fmtStats(s: Stats): string {
+  if (s.n <= 1 || s.min === s.max) return fmt(s.median);
+  return `${fmt(s.median)} (${fmt(s.min)}–${fmt(s.max)})`;
+}
+
+export function markdownTable(rows: readonly BenchRow[]): string {
+  const lines = [
+    '| bench | measure | unit | Teleread | reference | ratio T/ref | better | check | note |',
+    '|---|---|---|---|---|---|---|---|---|',
+  ];
+  for (const r of rows) {
+    const ref = r.reference ? `${fmtStats(r.reference.stats)} ${r.reference.name}` : '–';
+    const ratio = r.ratio === undefined ? '–' : `${fmt(r.ratio)}×`;
+    const budget = r.budget ? `${r.budget.pass ? 'PASS' : 'FAIL'} (limit ${fmt(r.budget.limit)})` : '';
+    lines.push(
+      `| ${r.bench} | ${r.measure} | ${r.unit} | ${fmtStats(r.teleread)} | ${ref} | ${ratio} | ${r.better} | ${budget} | ${r.note ?? ''} |`,
+    );
+  }
+  return lines.join('\n');
+}
