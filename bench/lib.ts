@@ -99,7 +99,8 @@ export function readProcMemory(pid: number): { rssMb: number; hwmMb: number } | 
   } catch {
     return undefined;
   }
-  const kb = (field: string) => Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
+  const kb = (field: string) =>
+    Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
   return { rssMb: (kb('VmRSS') * 1024) / 1e6, hwmMb: (kb('VmHWM') * 1024) / 1e6 };
 }
 
@@ -163,12 +164,19 @@ export async function run(command: string, args: string[], opts: RunOptions): Pr
   let file = command;
   let argv = args;
   if (opts.measureRss && hasGnuTime) {
-    rssFile = path.join(os.tmpdir(), `teleread-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`);
+    rssFile = path.join(
+      os.tmpdir(),
+      `teleread-bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`,
+    );
     file = GNU_TIME;
     argv = ['-f', '%M', '-o', rssFile, command, ...args];
   }
   const started = process.hrtime.bigint();
-  const child = spawn(file, argv, { env: opts.env ?? process.env, cwd: opts.cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(file, argv, {
+    env: opts.env ?? process.env,
+    cwd: opts.cwd,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const out: Buffer[] = [];
   const err: Buffer[] = [];
   // Output is kept only up to 1 MB each: a chatty tool must not grow the benchmark's own memory.
@@ -245,12 +253,60 @@ export async function freePort(): Promise<number> {
 }
 
 /** Polls `probe` every 100 ms until it returns true or the deadline passes. */
-export async function waitFor(what: string, deadline: Deadline, probe: () => Promise<boolean>): Promise<void> {
+export async function waitFor(
+  what: string,
+  deadline: Deadline,
+  probe: () => Promise<boolean>,
+): Promise<void> {
   while (!deadline.expired) {
     if (await probe().catch(() => false)) return;
     await new Promise((r) => setTimeout(r, 100));
   }
   throw new Error(`timed out after ${deadline.ms} ms waiting for ${what}`);
+}
+
+export interface Service {
+  pid: number;
+  /** Throws with the last output when the process has exited. */
+  assertRunning(): void;
+  /** The last 64 kB of its stdout and stderr. */
+  output(): string;
+  /** SIGTERM, then SIGKILL after 10 s; nothing once it has exited (so a reused PID is never signalled). */
+  stop(): Promise<void>;
+}
+
+/** Starts a long-running process (a server); it is stopped, by its PID, at clean-up. */
+export function spawnService(
+  command: string,
+  args: string[],
+  env: NodeJS.ProcessEnv,
+  label: string,
+): Service {
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  if (child.pid === undefined) throw new Error(`${label}: could not start ${command}`);
+  const pid = child.pid;
+  let text = '';
+  const keep = (c: Buffer) => {
+    text = (text + c.toString('utf8')).slice(-65_536);
+  };
+  child.stdout.on('data', keep);
+  child.stderr.on('data', keep);
+  let exited: string | undefined;
+  child.on('exit', (code, signal) => {
+    exited = signal ? `killed by ${signal}` : `exit ${code}`;
+  });
+  const stop = async () => {
+    if (!exited) await stopProcess(pid);
+  };
+  onCleanup(`stop ${label} (pid ${pid})`, stop);
+  return {
+    stop,
+    pid,
+    assertRunning() {
+      if (exited) throw new Error(`${label} stopped (${exited}):\n${text.slice(-2000)}`);
+    },
+    output: () => text,
+  };
 }
 
 /** Sends SIGTERM to a process we started, then SIGKILL if it is still there after `graceMs`. */
@@ -293,7 +349,9 @@ async function runCleanups(): Promise<void> {
 
 export async function makeTempDir(label: string): Promise<string> {
   const dir = await mkdtemp(path.join(os.tmpdir(), `teleread-bench-${label}-`));
-  onCleanup(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
+  // BENCH_KEEP=1 leaves the inputs and outputs for inspection (never set it for the upload bench: 2 GB).
+  if (process.env.BENCH_KEEP === '1') console.error(`bench: keeping ${dir}`);
+  else onCleanup(`remove ${dir}`, () => rm(dir, { recursive: true, force: true }));
   return dir;
 }
 
@@ -318,12 +376,15 @@ export function runBench(name: string, main: () => Promise<BenchRow[]>): void {
       console.log(`\n${name}: ${((Date.now() - started) / 1000).toFixed(1)} s\n`);
       console.log(markdownTable(rows));
       const out = process.env.BENCH_OUT;
-      if (out) await writeFile(out, JSON.stringify({ bench: name, seconds: (Date.now() - started) / 1000, rows }));
+      if (out)
+        await writeFile(out, JSON.stringify({ bench: name, seconds: (Date.now() - started) / 1000, rows }));
       const failed = rows.filter((r) => r.budget && !r.budget.pass);
       process.exit(failed.length > 0 ? 3 : 0);
     })
     .catch(async (err: unknown) => {
-      console.error(`bench ${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`);
+      console.error(
+        `bench ${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
+      );
       await runCleanups();
       process.exit(1);
     });

@@ -22,6 +22,9 @@ export interface Config {
   jobLockSeconds: number;
   /** A file stuck this long between two pipeline steps is re-enqueued by the sweep. */
   stuckAfterSeconds: number;
+  studyStableSeconds: number;
+  dicomPort: number;
+  dicomAeTitle: string;
   migrateOnStart: boolean;
 }
 
@@ -159,6 +162,19 @@ export const CONFIG_FIELDS = {
     1,
     86400,
   ),
+  studyStableSeconds: int(
+    'STUDY_STABLE_SECONDS',
+    60,
+    'A DICOM study is processed and routed once no instance has arrived for this long',
+    0,
+    86400,
+  ),
+  dicomPort: int('DICOM_PORT', 11112, 'DIMSE C-STORE/C-ECHO listener port (0 = any free port)', 0, 65535),
+  dicomAeTitle: str('DICOM_AE_TITLE', 'TELEREAD', "Teleread's own AE title (called AE) for DIMSE", (v) =>
+    /^[\x20-\x5b\x5d-\x7e]{1,16}$/.test(v) && v.trim() !== ''
+      ? null
+      : 'must be 1-16 printable characters, no backslash',
+  ),
   migrateOnStart: bool('MIGRATE_ON_START', true, 'Run database migrations when the API or a worker starts'),
 } as const;
 
@@ -208,6 +224,9 @@ export function loadConfig(env: Env = process.env): Config {
     sweepIntervalSeconds: v.sweepIntervalSeconds,
     jobLockSeconds: v.jobLockSeconds,
     stuckAfterSeconds: v.stuckAfterSeconds,
+    studyStableSeconds: v.studyStableSeconds,
+    dicomPort: v.dicomPort,
+    dicomAeTitle: v.dicomAeTitle,
     migrateOnStart: v.migrateOnStart,
   };
 }

@@ -32,7 +32,8 @@ interface CaseView {
  */
 export async function demoCommand(options: { once: boolean; fixturesDir: string }): Promise<number> {
   // The demo's own output is the point; logs stay at warn unless LOG_LEVEL says otherwise.
-  const config = loadConfig({ LOG_LEVEL: 'warn', ...process.env });
+  // A demo study is complete once uploaded, so it waits 2 s (not the production 60 s) before processing.
+  const config = loadConfig({ LOG_LEVEL: 'warn', STUDY_STABLE_SECONDS: '2', ...process.env });
   const ctx = await createContext(config);
   const say = (s: string) => process.stdout.write(`${s}\n`);
   await addSite(ctx.db, DEMO_SITE);

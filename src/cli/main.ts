@@ -21,7 +21,7 @@ const USAGE = `teleread <command> [options]
   api                                run the HTTP API
   worker [--queues a,b]              run pipeline workers (ingest, process, route, maintenance)
   migrate                            apply database migrations
-  sites add ID --jurisdiction J [--name N]
+  sites add ID --jurisdiction J [--name N] [--ae-titles AE1,AE2]
   readers add ID --specialties a,b --jurisdictions X,Y [--name N] [--max-active N]
   keys create --role clinic|reader|ops|admin [--site S | --reader R] [--label L]
   inspect FILE… [--json]             detected kind, format and metadata per file
@@ -85,13 +85,19 @@ async function main(argv: string[]): Promise<number> {
         specialties: { type: 'string' },
         jurisdictions: { type: 'string' },
         'max-active': { type: 'string' },
+        'ae-titles': { type: 'string' },
       });
       const [verb, id] = positionals;
       if (verb !== 'add' || !id) throw new Error(`usage: teleread ${command} add ID …`);
       const v = values as Record<string, string | undefined>;
       await withDb((db) =>
         command === 'sites'
-          ? addSite(db, { id, jurisdiction: v.jurisdiction ?? '', ...(v.name ? { name: v.name } : {}) })
+          ? addSite(db, {
+              id,
+              jurisdiction: v.jurisdiction ?? '',
+              ...(v.name ? { name: v.name } : {}),
+              ...(v['ae-titles'] !== undefined ? { aeTitles: v['ae-titles'] } : {}),
+            })
           : addReader(db, {
               id,
               specialties: v.specialties ?? '',

@@ -2,6 +2,7 @@ import { Kysely, type Migration, type MigrationProvider, Migrator, PostgresDiale
 import pg from 'pg';
 import { AppError } from '../errors.js';
 import * as m0001 from './migrations/0001-initial.js';
+import * as m0002 from './migrations/0002-imaging.js';
 import type { Database } from './schema.js';
 
 // bigint columns (bytes, counts) come back as strings by default; keep them as strings in the row types but
@@ -19,7 +20,7 @@ export function createDatabase(databaseUrl: string, options: { max?: number } = 
 /** Migrations are imported statically, so they work the same under tsx, in a bundle, or in a container. */
 const provider: MigrationProvider = {
   async getMigrations(): Promise<Record<string, Migration>> {
-    return { '0001-initial': m0001 };
+    return { '0001-initial': m0001, '0002-imaging': m0002 };
   },
 };
 

@@ -14,6 +14,7 @@ export interface SitesTable {
   id: string;
   name: string;
   jurisdiction: string;
+  ae_titles: ColumnType<string[], string[] | undefined, string[]>;
   created_at: Generated<Date>;
 }
 
@@ -83,6 +84,8 @@ export interface FilesTable {
   error_message: string | null;
   metadata: Json;
   patient: Json<Record<string, unknown> | null>;
+  sop_instance_uid: ColumnType<string | null, string | null | undefined, string | null>;
+  duplicate_of: ColumnType<string | null, string | null | undefined, string | null>;
   attempts: Generated<number>;
   received_at: Generated<Date>;
   ingested_at: NullableTimestamp;
@@ -124,6 +127,13 @@ export interface AuditEventsTable {
   detail: Json;
 }
 
+export interface UidRemapsTable {
+  case_id: string;
+  original_uid: string;
+  replacement_uid: string;
+  created_at: Generated<Date>;
+}
+
 export interface Database {
   sites: SitesTable;
   readers: ReadersTable;
@@ -134,6 +144,7 @@ export interface Database {
   artifacts: ArtifactsTable;
   assignments: AssignmentsTable;
   audit_events: AuditEventsTable;
+  uid_remaps: UidRemapsTable;
 }
 
 export type CaseRow = Selectable<CasesTable>;

@@ -56,9 +56,10 @@ export async function enqueueIngest(queues: Queues, fileId: string, requestId?: 
 }
 
 /**
- * Processing is per case and debounced: the files of one study arrive as many ingest jobs, and the case should
- * be thumbnailed once they have settled. `keepLastIfActive` queues one more run when files arrive while a
- * run is active, so no file is left out.
+ * Processing is per case and debounced: the instances of one study arrive as many ingest jobs (over several
+ * uploads or associations), and the case should be processed once the study is stable. Each new enqueue
+ * replaces the delayed job and restarts its delay; `keepLastIfActive` queues one more run when files arrive
+ * while a run is active, so no file is left out.
  */
 export async function enqueueProcess(
   queues: Queues,
@@ -69,7 +70,7 @@ export async function enqueueProcess(
   await queues.process.add(
     'process',
     { caseId, ...(requestId ? { requestId } : {}) },
-    { delay: delayMs, deduplication: { id: `process-${caseId}`, keepLastIfActive: true } },
+    { delay: delayMs, deduplication: { id: `process-${caseId}`, keepLastIfActive: true, replace: true } },
   );
 }
 

@@ -1,11 +1,9 @@
-import { createHash, randomUUID } from 'node:crypto';
-import path from 'node:path';
-import { Transform, type TransformCallback } from 'node:stream';
+import type { MultipartFile, MultipartValue } from '@fastify/multipart';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import type { Priority } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
-import { enqueueIngest } from '../../pipeline/queues.js';
+import { type IncomingFile, newUploadId, receiveFiles } from '../../pipeline/receive-files.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ErrorBody, errorResponses } from '../schemas.js';
@@ -17,39 +15,11 @@ const UploadResponse = Type.Object({
   ),
 });
 
-/** Hashes and counts bytes as they stream past, and stops the stream once the request exceeds its budget. */
-class HashingCounter extends Transform {
-  readonly hash = createHash('sha256');
-  bytes = 0;
-  constructor(private readonly budget: { remaining: number }) {
-    super();
-  }
-  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.bytes += chunk.length;
-    this.budget.remaining -= chunk.length;
-    if (this.budget.remaining < 0) {
-      done(new AppError('PAYLOAD_TOO_LARGE', 'upload is larger than MAX_UPLOAD_BYTES'));
-      return;
-    }
-    this.hash.update(chunk);
-    done(null, chunk);
-  }
-}
-
-/** File names come from clinics: keep the base name, drop control characters, bound the length. */
-function cleanName(raw: string | undefined, index: number): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping control characters is the point
-  const base = path.posix.basename((raw ?? '').replaceAll('\\', '/')).replace(/[\u0000-\u001f\u007f]/g, '');
-  return (base || `file-${index + 1}`).slice(0, 255);
-}
-
 export function registerUploadRoutes(app: App, ctx: Context): void {
-  const { db, storage, queues, config } = ctx;
-
   app.post(
     '/v1/uploads',
     {
-      preHandler: requireRole(db, 'clinic'),
+      preHandler: requireRole(ctx.db, 'clinic'),
       schema: {
         summary: 'Upload one or more files (multipart/form-data) with optional priority and notes',
         consumes: ['multipart/form-data'],
@@ -64,7 +34,7 @@ export function registerUploadRoutes(app: App, ctx: Context): void {
         return err;
       };
       const declared = Number(request.headers['content-length'] ?? 0);
-      if (declared > config.maxUploadBytes) {
+      if (declared > ctx.config.maxUploadBytes) {
         throw refuse(
           new AppError('PAYLOAD_TOO_LARGE', `upload of ${declared} bytes exceeds MAX_UPLOAD_BYTES`),
         );
@@ -72,22 +42,12 @@ export function registerUploadRoutes(app: App, ctx: Context): void {
       if (!request.isMultipart())
         throw refuse(new AppError('UNSUPPORTED_FORMAT', 'expected multipart/form-data'));
 
-      const uploadId = randomUUID();
-      const budget = { remaining: config.maxUploadBytes };
-      const stored: Array<{
-        id: string;
-        name: string;
-        key: string;
-        bytes: number;
-        sha256: string;
-        type: string;
-      }> = [];
       let priority: Priority = 'routine';
       let notes: string | null = null;
-      try {
+      async function* files(): AsyncGenerator<IncomingFile> {
         for await (const part of request.parts()) {
           if (part.type === 'field') {
-            const value = String(part.value ?? '');
+            const value = String((part as MultipartValue).value ?? '');
             if (part.fieldname === 'priority') {
               if (!['stat', 'urgent', 'routine'].includes(value)) {
                 throw new AppError('VALIDATION_FAILED', 'priority must be stat, urgent or routine');
@@ -98,68 +58,29 @@ export function registerUploadRoutes(app: App, ctx: Context): void {
             }
             continue;
           }
-          const id = randomUUID();
-          const key = `sites/${who.siteId}/uploads/${uploadId}/${id}`;
-          const counter = new HashingCounter(budget);
-          // Errors on the multipart side (client gone, size limit) must reach the store so it drops the temp.
-          part.file.on('error', (err) => counter.destroy(err));
-          part.file.on('limit', () =>
-            counter.destroy(new AppError('PAYLOAD_TOO_LARGE', 'file is larger than MAX_UPLOAD_BYTES')),
+          const file = part as MultipartFile;
+          file.file.on('limit', () =>
+            file.file.destroy(new AppError('PAYLOAD_TOO_LARGE', 'file is larger than MAX_UPLOAD_BYTES')),
           );
-          await storage.put(key, part.file.pipe(counter), { contentType: part.mimetype });
-          stored.push({
-            id,
-            name: cleanName(part.filename, stored.length),
-            key,
-            bytes: counter.bytes,
-            sha256: counter.hash.digest('hex'),
-            type: part.mimetype,
-          });
+          yield { name: file.filename, contentType: file.mimetype, body: file.file };
         }
-        if (stored.length === 0) throw new AppError('VALIDATION_FAILED', 'no file in the upload');
-
-        // Rows appear only once every byte is stored: a half-finished request leaves nothing for readers.
-        await db.transaction().execute(async (trx) => {
-          await trx
-            .insertInto('uploads')
-            .values({ id: uploadId, site_id: who.siteId!, priority, notes, request_id: request.id })
-            .execute();
-          await trx
-            .insertInto('files')
-            .values(
-              stored.map((f) => ({
-                id: f.id,
-                upload_id: uploadId,
-                site_id: who.siteId!,
-                name: f.name,
-                object_key: f.key,
-                sha256: f.sha256,
-                bytes: f.bytes,
-                content_type: f.type,
-              })),
-            )
-            .execute();
-          await trx
-            .insertInto('audit_events')
-            .values({
-              action: 'upload.received',
-              actor_key_id: who.keyId,
-              actor_role: who.role,
-              request_id: request.id,
-              detail: JSON.stringify({
-                uploadId,
-                files: stored.length,
-                bytes: stored.reduce((n, f) => n + f.bytes, 0),
-              }),
-            })
-            .execute();
-        });
-      } catch (err) {
-        await Promise.allSettled(stored.map((f) => storage.delete(f.key)));
-        throw refuse(err);
       }
-      // Enqueued after the commit; if this process dies first, the sweep finds the rows and enqueues them.
-      for (const f of stored) await enqueueIngest(queues, f.id, request.id);
+
+      const uploadId = newUploadId();
+      const stored = await receiveFiles(
+        ctx,
+        {
+          id: uploadId,
+          siteId: who.siteId!,
+          requestId: request.id,
+          actor: { keyId: who.keyId, role: who.role },
+          channel: 'upload',
+        },
+        files(),
+        () => ({ priority, notes }),
+      ).catch((err) => {
+        throw refuse(err);
+      });
       request.log.info({ uploadId, files: stored.length }, 'upload stored');
       return reply.status(202).send({
         uploadId,

@@ -21,7 +21,7 @@ export async function handleIngest(
   if (!file) throw new AppError('NOT_FOUND', `file ${job.fileId} does not exist`, { retryable: false });
   if (file.status === 'failed') return 'SKIPPED';
   if (file.ingested_at && file.case_id) {
-    await enqueueProcess(queues, file.case_id, requestId);
+    await enqueueProcess(queues, file.case_id, requestId, 0);
     return 'SKIPPED';
   }
   await db
@@ -32,14 +32,29 @@ export async function handleIngest(
 
   const inspection = await inspectStoredFile(db, storage, file);
   const kind = inspection.kind ?? (await companionKind(db, file));
-  const caseId = await db.transaction().execute(async (trx) => {
+  const { caseId, duplicateOf } = await db.transaction().execute(async (trx) => {
     const caseId = await findOrCreateCase(trx, file, kind, inspection);
+    const sopInstanceUid = inspection.sopInstanceUid ?? null;
+    // The same instance sent twice (same SOP Instance UID, same bytes) is stored once: this row points at the
+    // first copy and its own object is dropped after the commit.
+    const original = sopInstanceUid
+      ? await trx
+          .selectFrom('files')
+          .select(['id', 'object_key'])
+          .where('case_id', '=', caseId)
+          .where('sop_instance_uid', '=', sopInstanceUid)
+          .where('sha256', '=', file.sha256)
+          .where('duplicate_of', 'is', null)
+          .where('id', '!=', file.id)
+          .executeTakeFirst()
+      : undefined;
     await trx
       .updateTable('files')
       .set({
         case_id: caseId,
         kind,
         format: inspection.format,
+        sop_instance_uid: sopInstanceUid,
         metadata: JSON.stringify({
           ...inspection.metadata,
           ...(inspection.seriesInstanceUid ? { seriesInstanceUid: inspection.seriesInstanceUid } : {}),
@@ -48,6 +63,14 @@ export async function handleIngest(
         }),
         patient: inspection.patient ? JSON.stringify(inspection.patient) : null,
         ingested_at: sql`now()`,
+        ...(original
+          ? {
+              duplicate_of: original.id,
+              object_key: original.object_key,
+              status: 'processed',
+              processed_at: sql`now()`,
+            }
+          : {}),
       })
       .where('id', '=', file.id)
       .execute();
@@ -59,11 +82,19 @@ export async function handleIngest(
       })
       .where('id', '=', caseId)
       .execute();
-    return caseId;
+    return { caseId, duplicateOf: original?.id ?? null };
   });
+  if (duplicateOf) {
+    await storage
+      .delete(file.object_key)
+      .catch((err) => log.warn({ err }, 'could not drop a duplicate object'));
+    log.info({ caseId, duplicateOf }, 'duplicate instance, stored once');
+  }
   log.info({ caseId, format: inspection.format, kind }, 'file ingested');
   // After the commit: a crash here leaves a row the sweep finds (ingested, not processed) and re-enqueues.
-  await enqueueProcess(queues, caseId, requestId);
+  // A DICOM study waits until it is stable; other uploads are complete when their request is.
+  const delay = inspection.studyInstanceUid ? ctx.config.studyStableSeconds * 1000 : 500;
+  await enqueueProcess(queues, caseId, requestId, delay);
   return 'SUCCESS';
 }
 

@@ -24,15 +24,18 @@ export async function handleSweep({ ctx, log }: JobContext): Promise<JobOutcome>
     .execute();
   for (const f of received) await enqueueIngest(queues, f.id);
 
+  // A case is stuck only when its newest file is older than the study-stability window plus the grace period:
+  // a study still receiving instances is waiting on purpose, and re-enqueueing it would cut the wait short.
+  const processCutoff = sql<Date>`now() - make_interval(secs => ${config.stuckAfterSeconds + config.studyStableSeconds})`;
   const unprocessed = await db
     .selectFrom('files')
     .select('case_id')
-    .distinct()
     .where('ingested_at', 'is not', null)
     .where('processed_at', 'is', null)
     .where('status', '!=', 'failed')
-    .where('ingested_at', '<', cutoff)
     .where('case_id', 'is not', null)
+    .groupBy('case_id')
+    .having((eb) => eb.fn.max('ingested_at'), '<', processCutoff)
     .limit(SWEEP_BATCH)
     .execute();
   for (const f of unprocessed) await enqueueProcess(queues, f.case_id!, undefined, 0);
