@@ -9,6 +9,7 @@ if [ ! -x node_modules/.bin/vitest ]; then
   npm ci --no-audit --no-fund --loglevel=error
 fi
 bash scripts/services.sh
+bash scripts/test-tools.sh
 npx tsc --noEmit -p .
 npx biome check .
 npx vitest run "$@"

@@ -16,6 +16,7 @@ import { AppError, isAppError } from '../errors.js';
 import { registerCaseRoutes } from './routes/cases.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
+import { registerInstanceRoutes } from './routes/instances.js';
 import { registerOpsRoutes } from './routes/ops.js';
 import { registerUploadRoutes } from './routes/uploads.js';
 import { registerWorklistRoutes } from './routes/worklist.js';
@@ -115,6 +116,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerUploadRoutes(app, ctx);
   registerFileRoutes(app, ctx);
   registerCaseRoutes(app, ctx);
+  registerInstanceRoutes(app, ctx);
   registerWorklistRoutes(app, ctx);
   registerOpsRoutes(app, ctx);
   return app;

@@ -1,7 +1,9 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, isAppError } from '../errors.js';
+import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import { inspectFile } from '../formats/inspect.js';
+import { renderDicomFrame } from '../imaging/render-dicom.js';
 import { renderFileThumbnail } from '../pipeline/render-file.js';
 import { fileByteSource } from '../storage/file-byte-source.js';
 
@@ -46,10 +48,40 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
 }
 
 /** `teleread render FILE -o OUT [--size N]`: the thumbnail the pipeline would store for this file. */
-export async function renderCommand(file: string, out: string, size: number): Promise<number> {
+export async function renderCommand(
+  file: string,
+  out: string,
+  size: number,
+  frame?: number,
+): Promise<number> {
   const source = await fileByteSource(file);
+  const encoding = /\.webp$/i.test(out) ? 'webp' : /\.jpe?g$/i.test(out) ? 'jpeg' : 'png';
   try {
     const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
+    if (frame !== undefined) {
+      if (!Number.isInteger(frame) || frame < 1)
+        throw new AppError('VALIDATION_FAILED', '--frame is 1-based');
+      if (inspection.format !== 'dicom' && inspection.format !== 'dicom-wsi') {
+        throw new AppError('VALIDATION_FAILED', '--frame applies to DICOM images only');
+      }
+      const image = await renderDicomFrame(parseDicom(new Uint8Array(await readFile(file))), {
+        frame: frame - 1,
+        size,
+        format: encoding,
+      });
+      await writeFile(out, image.data);
+      console.log(
+        JSON.stringify({
+          file,
+          out,
+          frame,
+          contentType: image.contentType,
+          width: image.width,
+          height: image.height,
+        }),
+      );
+      return 0;
+    }
     const image = await renderFileThumbnail(
       inspection.format,
       {
@@ -60,7 +92,7 @@ export async function renderCommand(file: string, out: string, size: number): Pr
         sibling: siblingReader(file),
       },
       size,
-      /\.webp$/i.test(out) ? 'webp' : /\.jpe?g$/i.test(out) ? 'jpeg' : 'png',
+      encoding,
     );
     await writeFile(out, image.data);
     console.log(

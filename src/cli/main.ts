@@ -25,7 +25,8 @@ const USAGE = `teleread <command> [options]
   readers add ID --specialties a,b --jurisdictions X,Y [--name N] [--max-active N]
   keys create --role clinic|reader|ops|admin [--site S | --reader R] [--label L]
   inspect FILE… [--json]             detected kind, format and metadata per file
-  render FILE -o OUT.png [--size N]  the thumbnail the pipeline would make
+  render FILE -o OUT.png [--size N] [--frame K]
+                                     the thumbnail the pipeline would make (DICOM: frame K, 1-based)
   upload --server URL --key K [--priority P] [--notes T] FILE|DIR…
   config                             list the environment variables and their defaults
 `;
@@ -136,11 +137,16 @@ async function main(argv: string[]): Promise<number> {
       return inspectCommand(positionals, Boolean(values.json));
     }
     case 'render': {
-      const { values, positionals } = args({ out: { type: 'string', short: 'o' }, size: { type: 'string' } });
+      const { values, positionals } = args({
+        out: { type: 'string', short: 'o' },
+        size: { type: 'string' },
+        frame: { type: 'string' },
+      });
       const v = values as Record<string, string | undefined>;
-      if (positionals.length !== 1 || !v.out)
-        throw new Error('usage: teleread render FILE -o OUT.png [--size N]');
-      return renderCommand(positionals[0]!, v.out, Number(v.size ?? 256));
+      if (positionals.length !== 1 || !v.out) {
+        throw new Error('usage: teleread render FILE -o OUT.png [--size N] [--frame K]');
+      }
+      return renderCommand(positionals[0]!, v.out, Number(v.size ?? 256), v.frame ? Number(v.frame) : undefined);
     }
     case 'upload': {
       const { values, positionals } = args({

@@ -1,0 +1,97 @@
+import { Type } from 'typebox';
+import type { Context } from '../../context.js';
+import { getCaseForPrincipal } from '../../db/case-queries.js';
+import { AppError } from '../../errors.js';
+import { parseDicom } from '../../formats/dicom/parse-dicom.js';
+import { renderDicomFrame } from '../../imaging/render-dicom.js';
+import { principalOf, requireRole } from '../auth.js';
+import type { App } from '../build-app.js';
+
+const FORMATS = { png: 'image/png', webp: 'image/webp', jpeg: 'image/jpeg' } as const;
+type Format = keyof typeof FORMATS;
+
+/** Picks the output format from `?format=`, else the Accept header, else PNG (lossless, what viewers expect). */
+function chooseFormat(query: string | undefined, accept: string | undefined): Format {
+  if (query) return query as Format;
+  if (accept?.includes('image/webp')) return 'webp';
+  if (accept?.includes('image/jpeg') && !accept.includes('image/png')) return 'jpeg';
+  return 'png';
+}
+
+function parseWindow(raw: string | undefined): { center: number; width: number } | undefined {
+  if (raw === undefined) return undefined;
+  const [c, w] = raw.split(',').map(Number);
+  if (!Number.isFinite(c) || !Number.isFinite(w) || (w as number) <= 0) {
+    throw new AppError('VALIDATION_FAILED', 'window must be "centre,width" with a positive width');
+  }
+  return { center: c as number, width: w as number };
+}
+
+export function registerInstanceRoutes(app: App, ctx: Context): void {
+  app.get(
+    '/v1/cases/:id/instances/:sopInstanceUid/frames/:n/rendered',
+    {
+      preHandler: requireRole(ctx.db, 'clinic', 'reader', 'ops', 'admin'),
+      schema: {
+        summary: 'One frame rendered for the viewer (PNG, WebP or JPEG), cached in object storage',
+        params: Type.Object({
+          id: Type.String({ format: 'uuid' }),
+          sopInstanceUid: Type.String({ pattern: '^[0-9.]{1,64}$' }),
+          n: Type.Integer({ minimum: 1, description: 'frame number, 1-based as in DICOMweb' }),
+        }),
+        querystring: Type.Object({
+          size: Type.Integer({ minimum: 16, maximum: 4096, default: 512 }),
+          window: Type.Optional(
+            Type.String({ description: 'centre,width in modality units (after rescale)' }),
+          ),
+          format: Type.Optional(
+            Type.Union([Type.Literal('png'), Type.Literal('webp'), Type.Literal('jpeg')]),
+          ),
+        }),
+      },
+    },
+    async (request, reply) => {
+      const who = principalOf(request);
+      const { id, sopInstanceUid, n } = request.params as { id: string; sopInstanceUid: string; n: number };
+      const q = request.query as { size: number; window?: string; format?: Format };
+      const kase = await getCaseForPrincipal(ctx.db, who, id);
+      if (!kase) throw new AppError('NOT_FOUND', `no case ${id}`);
+      const file = await ctx.db
+        .selectFrom('files')
+        .select(['object_key'])
+        .where('case_id', '=', id)
+        .where('sop_instance_uid', '=', sopInstanceUid)
+        .where('duplicate_of', 'is', null)
+        .orderBy('received_at', 'desc')
+        .executeTakeFirst();
+      if (!file) throw new AppError('NOT_FOUND', `case ${id} has no instance ${sopInstanceUid}`);
+
+      const format = chooseFormat(q.format, request.headers.accept);
+      const window = parseWindow(q.window);
+      const key = `cases/${id}/rendered/${sopInstanceUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}.${format}`;
+      const cached = await ctx.storage.head(key);
+      if (!cached) {
+        const instance = parseDicom(await ctx.storage.getBytes(file.object_key));
+        const frames = instance.numberOfFrames ?? 1;
+        if (n > frames) throw new AppError('NOT_FOUND', `instance ${sopInstanceUid} has ${frames} frame(s)`);
+        const image = await renderDicomFrame(instance, {
+          frame: n - 1,
+          size: q.size,
+          format,
+          ...(window ? { window } : {}),
+        });
+        await ctx.storage.put(key, image.data, {
+          contentType: image.contentType,
+          contentLength: image.data.length,
+        });
+      }
+      const info = cached ?? (await ctx.storage.head(key));
+      return reply
+        .header('content-type', FORMATS[format])
+        .header('content-length', String(info?.bytes ?? ''))
+        .header('cache-control', 'private, max-age=3600')
+        .header('vary', 'accept')
+        .send(await ctx.storage.get(key));
+    },
+  );
+}
