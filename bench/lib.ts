@@ -29,7 +29,11 @@ export interface BenchRow {
   unit: string;
   teleread: Stats;
   reference?: { name: string; stats: Stats };
-  ratio?: number;
+  /**
+   * Teleread ÷ reference: the median of the per-pass ratios when the passes were paired (each Teleread pass
+   * next to a reference pass, so load that drifts during the run cancels), else the ratio of the medians.
+   */
+  ratio?: Stats;
   /** Which way is good for this quantity, so a reader knows whether a ratio of 1.4 is a win. */
   better: 'lower' | 'higher';
   /** A hard limit checked here (and only here): the run fails when it is not met. */
@@ -38,22 +42,38 @@ export interface BenchRow {
 }
 
 export function stats(values: readonly number[]): Stats {
-  if (values.length === 0) return { median: Number.NaN, min: Number.NaN, max: Number.NaN, n: 0 };
-  const sorted = [...values].sort((a, b) => a - b);
+  const finite = values.filter(Number.isFinite);
+  if (finite.length === 0) return { median: Number.NaN, min: Number.NaN, max: Number.NaN, n: 0 };
+  const sorted = [...finite].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
   const median = sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
   return { median, min: sorted[0]!, max: sorted[sorted.length - 1]!, n: sorted.length };
 }
 
-/** A row with its ratio filled in from the two medians. */
-export function row(input: Omit<BenchRow, 'ratio'>): BenchRow {
+/**
+ * A row with its ratio filled in: from `pairs` (Teleread and reference figures of the same pass) when given,
+ * else from the two medians.
+ */
+export function row(
+  input: Omit<BenchRow, 'ratio'> & { pairs?: ReadonlyArray<readonly [number, number]> },
+): BenchRow {
+  const { pairs, ...rest } = input;
+  const paired = (pairs ?? []).filter(([, r]) => r > 0).map(([t, r]) => t / r);
   const ref = input.reference?.stats.median;
-  return {
-    ...input,
-    ...(ref !== undefined && ref > 0 && Number.isFinite(input.teleread.median)
-      ? { ratio: input.teleread.median / ref }
-      : {}),
-  };
+  if (paired.length > 0) return { ...rest, ratio: stats(paired) };
+  if (ref !== undefined && ref > 0 && Number.isFinite(input.teleread.median)) {
+    return { ...rest, ratio: stats([input.teleread.median / ref]) };
+  }
+  return rest;
+}
+
+/** Pairs pass i of Teleread with pass i of the reference. */
+export function zip(a: readonly number[], b: readonly number[]): Array<[number, number]> {
+  return a.slice(0, b.length).map((x, i) => [x, b[i]!]);
+}
+
+export function median(values: readonly number[]): number {
+  return stats(values).median;
 }
 
 /** A wall-clock allowance: every loop in the benchmarks is bounded by a count and by one of these. */
@@ -80,6 +100,30 @@ export async function repeat<T>(
   for (let i = 0; i < count; i++) {
     if (i > 0 && deadline.expired) break;
     out.push(await fn(i));
+  }
+  return out;
+}
+
+/**
+ * Runs the Teleread pass and the reference pass `count` times each, alternating which goes first (ABBA…), so
+ * load from the other tenants of the machine and cache warmth weigh on both sides alike.
+ */
+export async function alternate<T>(
+  count: number,
+  deadline: Deadline,
+  teleread: (pass: number) => Promise<T>,
+  reference: (pass: number) => Promise<T>,
+): Promise<{ teleread: T[]; reference: T[] }> {
+  const out = { teleread: [] as T[], reference: [] as T[] };
+  for (let i = 0; i < count; i++) {
+    if (i > 0 && deadline.expired) break;
+    if (i % 2 === 0) {
+      out.teleread.push(await teleread(i));
+      out.reference.push(await reference(i));
+    } else {
+      out.reference.push(await reference(i));
+      out.teleread.push(await teleread(i));
+    }
   }
   return out;
 }
@@ -382,6 +426,8 @@ export function runBench(name: string, main: () => Promise<BenchRow[]>): void {
       process.exit(failed.length > 0 ? 3 : 0);
     })
     .catch(async (err: unknown) => {
+      // Interrupted: the signal handler is already cleaning up and exits with the signal's status.
+      if (stopping) return;
       console.error(
         `bench ${name} failed: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}`,
       );
@@ -409,7 +455,10 @@ export function markdownTable(rows: readonly BenchRow[]): string {
   ];
   for (const r of rows) {
     const ref = r.reference ? `${fmtStats(r.reference.stats)} ${r.reference.name}` : '–';
-    const ratio = r.ratio === undefined ? '–' : `${fmt(r.ratio)}×`;
+    const ratio =
+      r.ratio === undefined
+        ? '–'
+        : `${fmt(r.ratio.median)}×${r.ratio.n > 1 ? ` (${fmt(r.ratio.min)}–${fmt(r.ratio.max)})` : ''}`;
     const budget = r.budget ? `${r.budget.pass ? 'PASS' : 'FAIL'} (limit ${fmt(r.budget.limit)})` : '';
     lines.push(
       `| ${r.bench} | ${r.measure} | ${r.unit} | ${fmtStats(r.teleread)} | ${ref} | ${ratio} | ${r.better} | ${budget} | ${r.note ?? ''} |`,

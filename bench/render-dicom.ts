@@ -11,9 +11,22 @@ import { parseDicom } from '../src/formats/dicom/parse-dicom.js';
 import { renderDicomFrame } from '../src/imaging/render-dicom.js';
 import { corpusDir, hasCorpus } from '../test/corpus.js';
 import { imageElements, writeDicom } from '../test/helpers/dicom-writer.js';
-import { type BenchRow, Deadline, makeTempDir, msSince, repeat, row, run, runBench, stats } from './lib.js';
+import {
+  alternate,
+  type BenchRow,
+  Deadline,
+  makeTempDir,
+  median,
+  msSince,
+  row,
+  run,
+  runBench,
+  stats,
+  zip,
+} from './lib.js';
 
-const PASSES = 3;
+/** Even, so the alternating order (ABBA) puts each side first equally often. */
+const PASSES = 4;
 const CT_COUNT = 10;
 const CR_COUNT = 5;
 const DCMJ2PNM = 'dcmj2pnm';
@@ -116,19 +129,11 @@ async function timeDcmtk(file: string, out: string, windowArgs: string[] = ['+Wi
   return result.wallMs;
 }
 
-/** Per-instance times over PASSES passes, after one warm-up pass that is not counted. */
-async function perInstance(
-  files: string[],
-  deadline: Deadline,
-  time: (file: string, i: number) => Promise<number>,
-): Promise<number[]> {
-  for (const [i, f] of files.entries()) await time(f, i);
-  const passes = await repeat(PASSES, deadline, async () => {
-    const times: number[] = [];
-    for (const [i, f] of files.entries()) times.push(await time(f, i));
-    return times;
-  });
-  return passes.flat();
+/** One pass over the set, sequentially: the time of each instance. */
+async function pass(files: string[], time: (file: string, i: number) => Promise<number>): Promise<number[]> {
+  const times: number[] = [];
+  for (const [i, f] of files.entries()) times.push(await time(f, i));
+  return times;
 }
 
 /** Instances per second with `inFlight` renders running at once, over `total` renders. */
@@ -171,11 +176,16 @@ async function main(): Promise<BenchRow[]> {
       files.push(file);
     }
     const label = kind === 'CT' ? 'CT 512²' : 'CR 2048²';
-    const ours = await perInstance(files, deadline, (f, i) =>
-      timeOurs(f, path.join(dir, `ours-${kind}-${i}.png`)),
-    );
-    const dcmtk = await perInstance(files, deadline, (f, i) =>
-      timeDcmtk(f, path.join(dir, `dcmtk-${kind}-${i}.png`)),
+    const ours = (f: string, i: number) => timeOurs(f, path.join(dir, `ours-${kind}-${i}.png`));
+    const dcmtk = (f: string, i: number) => timeDcmtk(f, path.join(dir, `dcmtk-${kind}-${i}.png`));
+    // One uncounted warm-up pass each (JIT, page cache), then alternating measured passes.
+    await pass(files, ours);
+    await pass(files, dcmtk);
+    const sequential = await alternate(
+      PASSES,
+      deadline,
+      () => pass(files, ours),
+      () => pass(files, dcmtk),
     );
     const oneRss = (
       await run(DCMJ2PNM, ['+Wi', '1', '+Sxv', '256', '+on', files[0]!, path.join(dir, 'rss.png')], {
@@ -188,32 +198,36 @@ async function main(): Promise<BenchRow[]> {
         bench: 'dicom',
         measure: `${label} uncompressed → 256 px PNG, one at a time`,
         unit: 'ms/inst',
-        teleread: stats(ours),
-        reference: { name: 'dcmj2pnm, process per instance', stats: stats(dcmtk) },
+        teleread: stats(sequential.teleread.flat()),
+        reference: { name: 'dcmj2pnm, process per instance', stats: stats(sequential.reference.flat()) },
+        pairs: zip(sequential.teleread.map(median), sequential.reference.map(median)),
         better: 'lower',
-        note: `${files.length} instances × ${ours.length / files.length} passes; Teleread warm in one process${oneRss ? `; dcmj2pnm peak RSS ${oneRss.toFixed(0)} MB` : ''}`,
+        note: `${files.length} instances × ${sequential.teleread.length} passes; Teleread warm in one process${oneRss ? `; dcmj2pnm peak RSS ${oneRss.toFixed(0)} MB` : ''}`,
       }),
     );
 
     // All in flight: 2× the set at once in one process (ANCHORS §3c), against dcmj2pnm two processes at a time.
     const all = [...files, ...files];
-    const oursRate = await repeat(PASSES, deadline, () =>
-      throughput(all.length, all.length, (i) =>
-        renderOurs(all[i]!, path.join(dir, `flight-${kind}-${i}.png`)),
-      ),
-    );
-    const dcmtkRate = await repeat(PASSES, deadline, () =>
-      throughput(all.length, 2, async (i) => {
-        await timeDcmtk(all[i]!, path.join(dir, `dflight-${kind}-${i}.png`));
-      }),
+    const rates = await alternate(
+      PASSES,
+      deadline,
+      () =>
+        throughput(all.length, all.length, (i) =>
+          renderOurs(all[i]!, path.join(dir, `flight-${kind}-${i}.png`)),
+        ),
+      () =>
+        throughput(all.length, 2, async (i) => {
+          await timeDcmtk(all[i]!, path.join(dir, `dflight-${kind}-${i}.png`));
+        }),
     );
     rows.push(
       row({
         bench: 'dicom',
         measure: `${label} uncompressed → 256 px PNG, all in flight`,
         unit: 'inst/s',
-        teleread: stats(oursRate),
-        reference: { name: 'dcmj2pnm, 2 processes at a time', stats: stats(dcmtkRate) },
+        teleread: stats(rates.teleread),
+        reference: { name: 'dcmj2pnm, 2 processes at a time', stats: stats(rates.reference) },
+        pairs: zip(rates.teleread, rates.reference),
         better: 'higher',
         note: `${all.length} renders at once in one process (libvips threads + JS on 2 cores)`,
       }),
@@ -225,6 +239,7 @@ async function main(): Promise<BenchRow[]> {
     // (ours falls back to a percentile window then); the option found here is reused when timing.
     const candidates = await listFiles(path.join(corpusDir, 'dicom'));
     const selected: Array<{ file: string; windowArgs: string[] }> = [];
+    let dcmtkRenders = 0;
     for (const [i, file] of candidates.entries()) {
       if (deadline.expired) break;
       const out = path.join(dir, `select-${i}.png`);
@@ -237,35 +252,44 @@ async function main(): Promise<BenchRow[]> {
         }
       }
       if (!windowArgs) continue;
-      const oursOk = await renderOurs(file, out).then(
-        () => true,
-        () => false,
+      dcmtkRenders++;
+      const failure = await renderOurs(file, out).then(
+        () => undefined,
+        (err: unknown) => (err instanceof Error ? err.message : String(err)),
       );
-      if (oursOk) selected.push({ file, windowArgs });
+      if (failure === undefined) selected.push({ file, windowArgs });
+      else
+        console.error(
+          `dicom: only dcmj2pnm renders ${path.relative(corpusDir, file)}: ${failure.slice(0, 160)}`,
+        );
     }
     const files = selected.map((s) => s.file);
+    if (files.length === 0) throw new Error('no corpus file renders with both dcmj2pnm and Teleread');
     // One mean per pass: the mix's cost is its total, and a median per file would hide its slow members.
-    const meanPerPass = async (time: (file: string, i: number) => Promise<number>) => {
-      const passes = await repeat(PASSES, deadline, async () => {
-        let sum = 0;
-        for (const [i, f] of files.entries()) sum += await time(f, i);
-        return sum / files.length;
-      });
-      return passes;
-    };
-    const ours = await meanPerPass((f, i) => timeOurs(f, path.join(dir, `corpus-ours-${i}.png`)));
-    const dcmtk = await meanPerPass((f, i) =>
-      timeDcmtk(f, path.join(dir, `corpus-dcmtk-${i}.png`), selected[i]!.windowArgs),
+    const mean = (times: number[]) => times.reduce((a, b) => a + b, 0) / times.length;
+    const corpus = await alternate(
+      PASSES,
+      deadline,
+      async () => mean(await pass(files, (f, i) => timeOurs(f, path.join(dir, `corpus-ours-${i}.png`)))),
+      async () =>
+        mean(
+          await pass(files, (f, i) =>
+            timeDcmtk(f, path.join(dir, `corpus-dcmtk-${i}.png`), selected[i]!.windowArgs),
+          ),
+        ),
     );
     rows.push(
       row({
         bench: 'dicom',
         measure: `corpus mix (${files.length} of ${candidates.length} files both render) → 256 px PNG`,
         unit: 'ms/inst',
-        teleread: stats(ours),
-        reference: { name: 'dcmj2pnm, process per instance', stats: stats(dcmtk) },
+        teleread: stats(corpus.teleread),
+        reference: { name: 'dcmj2pnm, process per instance', stats: stats(corpus.reference) },
+        pairs: zip(corpus.teleread, corpus.reference),
         better: 'lower',
-        note: `mean per instance, ${ours.length} passes; dcmj2pnm renders frame 1, Teleread the middle frame of multi-frame files`,
+        note:
+          `dcmj2pnm renders ${dcmtkRenders}, Teleread ${files.length} of those; mean per instance, ${corpus.teleread.length} passes ` +
+          '(the selection pass warmed both); dcmj2pnm renders frame 1, Teleread the middle frame of multi-frame files',
       }),
     );
   }

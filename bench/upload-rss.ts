@@ -32,6 +32,7 @@ import {
   spawnService,
   stats,
   waitFor,
+  zip,
 } from './lib.js';
 
 const GiB = 1024 ** 3;
@@ -67,7 +68,8 @@ http.createServer((req, res) => {
 
 interface Pass {
   ms: number;
-  peakMb: number;
+  /** The largest VmRSS sampled during the pass (the lifelong VmHWM is read once at the end). */
+  sampledPeakMb: number;
 }
 
 async function createDatabase(): Promise<string> {
@@ -266,7 +268,7 @@ async function main(): Promise<BenchRow[]> {
     if (onDisk !== TOTAL)
       throw new Error(`teleread upload: object on disk has ${onDisk} bytes, sent ${TOTAL}`);
     await rm(stored, { force: true });
-    return { ms: res.ms, peakMb: mem.peakMb };
+    return { ms: res.ms, sampledPeakMb: mem.sampledPeakMb };
   };
 
   const uploadReference = async (): Promise<Pass> => {
@@ -279,7 +281,7 @@ async function main(): Promise<BenchRow[]> {
     const bytes = (res.json as { bytes: number }).bytes;
     if (bytes !== body.length) throw new Error(`reference upload: got ${bytes} bytes, sent ${body.length}`);
     await rm(refOut, { force: true });
-    return { ms: res.ms, peakMb: mem.peakMb };
+    return { ms: res.ms, sampledPeakMb: mem.sampledPeakMb };
   };
 
   // ABBA order, so the page cache and disk write-back of one server's pass weigh on the other's equally.
@@ -296,23 +298,27 @@ async function main(): Promise<BenchRow[]> {
       );
     }
   }
-  const apiPeak = sampleRss(api.pid).stop();
+  // VmHWM covers the process's whole life, start-up included: that is what "stays under 250 MB" means.
+  const apiPeak = readProcMemory(api.pid)?.hwmMb ?? Number.NaN;
+  const refPeak = readProcMemory(reference.pid)?.hwmMb ?? Number.NaN;
   await api.stop();
   await reference.stop();
 
   const mbps = (p: Pass) => TOTAL / 1e6 / (p.ms / 1000);
   const gib = (TOTAL / GiB).toFixed(TOTAL % GiB === 0 ? 0 : 2);
-  const peak = Math.max(...teleread.map((p) => p.peakMb), apiPeak.hwmMb);
+  const duringUpload = Math.max(...teleread.map((p) => p.sampledPeakMb));
   return [
     row({
       bench: 'upload',
-      measure: `API peak RSS during a ${gib} GiB upload`,
+      measure: `API peak RSS (VmHWM) with a ${gib} GiB upload`,
       unit: 'MB',
-      teleread: { ...stats(teleread.map((p) => p.peakMb)), max: peak },
-      reference: { name: 'node http → file', stats: stats(ref.map((p) => p.peakMb)) },
+      teleread: stats([apiPeak]),
+      reference: { name: 'node http → file', stats: stats([refPeak]) },
       better: 'lower',
-      budget: { limit: RSS_BUDGET_MB, pass: peak < RSS_BUDGET_MB },
-      note: `VmHWM of the API process over its life (RSS idle after start ${apiIdle?.rssMb.toFixed(0)} MB, high-water mark by then ${apiIdle?.hwmMb.toFixed(0)} MB); sha256 and size of the stored object checked`,
+      budget: { limit: RSS_BUDGET_MB, pass: apiPeak < RSS_BUDGET_MB },
+      note:
+        `over the process's life; RSS idle after start ${apiIdle?.rssMb.toFixed(0)} MB, ` +
+        `largest RSS sampled during the uploads ${duringUpload.toFixed(0)} MB; sha256 and size of the stored object checked`,
     }),
     row({
       bench: 'upload',
@@ -320,6 +326,7 @@ async function main(): Promise<BenchRow[]> {
       unit: 'MB/s',
       teleread: stats(teleread.map(mbps)),
       reference: { name: 'node http → file', stats: stats(ref.map(mbps)) },
+      pairs: zip(teleread.map(mbps), ref.map(mbps)),
       better: 'higher',
       note: `${teleread.length} pass(es) each, ABBA order; Teleread also parses multipart, hashes, and writes rows; both fsync`,
     }),

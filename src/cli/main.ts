@@ -146,7 +146,12 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length !== 1 || !v.out) {
         throw new Error('usage: teleread render FILE -o OUT.png [--size N] [--frame K]');
       }
-      return renderCommand(positionals[0]!, v.out, Number(v.size ?? 256), v.frame ? Number(v.frame) : undefined);
+      return renderCommand(
+        positionals[0]!,
+        v.out,
+        Number(v.size ?? 256),
+        v.frame ? Number(v.frame) : undefined,
+      );
     }
     case 'upload': {
       const { values, positionals } = args({
