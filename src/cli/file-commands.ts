@@ -1,6 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, isAppError } from '../errors.js';
+import { dicomAttributes } from '../formats/dicom/attributes.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import { inspectFile } from '../formats/inspect.js';
 import { renderDicomFrame } from '../imaging/render-dicom.js';
@@ -31,7 +32,12 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
     });
     try {
       const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
-      const out = { file, ...inspection };
+      // DICOM: every attribute by its standard keyword. This is the user's own file on their disk, so patient
+      // attributes are shown too (the pipeline keeps them out of logs and metadata columns).
+      const dicom = inspection.format.startsWith('dicom')
+        ? dicomAttributes(parseDicom(new Uint8Array(await readFile(file))), { includePatient: true })
+        : undefined;
+      const out = { file, ...inspection, ...(dicom ? { dicom } : {}) };
       if (asJson) console.log(JSON.stringify(out));
       else
         console.log(

@@ -379,3 +379,174 @@ function packBits(plane: Uint8Array): Uint8Array {
   if (out.length % 2 === 1) out.push(128);
   return Uint8Array.from(out);
 }
+
+// ---- text in DICOM character sets -------------------------------------------------------------------------
+// WHATWG TextEncoder only writes UTF-8, so the legacy encoders below invert the platform's decoders, and the
+// ISO 2022 encoder follows PS3.5 annexes H, I and K independently of src/formats/dicom/charset.ts.
+
+const reverseTables = new Map<string, Map<string, number[]>>();
+
+function reverseTable(label: string): Map<string, number[]> {
+  const cached = reverseTables.get(label);
+  if (cached) return cached;
+  const decoder = new TextDecoder(label, { fatal: true });
+  const table = new Map<string, number[]>();
+  const add = (bytes: number[]) => {
+    let text: string;
+    try {
+      text = decoder.decode(Uint8Array.from(bytes));
+    } catch {
+      return;
+    }
+    if ([...text].length === 1 && !table.has(text)) table.set(text, bytes);
+  };
+  for (let b = 0; b < 256; b++) add([b]);
+  if (['gbk', 'gb18030', 'euc-kr', 'euc-jp', 'shift_jis'].includes(label)) {
+    for (let lead = 0x81; lead <= 0xfe; lead++)
+      for (let trail = 0x40; trail <= 0xfe; trail++) add([lead, trail]);
+  }
+  if (label === 'euc-jp') {
+    for (let a = 0xa1; a <= 0xfe; a++) for (let b = 0xa1; b <= 0xfe; b++) add([0x8f, a, b]);
+  }
+  reverseTables.set(label, table);
+  return table;
+}
+
+/** `text` in a WHATWG-labelled character set ('iso-8859-7', 'gb18030', 'euc-kr' …). Throws for a character
+ * the set lacks, so that a test cannot silently write something else. */
+export function encodeText(text: string, label: string): Uint8Array {
+  if (label === 'utf-8') return new TextEncoder().encode(text);
+  // WHATWG's latin1 is windows-1252; ISO 8859-1 is the code points below 256.
+  if (label === 'iso-8859-1') {
+    return Uint8Array.from(text, (c) => {
+      const code = c.charCodeAt(0);
+      if (code > 0xff) throw new Error(`U+${code.toString(16)} is not in ISO 8859-1`);
+      return code;
+    });
+  }
+  const table = reverseTable(label);
+  const out: number[] = [];
+  for (const c of text) {
+    const bytes = table.get(c);
+    if (!bytes) throw new Error(`U+${c.codePointAt(0)!.toString(16)} is not in ${label}`);
+    out.push(...bytes);
+  }
+  return Uint8Array.from(out);
+}
+
+/** Text VR bytes padded to an even length with a space, as DICOM requires. */
+export function padText(bytes: Uint8Array): Uint8Array {
+  return bytes.length % 2 === 0 ? bytes : Uint8Array.from([...bytes, 0x20]);
+}
+
+const ESCAPE = {
+  ascii: [0x1b, 0x28, 0x42],
+  romaji: [0x1b, 0x28, 0x4a],
+  katakana: [0x1b, 0x29, 0x49],
+  jisX0208: [0x1b, 0x24, 0x42],
+  jisX0212: [0x1b, 0x24, 0x28, 0x44],
+  ksX1001: [0x1b, 0x24, 0x29, 0x43],
+  gb2312: [0x1b, 0x24, 0x29, 0x41],
+} as const;
+
+/** G1 escape (ESC - F) and WHATWG decoder of each single-byte set (PS3.3 table C.12-3). */
+const SINGLE_BYTE_SETS: Record<string, { final: number; label: string }> = {
+  100: { final: 0x41, label: 'iso-8859-1' },
+  101: { final: 0x42, label: 'iso-8859-2' },
+  109: { final: 0x43, label: 'iso-8859-3' },
+  110: { final: 0x44, label: 'iso-8859-4' },
+  144: { final: 0x4c, label: 'iso-8859-5' },
+  127: { final: 0x47, label: 'iso-8859-6' },
+  126: { final: 0x46, label: 'iso-8859-7' },
+  138: { final: 0x48, label: 'iso-8859-8' },
+  148: { final: 0x4d, label: 'iso-8859-9' },
+  166: { final: 0x54, label: 'windows-874' },
+  203: { final: 0x62, label: 'iso-8859-15' },
+};
+
+function irNumber(term: string): number | undefined {
+  const m = /IR[ _]?(\d+)$/.exec(term.trim());
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Encodes `text` with ISO 2022 code extensions under a multi-valued Specific Character Set, the way the PS3.5
+ * annex examples do: value 1 is active at the start and again before each delimiter (`^ = \` for PN, `\` for
+ * other multi-valued VRs, and CR, LF, TAB, FF), G1 sets are designated again after a delimiter, and the text
+ * ends with G0 back in the value 1 set.
+ */
+export function encodeIso2022(text: string, specificCharacterSet: string, vr = 'PN'): Uint8Array {
+  const terms = specificCharacterSet.split('\\');
+  const first = irNumber(terms[0] ?? '');
+  const defaultG0 = first === 13 ? 'romaji' : 'ascii';
+  const defaultG1 =
+    first === 13 ? 'katakana' : first !== undefined && SINGLE_BYTE_SETS[first] ? `ir${first}` : '';
+  const extensions = terms.map(irNumber).filter((n): n is number => n !== undefined);
+  const delimiters = new Set(['\r', '\n', '\t', '\f']);
+  if (vr !== 'ST' && vr !== 'LT' && vr !== 'UT') delimiters.add('\\');
+  if (vr === 'PN') {
+    delimiters.add('^');
+    delimiters.add('=');
+  }
+  const out: number[] = [];
+  let g0 = defaultG0;
+  let g1 = defaultG1;
+  const setG0 = (name: string, sequence: readonly number[]) => {
+    if (g0 !== name) out.push(...sequence);
+    g0 = name;
+  };
+  const setG1 = (name: string, sequence: readonly number[]) => {
+    if (g1 !== name) out.push(...sequence);
+    g1 = name;
+  };
+  for (const c of text) {
+    if (c.charCodeAt(0) < 0x80) {
+      setG0(defaultG0, ESCAPE[defaultG0]);
+      if (delimiters.has(c)) g1 = defaultG1;
+      out.push(c.charCodeAt(0));
+      continue;
+    }
+    const written = extensions.some((ir) => {
+      const single = SINGLE_BYTE_SETS[ir];
+      if (single) {
+        const bytes = single.label === 'iso-8859-1' ? [c.charCodeAt(0)] : reverseTable(single.label).get(c);
+        if (bytes?.length !== 1 || bytes[0]! < 0xa0 || bytes[0]! > 0xff) return false;
+        setG1(`ir${ir}`, [0x1b, 0x2d, single.final]);
+        out.push(bytes[0]!);
+        return true;
+      }
+      const euc =
+        ir === 149
+          ? reverseTable('euc-kr').get(c)
+          : ir === 58
+            ? reverseTable('gbk').get(c)
+            : reverseTable('euc-jp').get(c);
+      if (!euc) return false;
+      if (ir === 13 && euc.length === 2 && euc[0] === 0x8e) {
+        setG1('katakana', ESCAPE.katakana);
+        out.push(euc[1]!);
+        return true;
+      }
+      if (ir === 87 && euc.length === 2 && euc[0]! >= 0xa1 && euc[1]! >= 0xa1) {
+        setG0('jisX0208', ESCAPE.jisX0208);
+        out.push(euc[0]! & 0x7f, euc[1]! & 0x7f);
+        return true;
+      }
+      if (ir === 159 && euc.length === 3 && euc[0] === 0x8f) {
+        setG0('jisX0212', ESCAPE.jisX0212);
+        out.push(euc[1]! & 0x7f, euc[2]! & 0x7f);
+        return true;
+      }
+      if ((ir === 149 || ir === 58) && euc.length === 2 && euc[0]! >= 0xa1 && euc[1]! >= 0xa1) {
+        setG1(ir === 149 ? 'ksX1001' : 'gb2312', ir === 149 ? ESCAPE.ksX1001 : ESCAPE.gb2312);
+        out.push(euc[0]!, euc[1]!);
+        return true;
+      }
+      return false;
+    });
+    if (!written)
+      throw new Error(`U+${c.codePointAt(0)!.toString(16)} is in none of ${specificCharacterSet}`);
+  }
+  setG0(defaultG0, ESCAPE[defaultG0]);
+  return Uint8Array.from(out);
+}

@@ -489,10 +489,19 @@ function firstValue(value: string | undefined): string | undefined {
   return trimValue(value.split('\\')[0] ?? '') || undefined;
 }
 
-function readText(ds: DataSet, tag: string, charset: string | undefined): string | undefined {
+/** A value of a VR the Specific Character Set applies to; decoding problems become warnings (naming the tag,
+ * never the text, which may be a patient's name). */
+function readText(
+  ds: DataSet,
+  tag: string,
+  vr: string,
+  charset: string | undefined,
+  warnings: string[],
+): string | undefined {
   const bytes = elementBytes(ds, tag);
   if (!bytes) return undefined;
-  return decodeDicomText(bytes, charset).trim() || undefined;
+  const onWarning = (message: string) => warnings.push(`${formatTag(tag)}: ${message}`);
+  return decodeDicomText(bytes, charset, { vr, onWarning }).trim() || undefined;
 }
 
 function readUint16(ds: DataSet, tag: string): number | undefined {
@@ -557,12 +566,12 @@ function buildInstance(
     modality: firstValue(readAscii(ds, TAG.Modality)),
     studyDate: readAscii(ds, TAG.StudyDate),
     studyTime: readAscii(ds, TAG.StudyTime),
-    studyDescription: readText(ds, TAG.StudyDescription, charset),
-    seriesDescription: readText(ds, TAG.SeriesDescription, charset),
+    studyDescription: readText(ds, TAG.StudyDescription, 'LO', charset, parsed.warnings),
+    seriesDescription: readText(ds, TAG.SeriesDescription, 'LO', charset, parsed.warnings),
     seriesNumber: readIntegerString(ds, TAG.SeriesNumber),
     instanceNumber: readIntegerString(ds, TAG.InstanceNumber),
     bodyPartExamined: firstValue(readAscii(ds, TAG.BodyPartExamined)),
-    accessionNumber: readText(ds, TAG.AccessionNumber, charset),
+    accessionNumber: readText(ds, TAG.AccessionNumber, 'SH', charset, parsed.warnings),
     rows: readUint16(ds, TAG.Rows),
     columns: readUint16(ds, TAG.Columns),
     numberOfFrames: frames !== undefined && frames > 0 ? frames : 1,
@@ -586,8 +595,8 @@ function buildInstance(
     hasFileMeta,
     warnings: parsed.warnings,
     patient: {
-      name: readText(ds, TAG.PatientName, charset),
-      id: readText(ds, TAG.PatientID, charset),
+      name: readText(ds, TAG.PatientName, 'PN', charset, parsed.warnings),
+      id: readText(ds, TAG.PatientID, 'LO', charset, parsed.warnings),
       birthDate: readAscii(ds, TAG.PatientBirthDate),
       sex: firstValue(readAscii(ds, TAG.PatientSex)),
     },

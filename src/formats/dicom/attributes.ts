@@ -1,0 +1,358 @@
+/**
+ * Every data element of a parsed instance as `{ Keyword: value }`, keywords from PS3.6 (dcmjs's copy of the
+ * data dictionary). This is what `teleread inspect --json` prints under `dicom`: a human-readable view, not a
+ * round-trippable encoding (DICOM JSON, PS3.18 F, is that).
+ */
+
+// @ts-expect-error dcmjs ships no type declarations; the one table used here is typed below.
+import dcmjs from 'dcmjs';
+import type { DataSet, Element } from 'dicom-parser';
+import dicomParser from 'dicom-parser';
+import { CHARSET_VRS, decodeDicomText } from './charset.js';
+import type { DicomInstance } from './parse-dicom.js';
+import { TAG } from './tags.js';
+
+export interface DicomAttributesOptions {
+  /** Include patient demographics (group 0010 and the admission attributes of group 0038). Default false:
+   * the output goes to logs and terminals. */
+  includePatient?: boolean;
+  /** The most characters printed of a text value and the most values of a multi-valued attribute or items of
+   * a sequence; longer text is cut (ending in '…'), longer lists are summarised as `{ vr, length }` or
+   * `{ vr: 'SQ', items }`. Default 1024. */
+  maxValueLength?: number;
+  /** Sequences nested deeper than this are summarised as `{ vr: 'SQ', items }`. Default 8. */
+  maxDepth?: number;
+  /** Decoding problems (bad bytes for the character set), each naming the attribute, never its value. */
+  onWarning?: (message: string) => void;
+}
+
+/** Binary values, and anything too long to print, appear as their VR and byte length. */
+export interface BinarySummary {
+  vr: string;
+  length: number;
+}
+
+export interface SequenceSummary {
+  vr: 'SQ';
+  items: number;
+}
+
+export type DicomAttributeValue =
+  | string
+  | number
+  | null
+  | Array<string | number>
+  | BinarySummary
+  | SequenceSummary
+  | Array<Record<string, unknown>>;
+
+interface DictionaryEntry {
+  keyword: string;
+  vr: string;
+}
+
+interface DcmjsNameMapEntry {
+  tag: string;
+  vr: string;
+  name: string;
+}
+
+const dcmjsNameMap = (
+  dcmjs as { data: { DicomMetaDictionary: { nameMap: Record<string, DcmjsNameMapEntry> } } }
+).data.DicomMetaDictionary.nameMap;
+
+let dictionary: Map<number, DictionaryEntry> | undefined;
+
+/** Keyed by the 32-bit tag. dcmjs prefixes retired keywords with RETIRED_; PS3.6 does not. */
+function getDictionary(): Map<number, DictionaryEntry> {
+  if (dictionary) return dictionary;
+  dictionary = new Map();
+  for (const entry of Object.values(dcmjsNameMap)) {
+    const m = /^\(([0-9A-F]{4}),([0-9A-F]{4})\)$/i.exec(entry.tag);
+    if (!m) continue;
+    const tag = Number.parseInt(m[1]! + m[2]!, 16);
+    dictionary.set(tag, { keyword: entry.name.replace(/^RETIRED_/, ''), vr: entry.vr });
+  }
+  return dictionary;
+}
+
+/** Repeating groups (curves 50xx, overlays 60xx, variable pixel data 7Fxx) are listed once, under their first
+ * group. */
+function lookup(tag: number): DictionaryEntry | undefined {
+  const dict = getDictionary();
+  const exact = dict.get(tag);
+  if (exact) return exact;
+  const group = tag >>> 16;
+  const base = group & 0xff00;
+  if ((base === 0x5000 || base === 0x6000 || base === 0x7f00) && group % 2 === 0) {
+    return dict.get(((base << 16) | (tag & 0xffff)) >>> 0);
+  }
+  return undefined;
+}
+
+const hex4 = (n: number) => n.toString(16).toUpperCase().padStart(4, '0');
+
+function tagText(tag: number): string {
+  return `${hex4(tag >>> 16)},${hex4(tag & 0xffff)}`;
+}
+
+/** Patient demographics outside group 0010: the Visit Identification and Visit Status modules (PS3.3 C.3.2,
+ * C.3.3), which identify the patient's stay. */
+const PATIENT_TAGS = new Set([0x00380010, 0x00380400, 0x00380500, 0x00380300]);
+
+function isPatientTag(tag: number): boolean {
+  return tag >>> 16 === 0x0010 || PATIENT_TAGS.has(tag);
+}
+
+const NUMERIC_WIDTH: Readonly<Record<string, number>> = {
+  US: 2,
+  SS: 2,
+  UL: 4,
+  SL: 4,
+  FL: 4,
+  FD: 8,
+  SV: 8,
+  UV: 8,
+  AT: 4,
+};
+const BINARY_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UN']);
+/** String VRs that hold a single value, in which a backslash is text. */
+const SINGLE_VALUE_VRS = new Set(['ST', 'LT', 'UT', 'UR']);
+const STRING_VRS = new Set([
+  'AE',
+  'AS',
+  'CS',
+  'DA',
+  'DS',
+  'DT',
+  'IS',
+  'LO',
+  'LT',
+  'PN',
+  'SH',
+  'ST',
+  'TM',
+  'UC',
+  'UI',
+  'UR',
+  'UT',
+]);
+
+interface Context {
+  readonly includePatient: boolean;
+  readonly maxValueLength: number;
+  readonly maxDepth: number;
+  readonly pixelRepresentation: number | undefined;
+  readonly onWarning: ((message: string) => void) | undefined;
+}
+
+function tagOf(key: string): number {
+  return Number.parseInt(key.slice(1), 16) >>> 0;
+}
+
+/** dcmjs writes pseudo-VRs for attributes whose VR depends on context (PS3.5 A.1 c, PS3.6 notes). In implicit
+ * VR data sets they resolve as the transfer syntax and pixel representation dictate. */
+function dictionaryVr(vr: string, ctx: Context): string {
+  switch (vr) {
+    case 'ox':
+    case 'lt':
+      return 'OW';
+    case 'xs':
+      return ctx.pixelRepresentation === 1 ? 'SS' : 'US';
+    case 'up':
+      return 'UL';
+    default:
+      return vr;
+  }
+}
+
+function resolveVr(element: Element, entry: DictionaryEntry | undefined, ctx: Context): string {
+  if (element.items) return 'SQ';
+  const explicit = element.vr;
+  if (explicit && explicit !== 'UN') return explicit;
+  const known = entry ? dictionaryVr(entry.vr, ctx) : undefined;
+  // UN keeps the bytes of a VR the writer did not know; text reads the same in any byte order, so a string VR
+  // from the dictionary is safe to apply (numbers are not: UN does not say whose byte order its bytes are in).
+  if (explicit === 'UN') return known && STRING_VRS.has(known) ? known : 'UN';
+  return known ?? 'UN';
+}
+
+function truncate(text: string, max: number): string {
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+}
+
+const latin1 = new TextDecoder('latin1');
+
+function readNumbers(ds: DataSet, element: Element, vr: string, count: number): Array<number | string> {
+  const parser = ds.byteArrayParser;
+  const b = ds.byteArray;
+  const littleEndian = parser === dicomParser.littleEndianByteArrayParser;
+  const values: Array<number | string> = [];
+  for (let i = 0; i < count; i++) {
+    const at = element.dataOffset + i * NUMERIC_WIDTH[vr]!;
+    switch (vr) {
+      case 'US':
+        values.push(parser.readUint16(b, at));
+        break;
+      case 'SS':
+        values.push(parser.readInt16(b, at));
+        break;
+      case 'UL':
+        values.push(parser.readUint32(b, at));
+        break;
+      case 'SL':
+        values.push(parser.readInt32(b, at));
+        break;
+      case 'FL':
+        values.push(parser.readFloat(b, at));
+        break;
+      case 'FD':
+        values.push(parser.readDouble(b, at));
+        break;
+      case 'AT':
+        values.push(tagText(((parser.readUint16(b, at) << 16) | parser.readUint16(b, at + 2)) >>> 0));
+        break;
+      default: {
+        // SV and UV: JSON has no 64-bit integers, so values past 2^53 are printed as decimal strings.
+        const view = new DataView(b.buffer, b.byteOffset + at, 8);
+        const big = vr === 'SV' ? view.getBigInt64(0, littleEndian) : view.getBigUint64(0, littleEndian);
+        values.push(
+          big <= BigInt(Number.MAX_SAFE_INTEGER) && big >= BigInt(Number.MIN_SAFE_INTEGER)
+            ? Number(big)
+            : big.toString(),
+        );
+      }
+    }
+  }
+  return values;
+}
+
+/** IS and DS as numbers; a value that is not a number stays text rather than being guessed at. */
+function numberFromString(value: string, vr: string): number | string {
+  if (value === '') return value;
+  const n = vr === 'IS' ? Number.parseInt(value, 10) : Number.parseFloat(value);
+  return Number.isFinite(n) && /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/.test(value) ? n : value;
+}
+
+function single(values: Array<string | number>): DicomAttributeValue {
+  if (values.length === 0) return null;
+  return values.length === 1 ? values[0]! : values;
+}
+
+function stringValue(
+  bytes: Uint8Array,
+  vr: string,
+  charset: string | undefined,
+  where: string,
+  ctx: Context,
+): DicomAttributeValue {
+  const onWarning = ctx.onWarning;
+  const text = CHARSET_VRS.has(vr)
+    ? decodeDicomText(bytes, charset, {
+        vr,
+        onWarning: onWarning ? (message) => onWarning(`${where}: ${message}`) : undefined,
+      })
+    : latin1.decode(bytes);
+  if (SINGLE_VALUE_VRS.has(vr)) {
+    // Leading spaces are significant in ST, LT and UT; trailing ones are padding.
+    const value = text.replace(/[ \0]+$/, '');
+    return value === '' ? null : truncate(value, ctx.maxValueLength);
+  }
+  const parts = text.split('\\').map((v) => v.replace(/^[ \0]+|[ \0]+$/g, ''));
+  if (parts.length === 1 && parts[0] === '') return null;
+  if (parts.length > ctx.maxValueLength) return { vr, length: bytes.length };
+  const values = parts.map((v) =>
+    vr === 'IS' || vr === 'DS' ? numberFromString(v, vr) : truncate(v, ctx.maxValueLength),
+  );
+  return single(values);
+}
+
+function elementValue(
+  ds: DataSet,
+  element: Element,
+  vr: string,
+  charset: string | undefined,
+  where: string,
+  depth: number,
+  ctx: Context,
+): DicomAttributeValue {
+  if (vr === 'SQ') {
+    const items = element.items ?? [];
+    if (depth >= ctx.maxDepth || items.length > ctx.maxValueLength) return { vr: 'SQ', items: items.length };
+    return items.map((item, i) =>
+      item.dataSet ? dataSetAttributes(item.dataSet, charset, `${where}[${i}]`, depth + 1, ctx) : {},
+    );
+  }
+  const end = element.dataOffset + element.length;
+  // Encapsulated pixel data, and values cut short by the end of the file, are only described.
+  if (element.hadUndefinedLength || end > ds.byteArray.length || element.length < 0) {
+    return { vr, length: element.length };
+  }
+  if (BINARY_VRS.has(vr) || element.tag === TAG.PixelData) return { vr, length: element.length };
+  const width = NUMERIC_WIDTH[vr];
+  if (width !== undefined) {
+    const count = Math.floor(element.length / width);
+    if (count > ctx.maxValueLength) return { vr, length: element.length };
+    return single(readNumbers(ds, element, vr, count));
+  }
+  if (STRING_VRS.has(vr)) {
+    return stringValue(ds.byteArray.subarray(element.dataOffset, end), vr, charset, where, ctx);
+  }
+  return { vr, length: element.length };
+}
+
+function dataSetAttributes(
+  ds: DataSet,
+  inheritedCharset: string | undefined,
+  path: string,
+  depth: number,
+  ctx: Context,
+): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  // An item may name its own character set; otherwise the enclosing data set's applies (PS3.5 7.5.3).
+  const own = ds.elements[TAG.SpecificCharacterSet];
+  const charset =
+    own && own.length > 0 && own.dataOffset + own.length <= ds.byteArray.length
+      ? latin1.decode(ds.byteArray.subarray(own.dataOffset, own.dataOffset + own.length)).trim()
+      : inheritedCharset;
+  const keys = Object.keys(ds.elements).sort((a, b) => tagOf(a) - tagOf(b));
+  for (const key of keys) {
+    const element = ds.elements[key]!;
+    const tag = tagOf(key);
+    if (!ctx.includePatient && isPatientTag(tag)) continue;
+    // Item and sequence delimiters never carry values.
+    if (tag >>> 16 === 0xfffe) continue;
+    const isPrivate = (tag >>> 16) % 2 === 1;
+    const entry = isPrivate ? undefined : lookup(tag);
+    let name = entry?.keyword ?? tagText(tag);
+    // Repeating groups share one keyword; the second overlay, for example, keeps its tag as its name.
+    if (name in out) name = tagText(tag);
+    const vr = resolveVr(element, entry, ctx);
+    out[name] = elementValue(ds, element, vr, charset, `${path}(${tagText(tag)})`, depth, ctx);
+  }
+  return out;
+}
+
+/**
+ * The instance's data elements by PS3.6 keyword (private and unknown tags as 'GGGG,EEEE'), values decoded by
+ * VR: numbers for US, SS, UL, SL, FL, FD, SV, UV, IS and DS; strings for text (Specific Character Set applied to
+ * PN, SH, LO, ST, LT, UT, UC); arrays for several values; arrays of objects for sequences; `{ vr, length }` for
+ * binary values and pixel data; null for empty values. TransferSyntaxUID comes first, from the file meta or from
+ * the encoding the parser found. Patient demographics are left out unless `includePatient` is set.
+ */
+export function dicomAttributes(
+  instance: DicomInstance,
+  opts: DicomAttributesOptions = {},
+): Record<string, unknown> {
+  const ctx: Context = {
+    includePatient: opts.includePatient ?? false,
+    maxValueLength: Math.max(1, opts.maxValueLength ?? 1024),
+    maxDepth: Math.max(0, opts.maxDepth ?? 8),
+    pixelRepresentation: instance.pixelRepresentation,
+    onWarning: opts.onWarning,
+  };
+  return {
+    TransferSyntaxUID: instance.transferSyntaxUid,
+    ...dataSetAttributes(instance.dataSet, instance.specificCharacterSet, '', 0, ctx),
+  };
+}
