@@ -14,6 +14,7 @@ import Fastify, {
 import type { Context } from '../context.js';
 import { AppError, isAppError } from '../errors.js';
 import { registerCaseRoutes } from './routes/cases.js';
+import { registerDicomwebRoutes } from './routes/dicomweb.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerInstanceRoutes } from './routes/instances.js';
@@ -119,5 +120,6 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerInstanceRoutes(app, ctx);
   registerWorklistRoutes(app, ctx);
   registerOpsRoutes(app, ctx);
+  registerDicomwebRoutes(app, ctx);
   return app;
 }

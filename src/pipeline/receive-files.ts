@@ -156,8 +156,16 @@ export async function recordFiles(
       })
       .execute();
   });
-  // After the commit; if this process dies first, the sweep finds the rows and enqueues them.
-  for (const f of stored) await enqueueIngest(ctx.queues, f.id, upload.requestId ?? undefined);
+  // After the commit. The files are safely recorded now: if Redis refuses the enqueue (or this process dies
+  // first), the sweep finds the rows without `ingested_at` and enqueues them, so the caller still succeeds.
+  try {
+    for (const f of stored) await enqueueIngest(ctx.queues, f.id, upload.requestId ?? undefined);
+  } catch (err) {
+    ctx.log.warn(
+      { uploadId: upload.id, err: err instanceof Error ? err.message : err },
+      'enqueue failed; the sweep will',
+    );
+  }
 }
 
 /**
