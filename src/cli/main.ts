@@ -3,7 +3,6 @@ import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
 import { startWorkerProcess } from '../../workers/worker.js';
 import { startApi } from '../api/start-api.js';
-import { collectBatches, uploadBatch } from '../client/upload-client.js';
 import { CONFIG_FIELDS, loadConfig } from '../config.js';
 import { createContext } from '../context.js';
 import { createDatabase, migrateToLatest } from '../db/database.js';
@@ -12,6 +11,7 @@ import { onShutdown } from '../shutdown.js';
 import { addReader, addSite, createKey } from './admin-commands.js';
 import { demoCommand } from './demo.js';
 import { inspectCommand, renderCommand } from './file-commands.js';
+import { uploadCommand } from './upload-command.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
@@ -183,48 +183,6 @@ async function main(argv: string[]): Promise<number> {
       process.stderr.write(`unknown command ${command}\n\n${USAGE}`);
       return 2;
   }
-}
-
-async function uploadCommand(
-  server: string,
-  key: string,
-  paths: string[],
-  priority?: 'stat' | 'urgent' | 'routine',
-  notes?: string,
-): Promise<number> {
-  const batches = await collectBatches(paths);
-  const failures: string[] = [];
-  for (const batch of batches) {
-    const started = Date.now();
-    let last = 0;
-    try {
-      const result = await uploadBatch(batch, {
-        server,
-        key,
-        ...(priority ? { priority } : {}),
-        ...(notes ? { notes } : {}),
-        onProgress: (sent, total) => {
-          const now = Date.now();
-          if (now - last < 500 && sent < total) return;
-          last = now;
-          const rate = sent / Math.max(0.001, (now - started) / 1000);
-          process.stderr.write(
-            `\r${batch.label}: ${(sent / 1e6).toFixed(1)}/${(total / 1e6).toFixed(1)} MB ${(rate / 1e6).toFixed(1)} MB/s`,
-          );
-        },
-      });
-      process.stderr.write('\n');
-      console.log(JSON.stringify(result));
-    } catch (err) {
-      process.stderr.write('\n');
-      failures.push(`${batch.label}: ${err instanceof Error ? err.message : String(err)}`);
-    }
-  }
-  if (failures.length > 0) {
-    console.error(`failed:\n  ${failures.join('\n  ')}`);
-    return 1;
-  }
-  return 0;
 }
 
 main(process.argv.slice(2)).then(
