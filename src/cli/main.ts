@@ -6,6 +6,7 @@ import { startApi } from '../api/start-api.js';
 import { CONFIG_FIELDS, loadConfig } from '../config.js';
 import { createContext } from '../context.js';
 import { createDatabase, migrateToLatest } from '../db/database.js';
+import { startDimseServer } from '../dimse/start-dimse-server.js';
 import { isAppError } from '../errors.js';
 import { onShutdown } from '../shutdown.js';
 import { addReader, addSite, createKey } from './admin-commands.js';
@@ -20,6 +21,7 @@ const USAGE = `teleread <command> [options]
   demo [--once]                      seed, start API + workers, upload fixtures/, print worklists
   api                                run the HTTP API
   worker [--queues a,b]              run pipeline workers (ingest, process, route, maintenance)
+  dimse                              run the DICOM C-STORE/C-ECHO listener on DICOM_PORT
   migrate                            apply database migrations
   sites add ID --jurisdiction J [--name N] [--ae-titles AE1,AE2]
   readers add ID --specialties a,b --jurisdictions X,Y [--name N] [--max-active N]
@@ -58,6 +60,16 @@ async function main(argv: string[]): Promise<number> {
       ctx.log.info({ url }, 'api listening');
       onShutdown(ctx.log, async () => {
         await app.close();
+        await ctx.close();
+      });
+      return new Promise(() => undefined);
+    }
+    case 'dimse': {
+      const ctx = await createContext(loadConfig());
+      const server = await startDimseServer(ctx);
+      ctx.log.info({ port: server.port, aeTitle: ctx.config.dicomAeTitle }, 'DIMSE listener ready');
+      onShutdown(ctx.log, async () => {
+        await server.close();
         await ctx.close();
       });
       return new Promise(() => undefined);
