@@ -10,6 +10,7 @@ import { startDimseServer } from '../dimse/start-dimse-server.js';
 import { isAppError } from '../errors.js';
 import { onShutdown } from '../shutdown.js';
 import { addReader, addSite, createKey } from './admin-commands.js';
+import { deidentifyCommand } from './deidentify-command.js';
 import { demoCommand } from './demo.js';
 import { inspectCommand, renderCommand } from './file-commands.js';
 import { uploadCommand } from './upload-command.js';
@@ -29,6 +30,8 @@ const USAGE = `teleread <command> [options]
   inspect FILE… [--json]             detected kind, format and metadata per file
   render FILE -o OUT.png [--size N] [--frame K]
                                      the thumbnail the pipeline would make (DICOM: frame K, 1-based)
+  deidentify IN OUT [--secret S] [--pseudonym P]
+                                     PS3.15 Basic Profile + Modified Dates + Clean Descriptors (files or folders)
   upload --server URL --key K [--priority P] [--notes T] FILE|DIR…
   config                             list the environment variables and their defaults
 `;
@@ -164,6 +167,16 @@ async function main(argv: string[]): Promise<number> {
         Number(v.size ?? 256),
         v.frame ? Number(v.frame) : undefined,
       );
+    }
+    case 'deidentify': {
+      const { values, positionals } = args({ secret: { type: 'string' }, pseudonym: { type: 'string' } });
+      const v = values as Record<string, string | undefined>;
+      if (positionals.length !== 2)
+        throw new Error('usage: teleread deidentify IN OUT [--secret S] [--pseudonym P]');
+      return deidentifyCommand(positionals[0]!, positionals[1]!, {
+        ...(v.secret ? { secret: v.secret } : {}),
+        ...(v.pseudonym ? { pseudonym: v.pseudonym } : {}),
+      });
     }
     case 'upload': {
       const { values, positionals } = args({

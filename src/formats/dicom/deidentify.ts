@@ -1,0 +1,1308 @@
+/**
+ * De-identification of one DICOM instance: PS3.15 Annex E Basic Application Level Confidentiality Profile with
+ * the Retain Longitudinal Temporal Information with Modified Dates Option and the Clean Descriptors Option.
+ *
+ * The data set is read into a tree whose values are views of the input bytes, the actions of Table E.1-1
+ * (deidentify-profile.ts) are applied, and the tree is written back in the encoding it was read in. Everything the
+ * profile does not touch, Pixel Data above all (native or encapsulated, fragments and offset table included),
+ * leaves byte for byte as it came. The file meta is written anew: the input's may name the sending station.
+ *
+ * Choices the standard leaves open:
+ * - X/Z becomes Z and X/D, Z/D, X/Z/D become D (see basicOperation), so a Type 1 or 2 attribute never goes missing;
+ *   a Type 3 sequence marked X/Z is removed, since an empty one is invalid. An empty value stays empty under D.
+ * - Modified Dates: every DA and DT value in the data set moves by the same whole number of days, so all
+ *   intervals hold. Whole days leave TM values and time-zone offsets as they were.
+ * - Clean Descriptors: a descriptor (StudyDescription, SeriesDescription, ProtocolName …) keeps its text after
+ *   removing what identifies: every value that the profile removes or replaces elsewhere in the same data set
+ *   (patient and physician names, IDs, institution, addresses …), dates, numbers of five digits or more, phone
+ *   numbers, e-mail addresses and honorific-plus-name. If nothing readable is left, the Basic Profile action
+ *   applies. Code sequences marked C keep their codes; their text is cleaned the same way.
+ * - D on a sequence keeps its items, applies the table inside them, and replaces their free text (PN, LT, ST, UT).
+ * - Group lengths, command elements (group 0000) and whole overlay and curve groups are dropped.
+ * - PatientName and PatientID carry the caller's pseudonym, and are added if the input had none.
+ * - Inputs that cannot give a whole copy are refused with CORRUPT_FILE: truncated or unterminated values, and
+ *   instances without a SOP Instance UID (the copy could not be linked back to its original).
+ * - Burned-in annotation is not cleaned: a BurnedInAnnotation of YES is reported as BURNED_IN_ANNOTATION_WARNING
+ *   so that the caller can refuse to send the copy.
+ */
+import { deflateRawSync, inflateRawSync } from 'node:zlib';
+import { AppError, isAppError } from '../../errors.js';
+import { decodeDicomText } from './charset.js';
+import {
+  DATE_ATTRIBUTE_VR,
+  DEIDENTIFICATION_METHOD_CODES,
+  FREE_TEXT_ATTRIBUTE_VR,
+  type ProfileOperation,
+  resolveProfileAction,
+} from './deidentify-profile.js';
+import { looksLikeDicom } from './parse-dicom.js';
+import {
+  describeTransferSyntax,
+  EXPLICIT_VR_BIG_ENDIAN,
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  IMPLICIT_VR_LITTLE_ENDIAN,
+} from './transfer-syntax.js';
+
+export interface DeidentifyOptions {
+  /** Replacement for an original UID; must return the same replacement for the same original (within a study at
+   * least) so that references between instances survive. Synchronous: fetch mappings first (see collectUids). */
+  mapUid: (uid: string) => string;
+  /** Written to PatientName and PatientID. Printable ASCII only, so it is valid in every character set. */
+  pseudonym: { patientName: string; patientId: string };
+  /** Whole days added to every date (negative moves them back). */
+  dateShiftDays: number;
+}
+
+export interface DeidentifyResult {
+  bytes: Uint8Array;
+  warnings: string[];
+  /** Every UID replaced in this instance: original → replacement. */
+  replacedUids: Record<string, string>;
+}
+
+/** Teleread's Implementation Class UID (a UUID-derived UID, PS3.5 B.2) and version name for the file meta. */
+export const TELEREAD_IMPLEMENTATION_CLASS_UID = '2.25.170411299581508014615865817664643604539';
+export const TELEREAD_IMPLEMENTATION_VERSION_NAME = 'TELEREAD_1';
+
+/** In `warnings` when BurnedInAnnotation (0028,0301) is YES: the pixels may show what the header no longer does. */
+export const BURNED_IN_ANNOTATION_WARNING =
+  'BurnedInAnnotation is YES: the pixel data may show identifying text, which is not removed';
+
+// ---- tags ---------------------------------------------------------------------------------------------------
+
+const TAG_SPECIFIC_CHARACTER_SET = 0x00080005;
+const TAG_SOP_CLASS_UID = 0x00080016;
+const TAG_SOP_INSTANCE_UID = 0x00080018;
+const TAG_CODE_VALUE = 0x00080100;
+const TAG_CODING_SCHEME_DESIGNATOR = 0x00080102;
+const TAG_CODE_MEANING = 0x00080104;
+const TAG_PATIENT_NAME = 0x00100010;
+const TAG_PATIENT_ID = 0x00100020;
+const TAG_PATIENT_BIRTH_DATE = 0x00100030;
+const TAG_PATIENT_IDENTITY_REMOVED = 0x00120062;
+const TAG_DEIDENTIFICATION_METHOD = 0x00120063;
+const TAG_DEIDENTIFICATION_METHOD_CODE_SEQUENCE = 0x00120064;
+const TAG_STUDY_INSTANCE_UID = 0x0020000d;
+const TAG_SERIES_INSTANCE_UID = 0x0020000e;
+const TAG_MODALITY = 0x00080060;
+const TAG_ROWS = 0x00280010;
+const TAG_BURNED_IN_ANNOTATION = 0x00280301;
+const TAG_LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED = 0x00280303;
+const TAG_PIXEL_DATA = 0x7fe00010;
+const ITEM = 0xfffee000;
+const ITEM_DELIMITATION = 0xfffee00d;
+const SEQUENCE_DELIMITATION = 0xfffee0dd;
+const UNDEFINED_LENGTH = 0xffffffff;
+
+/** Attributes this module writes itself at the top level; earlier values (a previous de-identification) go. */
+const WRITTEN_HERE = new Set([
+  TAG_PATIENT_IDENTITY_REMOVED,
+  TAG_DEIDENTIFICATION_METHOD,
+  TAG_DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
+  TAG_LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED,
+]);
+
+/** A data set read under a guessed encoding counts only if it holds one of these (as parse-dicom does). */
+const IDENTIFYING_TAGS = [
+  TAG_SOP_CLASS_UID,
+  TAG_SOP_INSTANCE_UID,
+  TAG_STUDY_INSTANCE_UID,
+  TAG_SERIES_INSTANCE_UID,
+  TAG_MODALITY,
+  TAG_ROWS,
+  TAG_PIXEL_DATA,
+];
+
+function formatTag(tag: number): string {
+  const hex = (tag >>> 0).toString(16).toUpperCase().padStart(8, '0');
+  return `(${hex.slice(0, 4)},${hex.slice(4)})`;
+}
+
+// ---- data set tree ------------------------------------------------------------------------------------------
+
+interface Encoding {
+  readonly explicitVr: boolean;
+  readonly littleEndian: boolean;
+}
+
+const IMPLICIT_LE: Encoding = { explicitVr: false, littleEndian: true };
+const EXPLICIT_LE: Encoding = { explicitVr: true, littleEndian: true };
+const EXPLICIT_BE: Encoding = { explicitVr: true, littleEndian: false };
+
+interface DataElement {
+  readonly tag: number;
+  /** The VR written in the file; undefined in implicit VR data sets. */
+  readonly vr: string | undefined;
+  /** Where the element's header starts, for messages. */
+  readonly offset: number;
+  readonly value?: Uint8Array | undefined;
+  readonly sequence?: Sequence | undefined;
+  /** An undefined-length value that is not a sequence (encapsulated Pixel Data): its items and the sequence
+   * delimiter exactly as read. */
+  readonly encapsulated?: Uint8Array | undefined;
+}
+
+interface Sequence {
+  readonly items: Item[];
+  readonly undefinedLength: boolean;
+  /** Items of a UN sequence of undefined length are implicit VR little endian whatever the data set (CP-246). */
+  readonly encoding: Encoding;
+}
+
+interface Item {
+  readonly elements: DataElement[];
+  readonly undefinedLength: boolean;
+}
+
+const VRS = new Set(
+  'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(
+    ' ',
+  ),
+);
+const LONG_LENGTH_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'UV']);
+const TEXT_VRS = new Set([
+  'AE',
+  'AS',
+  'CS',
+  'DA',
+  'DS',
+  'DT',
+  'IS',
+  'LO',
+  'LT',
+  'PN',
+  'SH',
+  'ST',
+  'TM',
+  'UC',
+  'UR',
+  'UT',
+]);
+const FREE_TEXT_VRS = new Set(['PN', 'LT', 'ST', 'UT']);
+const MAX_DEPTH = 64;
+const MAX_INFLATED_BYTES = 1 << 30;
+
+// ---- reading ------------------------------------------------------------------------------------------------
+
+class Reader {
+  readonly view: DataView;
+  constructor(
+    readonly bytes: Uint8Array,
+    readonly label: string,
+  ) {
+    this.view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  }
+
+  u16(at: number, littleEndian: boolean): number {
+    return this.view.getUint16(at, littleEndian);
+  }
+
+  u32(at: number, littleEndian: boolean): number {
+    return this.view.getUint32(at, littleEndian);
+  }
+
+  tag(at: number, littleEndian: boolean): number {
+    return ((this.u16(at, littleEndian) << 16) | this.u16(at + 2, littleEndian)) >>> 0;
+  }
+
+  corrupt(message: string, offset: number, tag?: number): AppError {
+    const where = tag === undefined ? `at offset ${offset}` : `${formatTag(tag)} at offset ${offset}`;
+    return new AppError('CORRUPT_FILE', `${this.label}: ${where}: ${message}`, {
+      retryable: false,
+      details: { offset, ...(tag === undefined ? {} : { tag: formatTag(tag) }) },
+    });
+  }
+}
+
+interface ReadResult {
+  elements: DataElement[];
+  end: number;
+}
+
+/** Reads elements from `pos` up to `end`, or up to an item delimiter when `inUndefinedItem`. Every iteration
+ * consumes at least eight bytes, so the loop is bounded by the input length. */
+function readElements(
+  r: Reader,
+  pos: number,
+  end: number,
+  enc: Encoding,
+  depth: number,
+  inUndefinedItem: boolean,
+): ReadResult {
+  if (depth > MAX_DEPTH) throw r.corrupt(`sequences nested deeper than ${MAX_DEPTH}`, pos);
+  const elements: DataElement[] = [];
+  while (pos < end) {
+    if (end - pos < 8) {
+      // DCMTK ignores a few zero bytes of padding after the last element; anything else is a cut element.
+      if (!inUndefinedItem && r.bytes.subarray(pos, end).every((b) => b === 0)) return { elements, end };
+      throw r.corrupt(`${end - pos} bytes left, too few for an element header`, pos);
+    }
+    const tag = r.tag(pos, enc.littleEndian);
+    if (tag === ITEM_DELIMITATION && inUndefinedItem) return { elements, end: pos + 8 };
+    if (tag === ITEM_DELIMITATION || tag === SEQUENCE_DELIMITATION) {
+      // A stray delimiter after a defined-length item or sequence; DCMTK skips it, and so do we.
+      pos += 8;
+      continue;
+    }
+    if (tag === ITEM) throw r.corrupt('item tag outside a sequence', pos, tag);
+    const element = readElement(r, pos, end, enc, depth, tag);
+    elements.push(element.element);
+    pos = element.end;
+  }
+  if (inUndefinedItem) throw r.corrupt('item of undefined length has no item delimiter', pos);
+  return { elements, end: pos };
+}
+
+function readElement(
+  r: Reader,
+  pos: number,
+  end: number,
+  enc: Encoding,
+  depth: number,
+  tag: number,
+): { element: DataElement; end: number } {
+  let vr: string | undefined;
+  let length: number;
+  let valueStart: number;
+  if (enc.explicitVr) {
+    const vrText = String.fromCharCode(r.bytes[pos + 4]!, r.bytes[pos + 5]!);
+    vr = vrText;
+    if (VRS.has(vrText) && LONG_LENGTH_VRS.has(vrText)) {
+      if (pos + 12 > end) throw r.corrupt('element header is cut short', pos, tag);
+      length = r.u32(pos + 8, enc.littleEndian);
+      valueStart = pos + 12;
+    } else {
+      // An unknown VR is read with a 16-bit length, as dicom-parser (and so parseDicom) reads it.
+      length = r.u16(pos + 6, enc.littleEndian);
+      valueStart = pos + 8;
+    }
+  } else {
+    length = r.u32(pos + 4, enc.littleEndian);
+    valueStart = pos + 8;
+  }
+
+  if (length === UNDEFINED_LENGTH) {
+    if (tag === TAG_PIXEL_DATA || vr === 'OB' || vr === 'OW') {
+      const stop = skipEncapsulated(r, valueStart, end, enc, tag);
+      return {
+        element: { tag, vr, offset: pos, encapsulated: r.bytes.subarray(valueStart, stop) },
+        end: stop,
+      };
+    }
+    if (vr === undefined || vr === 'SQ' || vr === 'UN') {
+      const itemEncoding = vr === 'UN' ? IMPLICIT_LE : enc;
+      const read = readItems(r, valueStart, end, itemEncoding, depth, true, tag);
+      return {
+        element: {
+          tag,
+          vr,
+          offset: pos,
+          sequence: { items: read.items, undefinedLength: true, encoding: itemEncoding },
+        },
+        end: read.end,
+      };
+    }
+    throw r.corrupt(`VR ${vr} cannot have an undefined length`, pos, tag);
+  }
+
+  const valueEnd = valueStart + length;
+  if (valueEnd > end) {
+    throw r.corrupt(`declares ${length} bytes but only ${Math.max(0, end - valueStart)} remain`, pos, tag);
+  }
+  if (vr === 'SQ') {
+    const read = readItems(r, valueStart, valueEnd, enc, depth, false, tag);
+    return {
+      element: {
+        tag,
+        vr,
+        offset: pos,
+        sequence: { items: read.items, undefinedLength: false, encoding: enc },
+      },
+      end: valueEnd,
+    };
+  }
+  // Without a VR (implicit, or UN holding implicit VR little endian) a value that starts with an item tag is a
+  // sequence; if it does not read as one it stays an opaque value.
+  if ((vr === undefined || vr === 'UN') && length >= 8 && tag !== TAG_PIXEL_DATA) {
+    const itemEncoding = vr === 'UN' ? IMPLICIT_LE : enc;
+    if (r.tag(valueStart, itemEncoding.littleEndian) === ITEM) {
+      try {
+        const read = readItems(r, valueStart, valueEnd, itemEncoding, depth, false, tag);
+        return {
+          element: {
+            tag,
+            vr,
+            offset: pos,
+            sequence: { items: read.items, undefinedLength: false, encoding: itemEncoding },
+          },
+          end: valueEnd,
+        };
+      } catch (err) {
+        if (!isAppError(err)) throw err;
+      }
+    }
+  }
+  return { element: { tag, vr, offset: pos, value: r.bytes.subarray(valueStart, valueEnd) }, end: valueEnd };
+}
+
+function readItems(
+  r: Reader,
+  pos: number,
+  end: number,
+  enc: Encoding,
+  depth: number,
+  undefinedLength: boolean,
+  sequenceTag: number,
+): { items: Item[]; end: number } {
+  const items: Item[] = [];
+  while (pos < end || undefinedLength) {
+    if (pos + 8 > end) {
+      throw r.corrupt(
+        undefinedLength ? 'sequence of undefined length has no delimiter' : 'item header is cut short',
+        pos,
+        sequenceTag,
+      );
+    }
+    const tag = r.tag(pos, enc.littleEndian);
+    if (tag === SEQUENCE_DELIMITATION) {
+      if (undefinedLength) return { items, end: pos + 8 };
+      pos += 8;
+      continue;
+    }
+    if (tag === ITEM_DELIMITATION) {
+      // Written after an item of defined length by some tools (fo-dicom GH223); DCMTK skips it.
+      pos += 8;
+      continue;
+    }
+    if (tag !== ITEM)
+      throw r.corrupt(`expected an item in sequence, found ${formatTag(tag)}`, pos, sequenceTag);
+    const length = r.u32(pos + 4, enc.littleEndian);
+    if (length === UNDEFINED_LENGTH) {
+      const read = readElements(r, pos + 8, end, enc, depth + 1, true);
+      items.push({ elements: read.elements, undefinedLength: true });
+      pos = read.end;
+    } else {
+      const itemEnd = pos + 8 + length;
+      if (itemEnd > end)
+        throw r.corrupt(`item declares ${length} bytes past the end of its sequence`, pos, sequenceTag);
+      const read = readElements(r, pos + 8, itemEnd, enc, depth + 1, false);
+      items.push({ elements: read.elements, undefinedLength: false });
+      pos = itemEnd;
+    }
+  }
+  return { items, end: pos };
+}
+
+/** Finds the end of an encapsulated value: items of defined length up to the sequence delimiter. */
+function skipEncapsulated(r: Reader, pos: number, end: number, enc: Encoding, tag: number): number {
+  while (pos + 8 <= end) {
+    const itemTag = r.tag(pos, enc.littleEndian);
+    if (itemTag === SEQUENCE_DELIMITATION) return pos + 8;
+    if (itemTag !== ITEM) throw r.corrupt(`expected a fragment, found ${formatTag(itemTag)}`, pos, tag);
+    const length = r.u32(pos + 4, enc.littleEndian);
+    if (length === UNDEFINED_LENGTH || pos + 8 + length > end) {
+      throw r.corrupt('fragment runs past the end of the file', pos, tag);
+    }
+    pos += 8 + length;
+  }
+  throw r.corrupt('encapsulated value has no sequence delimiter (file cut short?)', pos, tag);
+}
+
+// ---- locating the data set ---------------------------------------------------------------------------------
+
+interface FileMeta {
+  end: number;
+  transferSyntaxUid?: string | undefined;
+  sopClassUid?: string | undefined;
+  sopInstanceUid?: string | undefined;
+}
+
+const latin1 = new TextDecoder('latin1');
+
+function trimValue(s: string): string {
+  return s.replace(/^[\s\0]+|[\s\0]+$/g, '');
+}
+
+function hasDicmPrefix(b: Uint8Array): boolean {
+  return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
+}
+
+function isVrAt(b: Uint8Array, at: number): boolean {
+  return at + 2 <= b.length && VRS.has(String.fromCharCode(b[at]!, b[at + 1]!));
+}
+
+/** Group 0002 is explicit VR little endian (PS3.10 7.1); some writers use implicit VR there, which is accepted. */
+function readFileMeta(r: Reader, start: number): FileMeta {
+  const b = r.bytes;
+  const meta: FileMeta = { end: start };
+  let pos = start;
+  while (pos + 8 <= b.length && r.u16(pos, true) === 0x0002) {
+    const tag = r.tag(pos, true);
+    let length: number;
+    let valueStart: number;
+    if (isVrAt(b, pos + 4)) {
+      const vr = String.fromCharCode(b[pos + 4]!, b[pos + 5]!);
+      if (LONG_LENGTH_VRS.has(vr)) {
+        if (pos + 12 > b.length) throw r.corrupt('file meta element header is cut short', pos, tag);
+        length = r.u32(pos + 8, true);
+        valueStart = pos + 12;
+      } else {
+        length = r.u16(pos + 6, true);
+        valueStart = pos + 8;
+      }
+    } else {
+      length = r.u32(pos + 4, true);
+      valueStart = pos + 8;
+    }
+    if (length === UNDEFINED_LENGTH || valueStart + length > b.length) {
+      throw r.corrupt('file meta element runs past the end of the file', pos, tag);
+    }
+    const text = () => trimValue(latin1.decode(b.subarray(valueStart, valueStart + length))) || undefined;
+    if (tag === 0x00020010) meta.transferSyntaxUid = text();
+    else if (tag === 0x00020002) meta.sopClassUid = text();
+    else if (tag === 0x00020003) meta.sopInstanceUid = text();
+    pos = valueStart + length;
+  }
+  meta.end = pos;
+  return meta;
+}
+
+interface Located {
+  elements: DataElement[];
+  encoding: Encoding;
+  /** The transfer syntax to write: the declared one when the data set was read as declared. */
+  transferSyntaxUid: string;
+  deflated: boolean;
+  meta: FileMeta | undefined;
+}
+
+function guessEncodings(b: Uint8Array, start: number): Encoding[] {
+  if (isVrAt(b, start + 4)) {
+    const bigEndianFirst = b[start] === 0 && b[start + 1] !== 0;
+    return bigEndianFirst ? [EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE] : [EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE];
+  }
+  return [IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE];
+}
+
+function nativeUid(e: Encoding): string {
+  if (!e.explicitVr) return IMPLICIT_VR_LITTLE_ENDIAN;
+  return e.littleEndian ? EXPLICIT_VR_LITTLE_ENDIAN : EXPLICIT_VR_BIG_ENDIAN;
+}
+
+function sameEncoding(a: Encoding, b: Encoding): boolean {
+  return a.explicitVr === b.explicitVr && a.littleEndian === b.littleEndian;
+}
+
+function inflate(bytes: Uint8Array, start: number): Uint8Array {
+  try {
+    return inflateRawSync(bytes.subarray(start), { maxOutputLength: MAX_INFLATED_BYTES });
+  } catch (err) {
+    throw new AppError('CORRUPT_FILE', `deflated data set at offset ${start} cannot be inflated`, {
+      retryable: false,
+      cause: err,
+      details: { offset: start },
+    });
+  }
+}
+
+/** Reads the data set as its transfer syntax says, falling back (as DCMTK and parseDicom do) to the encoding its
+ * first element suggests when the declared one fails. */
+function locateDataSet(bytes: Uint8Array, warnings: string[]): Located {
+  if (bytes.length < 8) {
+    throw new AppError('UNSUPPORTED_FORMAT', `not DICOM: only ${bytes.length} bytes`, { retryable: false });
+  }
+  const r = new Reader(bytes, 'data set');
+  let metaStart: number | undefined;
+  if (hasDicmPrefix(bytes)) metaStart = 132;
+  else if (bytes[0] === 0x02 && bytes[1] === 0x00 && isVrAt(bytes, 4)) metaStart = 0;
+  const meta = metaStart === undefined ? undefined : readFileMeta(r, metaStart);
+  const start = meta?.end ?? 0;
+  const declaredUid = meta?.transferSyntaxUid;
+  const declared = declaredUid ? describeTransferSyntax(declaredUid) : undefined;
+
+  if (declared?.deflated) {
+    const inflated = inflate(bytes, start);
+    const elements = readElements(
+      new Reader(inflated, 'inflated data set'),
+      0,
+      inflated.length,
+      EXPLICIT_LE,
+      0,
+      false,
+    );
+    return {
+      elements: elements.elements,
+      encoding: EXPLICIT_LE,
+      transferSyntaxUid: declared.uid,
+      deflated: true,
+      meta,
+    };
+  }
+
+  const candidates: Encoding[] = declared ? [declared] : [];
+  for (const guess of guessEncodings(bytes, start)) {
+    if (!candidates.some((c) => sameEncoding(c, guess))) candidates.push(guess);
+  }
+  let firstError: AppError | undefined;
+  for (const encoding of candidates) {
+    const isDeclared = declared !== undefined && encoding === declared;
+    try {
+      const { elements } = readElements(r, start, bytes.length, encoding, 0, false);
+      if (!isDeclared && !elements.some((e) => IDENTIFYING_TAGS.includes(e.tag))) continue;
+      if (declared && !isDeclared) {
+        warnings.push(`data set is not encoded as its transfer syntax ${declared.uid} says; written as read`);
+      }
+      return {
+        elements,
+        encoding,
+        transferSyntaxUid: isDeclared && declared ? declared.uid : nativeUid(encoding),
+        deflated: false,
+        meta,
+      };
+    } catch (err) {
+      if (!isAppError(err)) throw err;
+      firstError ??= err;
+    }
+  }
+  if (metaStart === undefined && !looksLikeDicom(bytes.subarray(0, 256))) {
+    throw new AppError('UNSUPPORTED_FORMAT', 'not DICOM: no DICM prefix and no readable data set', {
+      retryable: false,
+      cause: firstError,
+    });
+  }
+  throw (
+    firstError ??
+    new AppError('CORRUPT_FILE', `no DICOM data set found at offset ${start}`, { retryable: false })
+  );
+}
+
+// ---- value helpers ------------------------------------------------------------------------------------------
+
+const ascii = (s: string): Uint8Array => Uint8Array.from(s, (c) => c.charCodeAt(0));
+
+/** Pads a text value to even length: NUL for UI, space for the others (PS3.5 6.2). */
+function padText(bytes: Uint8Array, vr: string): Uint8Array {
+  if (bytes.length % 2 === 0) return bytes;
+  const out = new Uint8Array(bytes.length + 1);
+  out.set(bytes);
+  out[bytes.length] = vr === 'UI' ? 0 : 0x20;
+  return out;
+}
+
+const highByteTables = new Map<string, Map<string, number>>();
+
+/** Characters that one byte above 0x7F stands for under a character set (the single-byte sets), found by
+ * decoding each byte: the inverse of the decoder, so that the two cannot disagree. */
+function highByteTable(charset: string): Map<string, number> {
+  let table = highByteTables.get(charset);
+  if (!table) {
+    table = new Map();
+    for (let b = 0x80; b < 0x100; b++) {
+      const ch = decodeDicomText(Uint8Array.of(b), charset);
+      if (ch.length === 1 && ch !== '\ufffd' && !table.has(ch)) table.set(ch, b);
+    }
+    highByteTables.set(charset, table);
+  }
+  return table;
+}
+
+/** Encodes text in the data set's character set: ASCII as is, UTF-8 for ISO_IR 192, single-byte sets through
+ * their decoder's inverse. Undefined when the result would not decode back to the same text (sets with code
+ * extensions, characters the set lacks): the caller then falls back to the Basic Profile action. */
+function encodeText(text: string, charset: string | undefined, vr: string): Uint8Array | undefined {
+  if (/^[\x20-\x7e\r\n\t\f]*$/.test(text)) return ascii(text);
+  if (!charset) return undefined;
+  let bytes: Uint8Array;
+  if (/ISO_IR 192/i.test(charset)) {
+    bytes = new TextEncoder().encode(text);
+  } else {
+    const table = highByteTable(charset);
+    const out: number[] = [];
+    for (const ch of text) {
+      const code = ch.codePointAt(0) ?? 0;
+      const b = code < 0x80 ? code : table.get(ch);
+      if (b === undefined) return undefined;
+      out.push(b);
+    }
+    bytes = Uint8Array.from(out);
+  }
+  return decodeDicomText(bytes, charset, { vr }) === text ? bytes : undefined;
+}
+
+const DUMMY_TEXT = 'ANONYMIZED';
+
+/** D: a value of the same VR that says nothing (PS3.15 E.1.1: non-zero length, consistent with the VR). */
+function dummyValue(vr: string, original: Uint8Array): Uint8Array {
+  switch (vr) {
+    case 'DA':
+      return ascii('19000101');
+    case 'DT':
+      return ascii('19000101000000');
+    case 'TM':
+      return ascii('000000');
+    case 'DS':
+    case 'IS':
+      return ascii('0 ');
+    case 'AS':
+      return ascii('000D');
+    case 'PN':
+      // A name without a component delimiter reads as the retired free-form PN to validators.
+      return padText(ascii(`${DUMMY_TEXT}^`), vr);
+    default:
+      if (TEXT_VRS.has(vr)) return ascii(DUMMY_TEXT);
+      // Binary values keep their length so that their VM does not change.
+      return new Uint8Array(Math.max(2, original.length + (original.length % 2)));
+  }
+}
+
+const DAY_MS = 86_400_000;
+
+function shiftYmd(year: number, month: number, day: number, days: number): Date | undefined {
+  if (month < 1 || month > 12 || day < 1 || day > 31) return undefined;
+  const t = Date.UTC(year, month - 1, day);
+  const check = new Date(t);
+  // Date.UTC accepts 31 February; a date that does not exist is not shifted.
+  if (check.getUTCMonth() !== month - 1 || check.getUTCDate() !== day) return undefined;
+  const shifted = new Date(t + days * DAY_MS);
+  const y = shifted.getUTCFullYear();
+  return y >= 0 && y <= 9999 ? shifted : undefined;
+}
+
+const pad = (n: number, width: number) => String(n).padStart(width, '0');
+const formatDa = (d: Date) =>
+  `${pad(d.getUTCFullYear(), 4)}${pad(d.getUTCMonth() + 1, 2)}${pad(d.getUTCDate(), 2)}`;
+
+function shiftDa(value: string, days: number): string | undefined {
+  const m = /^(\d{4})\.?(\d{2})\.?(\d{2})$/.exec(value);
+  if (!m) return undefined;
+  const shifted = shiftYmd(Number(m[1]), Number(m[2]), Number(m[3]), days);
+  return shifted ? formatDa(shifted) : undefined;
+}
+
+/** DT keeps its precision: a year-only or year-and-month value is shifted from its first day and written back
+ * to the same precision; the time and the UTC offset are kept. */
+function shiftDt(value: string, days: number): string | undefined {
+  const m = /^(\d{4})(\d{2})?(\d{2})?([0-9.]*)([+-]\d{4})?$/.exec(value);
+  if (!m) return undefined;
+  const shifted = shiftYmd(Number(m[1]), Number(m[2] ?? '1'), Number(m[3] ?? '1'), days);
+  if (!shifted) return undefined;
+  const full = formatDa(shifted);
+  const date = m[3] !== undefined ? full : m[2] !== undefined ? full.slice(0, 6) : full.slice(0, 4);
+  return `${date}${m[4] ?? ''}${m[5] ?? ''}`;
+}
+
+/** Shifts every value of a DA (ranges too) or DT; undefined if any value is not a date. */
+function shiftDateText(text: string, vr: 'DA' | 'DT', days: number): string | undefined {
+  const out: string[] = [];
+  for (const raw of text.split('\\')) {
+    const v = raw.trim();
+    if (v === '') {
+      out.push('');
+      continue;
+    }
+    if (vr === 'DT') {
+      const s = shiftDt(v, days);
+      if (s === undefined) return undefined;
+      out.push(s);
+      continue;
+    }
+    const parts = v.includes('-') ? v.split('-') : [v];
+    if (parts.length > 2) return undefined;
+    const shifted = parts.map((p) => (p === '' ? '' : shiftDa(p, days)));
+    if (shifted.some((s) => s === undefined)) return undefined;
+    out.push(shifted.join('-'));
+  }
+  return out.join('\\');
+}
+
+// ---- clean descriptors --------------------------------------------------------------------------------------
+
+/** Honorific and the word after it ("Dr. Smith", "DR. SMITH", "Mrs Jones"), taken first so that removing a known
+ * name does not leave the honorific to swallow the next word. Without a period only the title-case forms count:
+ * in capitals, MR, MRS, MS and DR are far more often modalities, spectroscopy or a diagnosis. */
+const HONORIFIC_AND_NAME =
+  /\b(?:[Dd][Rr]|[Mm][Rr][Ss]?|[Mm][Ss]|[Mm]iss|[Pp]rof)\.\s*[\p{L}'^-]+|\b(?:Dr|Mrs?|Ms|Miss|Prof)\s+\p{Lu}[\p{L}'^-]*/gu;
+
+const GENERIC_IDENTIFIERS: readonly RegExp[] = [
+  /[\p{L}\p{N}._%+-]+@[\p{L}\p{N}-]+(?:\.[\p{L}\p{N}-]+)+/gu, // e-mail
+  /\b\d{1,4}[./-]\d{1,2}[./-]\d{1,4}\b/gu, // dates with separators
+  // Phone numbers: three groups with at least nine digits ("24 512 512", a matrix, is not one), or 555-0100.
+  /\+?\(?\d{2,4}\)?[\s-]\d{3,4}[\s-]\d{4,5}\b/gu,
+  /\b\d{3}-\d{4}\b/gu,
+  /\d{5,}/gu, // IDs, compact dates, phone numbers
+];
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
+
+/** The identifying words and phrases of one data set, as one pattern matched on word boundaries. */
+function identifierPattern(phrases: Set<string>): RegExp | undefined {
+  const list = [...phrases].filter((p) => p.length >= 2).sort((x, y) => y.length - x.length);
+  if (list.length === 0) return undefined;
+  return new RegExp(`(?<![\\p{L}\\p{N}])(?:${list.map(escapeRegExp).join('|')})(?![\\p{L}\\p{N}])`, 'giu');
+}
+
+function scrubText(text: string, identifiers: RegExp | undefined): string | undefined {
+  let out = text.replace(HONORIFIC_AND_NAME, ' ');
+  if (identifiers) out = out.replace(identifiers, ' ');
+  for (const pattern of GENERIC_IDENTIFIERS) out = out.replace(pattern, ' ');
+  out = out
+    .split('\\')
+    .map((v) =>
+      v
+        .replace(/[ \t]{2,}/g, ' ')
+        .replace(/^[\s,;:()/^-]+|[\s,;:(/^-]+$/g, '')
+        .trim(),
+    )
+    .join('\\');
+  return /[\p{L}\p{N}]/u.test(out) ? out : undefined;
+}
+
+// ---- the transformation -------------------------------------------------------------------------------------
+
+interface Context {
+  readonly mapUid: (uid: string) => string;
+  readonly dateShiftDays: number;
+  readonly pseudonym: { patientName: string; patientId: string };
+  readonly charset: string | undefined;
+  readonly identifiers: RegExp | undefined;
+  readonly replaced: Map<string, string>;
+  readonly warnings: Set<string>;
+}
+
+type Mode = 'normal' | 'dummy';
+
+/** The VR that gives a value its meaning: the file's, unless it is UN or absent (implicit VR). */
+function meaningVr(el: DataElement, knownVr: string | undefined): string | undefined {
+  if (el.vr !== undefined && el.vr !== 'UN' && VRS.has(el.vr)) return el.vr;
+  return knownVr ?? (el.sequence ? 'SQ' : el.vr);
+}
+
+function withValue(el: DataElement, value: Uint8Array): DataElement {
+  return { tag: el.tag, vr: el.vr, offset: el.offset, value };
+}
+
+function withItems(el: DataElement, items: Item[]): DataElement {
+  const sequence = el.sequence ?? { items: [], undefinedLength: true, encoding: IMPLICIT_LE };
+  return { tag: el.tag, vr: el.vr, offset: el.offset, sequence: { ...sequence, items } };
+}
+
+function mapOneUid(uid: string, ctx: Context): string {
+  const known = ctx.replaced.get(uid);
+  if (known !== undefined) return known;
+  const replacement = ctx.mapUid(uid);
+  if (typeof replacement !== 'string' || replacement.length > 64 || !/^\d+(\.\d+)*$/.test(replacement)) {
+    throw new AppError('VALIDATION_FAILED', 'mapUid returned a value that is not a UID', {
+      retryable: false,
+    });
+  }
+  ctx.replaced.set(uid, replacement);
+  return replacement;
+}
+
+function replaceUids(el: DataElement, ctx: Context): DataElement {
+  if (!el.value) return el;
+  const text = trimValue(latin1.decode(el.value));
+  if (text === '') return el;
+  const mapped = text
+    .split('\\')
+    .map((u) => trimValue(u))
+    .map((u) => (u === '' ? '' : mapOneUid(u, ctx)))
+    .join('\\');
+  return withValue(el, padText(ascii(mapped), 'UI'));
+}
+
+function shiftDates(el: DataElement, vr: 'DA' | 'DT', ctx: Context): DataElement {
+  if (!el.value || el.value.length === 0) return el;
+  const text = trimValue(latin1.decode(el.value));
+  if (text === '') return el;
+  const shifted = shiftDateText(text, vr, ctx.dateShiftDays);
+  if (shifted === undefined) {
+    // A value that does not parse as a date cannot be shifted, and might still be one: it goes.
+    ctx.warnings.add(`${formatTag(el.tag)} holds a ${vr} value that is not a valid date; emptied`);
+    return withValue(el, new Uint8Array(0));
+  }
+  return withValue(el, padText(ascii(shifted), vr));
+}
+
+function decodeText(el: DataElement, vr: string, ctx: Context): string {
+  return decodeDicomText(el.value ?? new Uint8Array(0), ctx.charset, { vr });
+}
+
+function applyOperation(
+  el: DataElement,
+  operation: ProfileOperation,
+  vr: string | undefined,
+  ctx: Context,
+  depth: number,
+): DataElement | undefined {
+  switch (operation) {
+    case 'remove':
+      return undefined;
+    case 'empty':
+      return el.sequence || vr === 'SQ' ? emptySequence(el) : withValue(el, new Uint8Array(0));
+    case 'dummy':
+      if (el.sequence) return withItems(el, transformItems(el.sequence.items, ctx, 'dummy', depth));
+      if (vr === 'SQ') return emptySequence(el);
+      if (vr === 'UI') return replaceUids(el, ctx);
+      if (el.encapsulated) return undefined;
+      // A value that was empty stays empty: an empty value identifies no one and keeps the input's validity.
+      if (!el.value || el.value.length === 0) return el;
+      return withValue(el, dummyValue(vr ?? 'UN', el.value));
+    case 'replaceUid':
+      return replaceUids(el, ctx);
+    case 'keepReplaceUids':
+      if (el.sequence) return withItems(el, transformItems(el.sequence.items, ctx, 'normal', depth));
+      return emptySequence(el);
+    case 'shiftDates':
+    case 'clean':
+      // Never passed in: transformElement applies the options' C itself and falls back to a Basic Profile action.
+      return el;
+  }
+}
+
+/** A sequence emptied, or a sequence stored as an opaque UN value replaced by a zero-length value. */
+function emptySequence(el: DataElement): DataElement {
+  if (el.sequence) return withItems(el, []);
+  return withValue(el, new Uint8Array(0));
+}
+
+function transformElement(el: DataElement, ctx: Context, mode: Mode, depth: number): DataElement | undefined {
+  const tag = el.tag;
+  const group = tag >>> 16;
+  // Group lengths are retired and would be wrong once values change; command elements do not belong in files.
+  if ((tag & 0xffff) === 0 || group === 0x0000 || group === 0x0002) return undefined;
+  if (tag === TAG_PATIENT_NAME) return withValue(el, padText(ascii(ctx.pseudonym.patientName), 'PN'));
+  if (tag === TAG_PATIENT_ID) return withValue(el, padText(ascii(ctx.pseudonym.patientId), 'LO'));
+
+  const action = resolveProfileAction(tag);
+  const dateVr = DATE_ATTRIBUTE_VR.get(tag);
+  const vr = meaningVr(el, action?.attribute?.vr ?? dateVr ?? FREE_TEXT_ATTRIBUTE_VR.get(tag));
+
+  if (action) {
+    if (action.operation === 'shiftDates') {
+      if (vr === 'DA' || vr === 'DT') return shiftDates(el, vr, ctx);
+      // TM (and the UTC offset) are unchanged by a shift of whole days.
+      if (vr === 'TM' || tag === 0x00080201) return el;
+      return applyOperation(el, action.fallback, vr, ctx, depth);
+    }
+    if (action.operation === 'clean') {
+      if (el.sequence) return withItems(el, transformItems(el.sequence.items, ctx, mode, depth));
+      if (vr !== undefined && TEXT_VRS.has(vr) && el.value) {
+        const text = decodeText(el, vr, ctx);
+        if (text.trim() === '') return el;
+        const cleaned = scrubText(text, ctx.identifiers);
+        if (cleaned === text) return el;
+        const encoded = cleaned === undefined ? undefined : encodeText(cleaned, ctx.charset, vr);
+        if (encoded) return withValue(el, padText(encoded, vr));
+      }
+      return applyOperation(el, action.fallback, vr, ctx, depth);
+    }
+    return applyOperation(el, action.operation, vr, ctx, depth);
+  }
+
+  if (el.sequence) return withItems(el, transformItems(el.sequence.items, ctx, mode, depth));
+  if (vr === 'DA' || vr === 'DT') return shiftDates(el, vr, ctx);
+  if (mode === 'dummy' && vr !== undefined && FREE_TEXT_VRS.has(vr) && el.value && el.value.length > 0) {
+    return withValue(el, dummyValue(vr, el.value));
+  }
+  return el;
+}
+
+function transformElements(elements: DataElement[], ctx: Context, mode: Mode, depth: number): DataElement[] {
+  const out: DataElement[] = [];
+  for (const el of elements) {
+    const result = transformElement(el, ctx, mode, depth);
+    if (result) out.push(result);
+  }
+  return out;
+}
+
+function transformItems(items: Item[], ctx: Context, mode: Mode, depth: number): Item[] {
+  return items.map((item) => ({
+    elements: transformElements(item.elements, ctx, mode, depth + 1),
+    undefinedLength: item.undefinedLength,
+  }));
+}
+
+/** Every value the profile removes or replaces, so that descriptors can be cleaned of them. */
+function collectIdentifiers(
+  elements: DataElement[],
+  charset: string | undefined,
+  phrases: Set<string>,
+): void {
+  for (const el of elements) {
+    if (el.sequence) {
+      for (const item of el.sequence.items) collectIdentifiers(item.elements, charset, phrases);
+      continue;
+    }
+    if (!el.value || el.value.length === 0) continue;
+    const action = resolveProfileAction(el.tag);
+    const attribute = action?.attribute;
+    const identifying =
+      el.tag === TAG_PATIENT_NAME ||
+      el.tag === TAG_PATIENT_ID ||
+      (attribute !== undefined && ['remove', 'empty', 'dummy'].includes(action?.operation ?? ''));
+    if (!identifying) continue;
+    const vr = meaningVr(el, attribute?.vr);
+    if (vr === undefined || !TEXT_VRS.has(vr) || vr === 'CS') continue;
+    if (el.tag === TAG_PATIENT_BIRTH_DATE || vr === 'DA') {
+      const d = /^(\d{4})(\d{2})(\d{2})$/.exec(trimValue(latin1.decode(el.value)));
+      if (d)
+        for (const form of [
+          `${d[1]}${d[2]}${d[3]}`,
+          `${d[1]}-${d[2]}-${d[3]}`,
+          `${d[3]}/${d[2]}/${d[1]}`,
+          `${d[2]}/${d[3]}/${d[1]}`,
+          `${d[3]}.${d[2]}.${d[1]}`,
+        ])
+          phrases.add(form);
+      continue;
+    }
+    const text = decodeDicomText(el.value, charset, { vr });
+    for (const value of text.split('\\')) {
+      const v = value.trim();
+      if (v.length >= 3) phrases.add(v);
+      // Names are matched word by word ("John Smith" for SMITH^JOHN); other values by their longer words.
+      const minimum = vr === 'PN' ? 2 : 4;
+      for (const word of v.split(/[\s^=,]+/)) if (word.length >= minimum) phrases.add(word);
+    }
+  }
+}
+
+function checkOptions(opts: DeidentifyOptions): void {
+  if (!Number.isInteger(opts.dateShiftDays) || Math.abs(opts.dateShiftDays) > 366 * 200) {
+    throw new AppError('VALIDATION_FAILED', 'dateShiftDays must be a whole number of days', {
+      retryable: false,
+    });
+  }
+  const { patientName, patientId } = opts.pseudonym;
+  const printable = /^[\x20-\x5b\x5d-\x7e]*$/;
+  if (!printable.test(patientName) || patientName.length > 64) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'pseudonym patientName must be printable ASCII, at most 64 characters',
+      {
+        retryable: false,
+      },
+    );
+  }
+  if (!printable.test(patientId) || patientId.length > 64) {
+    throw new AppError(
+      'VALIDATION_FAILED',
+      'pseudonym patientId must be printable ASCII, at most 64 characters',
+      {
+        retryable: false,
+      },
+    );
+  }
+}
+
+function topLevelText(elements: DataElement[], tag: number): string | undefined {
+  const el = elements.find((e) => e.tag === tag);
+  if (!el?.value) return undefined;
+  return trimValue(latin1.decode(el.value)) || undefined;
+}
+
+interface Transformed {
+  elements: DataElement[];
+  located: Located;
+  sopClassUid: string | undefined;
+  sopInstanceUid: string;
+  warnings: string[];
+  replaced: Map<string, string>;
+}
+
+function deidentifyTree(bytes: Uint8Array, opts: DeidentifyOptions): Transformed {
+  checkOptions(opts);
+  const readWarnings: string[] = [];
+  const located = locateDataSet(bytes, readWarnings);
+  const meta = located.meta;
+  const top = located.elements;
+  const charset = topLevelText(top, TAG_SPECIFIC_CHARACTER_SET);
+  const originalSopInstanceUid = topLevelText(top, TAG_SOP_INSTANCE_UID) ?? meta?.sopInstanceUid;
+  if (!originalSopInstanceUid) {
+    throw new AppError('CORRUPT_FILE', 'no SOP Instance UID (0008,0018) in the data set or its file meta', {
+      retryable: false,
+    });
+  }
+  const phrases = new Set<string>();
+  collectIdentifiers(top, charset, phrases);
+  const ctx: Context = {
+    mapUid: opts.mapUid,
+    dateShiftDays: opts.dateShiftDays,
+    pseudonym: opts.pseudonym,
+    charset,
+    identifiers: identifierPattern(phrases),
+    replaced: new Map(),
+    warnings: new Set(readWarnings),
+  };
+  if (topLevelText(top, TAG_BURNED_IN_ANNOTATION)?.toUpperCase() === 'YES')
+    ctx.warnings.add(BURNED_IN_ANNOTATION_WARNING);
+
+  const kept = transformElements(
+    top.filter((e) => !WRITTEN_HERE.has(e.tag)),
+    ctx,
+    'normal',
+    0,
+  );
+  const sopInstanceUid = mapOneUid(originalSopInstanceUid, ctx);
+  const added = deidentificationElements();
+  // The pseudonym is how the reader and the hub speak of the patient; PatientName and PatientID are Type 2 in
+  // the Patient module, so they are added where the input left them out.
+  for (const [tag, vr, value] of [
+    [TAG_PATIENT_NAME, 'PN', opts.pseudonym.patientName],
+    [TAG_PATIENT_ID, 'LO', opts.pseudonym.patientId],
+  ] as const) {
+    if (!kept.some((e) => e.tag === tag))
+      added.push({ tag, vr, offset: -1, value: padText(ascii(value), vr) });
+  }
+  const elements = [...kept, ...added].sort((x, y) => x.tag - y.tag);
+  return {
+    elements,
+    located,
+    sopClassUid: topLevelText(top, TAG_SOP_CLASS_UID) ?? meta?.sopClassUid,
+    sopInstanceUid,
+    warnings: [...ctx.warnings],
+    replaced: ctx.replaced,
+  };
+}
+
+/** PatientIdentityRemoved, DeidentificationMethod and its code sequence (CID 7050), and the Modified Dates
+ * flag (PS3.15 E.3.6: LongitudinalTemporalInformationModified = MODIFIED). */
+function deidentificationElements(): DataElement[] {
+  const text = (tag: number, vr: string, value: string): DataElement => ({
+    tag,
+    vr,
+    offset: -1,
+    value: padText(ascii(value), vr),
+  });
+  return [
+    text(TAG_PATIENT_IDENTITY_REMOVED, 'CS', 'YES'),
+    text(
+      TAG_DEIDENTIFICATION_METHOD,
+      'LO',
+      DEIDENTIFICATION_METHOD_CODES.map((c) => c.codeMeaning).join('\\'),
+    ),
+    {
+      tag: TAG_DEIDENTIFICATION_METHOD_CODE_SEQUENCE,
+      vr: 'SQ',
+      offset: -1,
+      sequence: {
+        undefinedLength: true,
+        // The encoding is the data set's; writeElement uses its own for sequences created here.
+        encoding: IMPLICIT_LE,
+        items: DEIDENTIFICATION_METHOD_CODES.map((c) => ({
+          undefinedLength: true,
+          elements: [
+            text(TAG_CODE_VALUE, 'SH', c.codeValue),
+            text(TAG_CODING_SCHEME_DESIGNATOR, 'SH', c.codingSchemeDesignator),
+            text(TAG_CODE_MEANING, 'LO', c.codeMeaning),
+          ],
+        })),
+      },
+    },
+    text(TAG_LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED, 'CS', 'MODIFIED'),
+  ];
+}
+
+// ---- writing ------------------------------------------------------------------------------------------------
+
+class ByteSink {
+  private readonly chunks: Uint8Array[] = [];
+  length = 0;
+
+  push(b: Uint8Array): void {
+    this.chunks.push(b);
+    this.length += b.length;
+  }
+
+  u16(v: number, littleEndian: boolean): void {
+    const b = new Uint8Array(2);
+    new DataView(b.buffer).setUint16(0, v, littleEndian);
+    this.push(b);
+  }
+
+  u32(v: number, littleEndian: boolean): void {
+    const b = new Uint8Array(4);
+    new DataView(b.buffer).setUint32(0, v, littleEndian);
+    this.push(b);
+  }
+
+  tag(tag: number, littleEndian: boolean): void {
+    this.u16(tag >>> 16, littleEndian);
+    this.u16(tag & 0xffff, littleEndian);
+  }
+
+  toBytes(): Uint8Array {
+    const out = new Uint8Array(this.length);
+    let at = 0;
+    for (const c of this.chunks) {
+      out.set(c, at);
+      at += c.length;
+    }
+    return out;
+  }
+}
+
+function writeHeader(
+  sink: ByteSink,
+  el: DataElement,
+  length: number,
+  enc: Encoding,
+  vr: string | undefined,
+): void {
+  sink.tag(el.tag, enc.littleEndian);
+  if (!enc.explicitVr) {
+    sink.u32(length, enc.littleEndian);
+    return;
+  }
+  const written = vr ?? 'UN';
+  sink.push(ascii(written));
+  if (VRS.has(written) && LONG_LENGTH_VRS.has(written)) {
+    sink.u16(0, enc.littleEndian);
+    sink.u32(length, enc.littleEndian);
+    return;
+  }
+  if (length > 0xffff) {
+    throw new AppError(
+      'INTERNAL',
+      `${formatTag(el.tag)}: value of ${length} bytes does not fit VR ${written}`,
+      {
+        retryable: false,
+      },
+    );
+  }
+  sink.u16(length, enc.littleEndian);
+}
+
+function writeElements(sink: ByteSink, elements: DataElement[], enc: Encoding): void {
+  for (const el of elements) writeElement(sink, el, enc);
+}
+
+function writeElement(sink: ByteSink, el: DataElement, enc: Encoding): void {
+  if (el.sequence) {
+    // Sequences made here follow the data set; read ones keep theirs (UN sequences are implicit VR LE inside).
+    const itemEnc = el.offset < 0 ? enc : el.sequence.encoding;
+    const body = new ByteSink();
+    for (const item of el.sequence.items) {
+      const content = new ByteSink();
+      writeElements(content, item.elements, itemEnc);
+      body.tag(ITEM, itemEnc.littleEndian);
+      body.u32(item.undefinedLength ? UNDEFINED_LENGTH : content.length, itemEnc.littleEndian);
+      body.push(content.toBytes());
+      if (item.undefinedLength) {
+        body.tag(ITEM_DELIMITATION, itemEnc.littleEndian);
+        body.u32(0, itemEnc.littleEndian);
+      }
+    }
+    const vr = el.vr ?? 'SQ';
+    if (el.sequence.undefinedLength) {
+      writeHeader(sink, el, UNDEFINED_LENGTH, enc, vr);
+      sink.push(body.toBytes());
+      sink.tag(SEQUENCE_DELIMITATION, itemEnc.littleEndian);
+      sink.u32(0, itemEnc.littleEndian);
+    } else {
+      writeHeader(sink, el, body.length, enc, vr);
+      sink.push(body.toBytes());
+    }
+    return;
+  }
+  if (el.encapsulated) {
+    writeHeader(sink, el, UNDEFINED_LENGTH, enc, el.vr ?? 'OB');
+    sink.push(el.encapsulated);
+    return;
+  }
+  const value = el.value ?? new Uint8Array(0);
+  writeHeader(sink, el, value.length, enc, el.vr);
+  sink.push(value);
+}
+
+function fileMeta(
+  sopClassUid: string | undefined,
+  sopInstanceUid: string,
+  transferSyntaxUid: string,
+): Uint8Array {
+  const text = (tag: number, vr: string, value: string): DataElement => ({
+    tag,
+    vr,
+    offset: -1,
+    value: padText(ascii(value), vr),
+  });
+  const elements: DataElement[] = [{ tag: 0x00020001, vr: 'OB', offset: -1, value: Uint8Array.of(0, 1) }];
+  if (sopClassUid) elements.push(text(0x00020002, 'UI', sopClassUid));
+  elements.push(
+    text(0x00020003, 'UI', sopInstanceUid),
+    text(0x00020010, 'UI', transferSyntaxUid),
+    text(0x00020012, 'UI', TELEREAD_IMPLEMENTATION_CLASS_UID),
+    text(0x00020013, 'SH', TELEREAD_IMPLEMENTATION_VERSION_NAME),
+  );
+  const body = new ByteSink();
+  writeElements(body, elements, EXPLICIT_LE);
+  const out = new ByteSink();
+  out.push(new Uint8Array(128));
+  out.push(ascii('DICM'));
+  const groupLength = new Uint8Array(4);
+  new DataView(groupLength.buffer).setUint32(0, body.length, true);
+  writeElement(out, { tag: 0x00020000, vr: 'UL', offset: -1, value: groupLength }, EXPLICIT_LE);
+  out.push(body.toBytes());
+  return out.toBytes();
+}
+
+// ---- public API ---------------------------------------------------------------------------------------------
+
+function guard<T>(fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (isAppError(err)) throw err;
+    // A DataView read past the end or a stack overflow on absurd nesting: still the input's fault.
+    throw new AppError(
+      'CORRUPT_FILE',
+      `DICOM data set cannot be read: ${err instanceof Error ? err.message : String(err)}`,
+      {
+        retryable: false,
+        cause: err,
+      },
+    );
+  }
+}
+
+/**
+ * De-identifies one DICOM instance (Part 10 file or bare data set) and returns a Part 10 file in the same
+ * transfer syntax. Throws AppError UNSUPPORTED_FORMAT for bytes that are not DICOM, CORRUPT_FILE for DICOM that
+ * cannot be read whole, VALIDATION_FAILED for bad options.
+ */
+export function deidentifyDicom(bytes: Uint8Array, opts: DeidentifyOptions): DeidentifyResult {
+  return guard(() => {
+    const t = deidentifyTree(bytes, opts);
+    const data = new ByteSink();
+    writeElements(data, t.elements, t.located.encoding);
+    const dataSet = t.located.deflated ? new Uint8Array(deflateRawSync(data.toBytes())) : data.toBytes();
+    const meta = fileMeta(t.sopClassUid, t.sopInstanceUid, t.located.transferSyntaxUid);
+    const out = new Uint8Array(meta.length + dataSet.length);
+    out.set(meta);
+    out.set(dataSet, meta.length);
+    return { bytes: out, warnings: t.warnings, replacedUids: Object.fromEntries(t.replaced) };
+  });
+}
+
+/**
+ * The UIDs that deidentifyDicom will ask `mapUid` for, in the order it asks: the caller creates (or looks up)
+ * their replacements in one batch, then calls deidentifyDicom with a synchronous lookup.
+ */
+export function collectUids(bytes: Uint8Array): string[] {
+  return guard(() => {
+    const seen: string[] = [];
+    deidentifyTree(bytes, {
+      mapUid: (uid) => {
+        seen.push(uid);
+        return '2.25.0';
+      },
+      pseudonym: { patientName: '', patientId: '' },
+      dateShiftDays: 0,
+    });
+    return seen;
+  });
+}
