@@ -19,6 +19,7 @@ import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerInstanceRoutes } from './routes/instances.js';
 import { registerOpsRoutes } from './routes/ops.js';
+import { registerSlideRoutes } from './routes/slides.js';
 import { registerUploadRoutes } from './routes/uploads.js';
 import { registerWorklistRoutes } from './routes/worklist.js';
 
@@ -118,6 +119,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerFileRoutes(app, ctx);
   registerCaseRoutes(app, ctx);
   registerInstanceRoutes(app, ctx);
+  registerSlideRoutes(app, ctx);
   registerWorklistRoutes(app, ctx);
   registerOpsRoutes(app, ctx);
   registerDicomwebRoutes(app, ctx);

@@ -2,6 +2,11 @@
  * Slide thumbnails through the pyramid. Decoding level 0 of a 40k × 30k slide takes seconds and hundreds
  * of MB; the smallest level that is still big enough takes a fraction of a second (ANCHORS §4), so the
  * level is always chosen here and never left to libvips.
+ *
+ * Pages libvips opens (JPEG, LZW, deflate, WebP … TIFF) are shrunk by sharp straight from the file. Pages it
+ * cannot open (Aperio JPEG 2000) and DICOM WSI levels are composed tile by tile: each source tile is
+ * decoded (at 1/2 to 1/8 scale when its codec can), averaged into the output and dropped, so memory is the
+ * thumbnail plus a few tiles whatever the level's size.
  */
 import { open } from 'node:fs/promises';
 import sharp from 'sharp';
@@ -9,6 +14,13 @@ import { AppError, isAppError } from '../errors.js';
 import type { SlideImageRef, SlideInfo } from '../formats/slide/describe-slide.js';
 import { readTiff, readTileTable } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
+import { encodeImage } from './encode.js';
+import {
+  canDecodeTiffCompression,
+  createRawTileCache,
+  openTiffSlide,
+  type SlideTileReader,
+} from './slide-tiles.js';
 
 export type SlideThumbnailFormat = 'png' | 'webp' | 'jpeg';
 
@@ -39,8 +51,25 @@ const CONTENT_TYPES: Record<SlideThumbnailFormat, string> = {
   jpeg: 'image/jpeg',
 };
 
+/** DICOM WSI frame encodings the tile reader decodes. */
+const DECODABLE_DICOM_CODECS = new Set([
+  'jpeg-baseline',
+  'jpeg-extended',
+  'jpeg-2000',
+  'jpeg-ls',
+  'native',
+  'rle',
+]);
+
+/** Whether libvips can open this page of the file itself. */
+function sharpCanOpen(image: SlideImageRef): boolean {
+  return image.transferSyntaxUid === undefined && DECODABLE_COMPRESSIONS.has(image.compressionCode);
+}
+
+/** Whether the image can be decoded at all: by sharp from the file, or tile by tile. */
 export function canDecodeSlideImage(image: SlideImageRef): boolean {
-  return DECODABLE_COMPRESSIONS.has(image.compressionCode);
+  if (image.transferSyntaxUid !== undefined) return DECODABLE_DICOM_CODECS.has(image.compression);
+  return sharpCanOpen(image) || canDecodeTiffCompression(image.compressionCode);
 }
 
 function longestSide(image: SlideImageRef): number {
@@ -56,10 +85,10 @@ function area(image: SlideImageRef): number {
  * for Aperio, the stored thumbnail. When none is that large, the largest one (the result is then smaller
  * than asked, never upscaled). Levels win ties, so a broken level is not hidden behind a healthy thumbnail.
  */
-export function pickThumbnailSource(info: SlideInfo, size: number): SlideImageRef {
+export function pickThumbnailSource(info: SlideInfo, size: number, levelsOnly = false): SlideImageRef {
   const wholeSlide: SlideImageRef[] = [
     ...info.levels,
-    ...info.associated.filter((image) => image.name === 'thumbnail'),
+    ...(levelsOnly ? [] : info.associated.filter((image) => image.name === 'thumbnail')),
   ];
   const candidates = wholeSlide.filter(canDecodeSlideImage);
   if (candidates.length === 0) {
@@ -103,18 +132,31 @@ function sharpError(err: unknown, source: SlideImageRef): AppError {
  * libtiff fills tiles that lie past the end of a truncated file with grey instead of failing, so the tile
  * table of the page about to be decoded is checked against the file size first.
  */
+async function fileSource(handle: Awaited<ReturnType<typeof open>>): Promise<ByteSource> {
+  const { size } = await handle.stat();
+  return {
+    size,
+    async read(offset, length) {
+      const buffer = new Uint8Array(Math.max(0, Math.min(length, size - offset)));
+      const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, offset);
+      return buffer.subarray(0, bytesRead);
+    },
+  };
+}
+
+function checkSize(size: number): number {
+  if (!Number.isInteger(size) || size < 1 || size > 8192) {
+    throw new AppError('VALIDATION_FAILED', `thumbnail size ${size} must be an integer from 1 to 8192`, {
+      retryable: false,
+    });
+  }
+  return size;
+}
+
 async function checkTilesInsideFile(filePath: string, source: SlideImageRef): Promise<void> {
   const handle = await open(filePath, 'r');
   try {
-    const { size } = await handle.stat();
-    const bytes: ByteSource = {
-      size,
-      async read(offset, length) {
-        const buffer = new Uint8Array(Math.max(0, Math.min(length, size - offset)));
-        const { bytesRead } = await handle.read(buffer, 0, buffer.byteLength, offset);
-        return buffer.subarray(0, bytesRead);
-      },
-    };
+    const bytes = await fileSource(handle);
     const tiff = await readTiff(bytes);
     const page = tiff.ifds[source.ifd];
     const ifd = source.subifd === undefined ? page : page?.subIfds[source.subifd];
@@ -143,14 +185,26 @@ export async function renderSlideThumbnail(
   info: SlideInfo,
   opts: RenderSlideOptions = {},
 ): Promise<RenderedSlide> {
-  const size = opts.size ?? 512;
+  const size = checkSize(opts.size ?? 512);
   const format = opts.format ?? 'png';
-  if (!Number.isInteger(size) || size < 1 || size > 8192) {
-    throw new AppError('VALIDATION_FAILED', `thumbnail size ${size} must be an integer from 1 to 8192`, {
-      retryable: false,
-    });
+  let source = pickThumbnailSource(info, size);
+  // A thumbnail page in a codec libvips lacks is not worth composing: the levels are.
+  if (!sharpCanOpen(source) && !(info.levels as SlideImageRef[]).includes(source)) {
+    source = pickThumbnailSource(info, size, true);
   }
-  const source = pickThumbnailSource(info, size);
+  if (!sharpCanOpen(source)) {
+    const level = (info.levels as SlideImageRef[]).indexOf(source);
+    const handle = await open(filePath, 'r');
+    try {
+      const reader = await openTiffSlide(await fileSource(handle), {
+        info,
+        tileCache: createRawTileCache(COMPOSE_CACHE_BYTES),
+      });
+      return await composeThumbnail(reader, level, size, format);
+    } finally {
+      await handle.close();
+    }
+  }
   await checkTilesInsideFile(filePath, source);
   try {
     let image = sharp(filePath, {
@@ -175,5 +229,102 @@ export async function renderSlideThumbnail(
     return { data, contentType: CONTENT_TYPES[format], width: out.width, height: out.height };
   } catch (err) {
     throw sharpError(err, source);
+  }
+}
+
+/** Decoded tiles a composition keeps: enough for the few decodes in flight, never a level. */
+const COMPOSE_CACHE_BYTES = 16 * 1024 * 1024;
+/** Tiles decoded at once while composing: sharp decodes on libuv threads, so a few in flight keep them busy. */
+const COMPOSE_CONCURRENCY = 4;
+
+/**
+ * A thumbnail of a slide opened as a tile reader (DICOM WSI series, or TIFF over object storage): the
+ * smallest pyramid level at least `size` on its longest side, composed tile by tile.
+ */
+export async function renderSlideThumbnailFromReader(
+  reader: SlideTileReader,
+  opts: RenderSlideOptions = {},
+): Promise<RenderedSlide> {
+  const size = checkSize(opts.size ?? 512);
+  const source = pickThumbnailSource(reader.info, size, true);
+  const level = (reader.info.levels as SlideImageRef[]).indexOf(source);
+  return composeThumbnail(reader, level, size, opts.format ?? 'png');
+}
+
+/**
+ * Area-averages a whole level into a thumbnail fitting `size`, one source tile at a time. Each tile is
+ * decoded reduced (1/2 … 1/8) where that still leaves two source pixels per output pixel, then every pixel
+ * is added to the output pixel its centre falls in.
+ */
+async function composeThumbnail(
+  reader: SlideTileReader,
+  level: number,
+  size: number,
+  format: SlideThumbnailFormat,
+): Promise<RenderedSlide> {
+  const grid = reader.grid(level);
+  const scale = Math.min(1, size / Math.max(grid.width, grid.height));
+  const outWidth = Math.max(1, Math.round(grid.width * scale));
+  const outHeight = Math.max(1, Math.round(grid.height * scale));
+  const c = reader.channels;
+  const sums = new Float32Array(outWidth * outHeight * c);
+  const weights = new Float32Array(outWidth * outHeight);
+  const downsample = grid.width / outWidth;
+  const reduce = Math.max(0, Math.min(3, Math.floor(Math.log2(downsample)) - 1));
+
+  const addTile = async (col: number, row: number): Promise<void> => {
+    const tile = await reader.readTile(level, col, row, reduce);
+    if (!tile) return;
+    // Source pixels per decoded pixel, from the sizes (a reduced tile is ceil(size / 2^reduce)).
+    const fx = grid.tileWidth / tile.width;
+    const fy = grid.tileHeight / tile.height;
+    const xs = new Int32Array(tile.width);
+    for (let i = 0; i < tile.width; i++) {
+      const x = col * grid.tileWidth + (i + 0.5) * fx;
+      xs[i] = x < grid.width ? Math.min(outWidth - 1, Math.floor((x * outWidth) / grid.width)) : -1;
+    }
+    for (let j = 0; j < tile.height; j++) {
+      const y = row * grid.tileHeight + (j + 0.5) * fy;
+      if (y >= grid.height) break;
+      const oy = Math.min(outHeight - 1, Math.floor((y * outHeight) / grid.height));
+      const rowBase = oy * outWidth;
+      let src = j * tile.width * c;
+      for (let i = 0; i < tile.width; i++, src += c) {
+        const ox = xs[i]!;
+        if (ox < 0) continue;
+        const o = rowBase + ox;
+        weights[o]! += 1;
+        const so = o * c;
+        for (let k = 0; k < c; k++) sums[so + k]! += tile.data[src + k]!;
+      }
+    }
+  };
+
+  const tiles: Array<[number, number]> = [];
+  for (let row = 0; row < grid.rows; row++) for (let col = 0; col < grid.cols; col++) tiles.push([col, row]);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < tiles.length) {
+      const [col, row] = tiles[next++]!;
+      await addTile(col, row);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(COMPOSE_CONCURRENCY, tiles.length) }, worker));
+
+  const pixels = new Uint8Array(outWidth * outHeight * c);
+  for (let o = 0; o < weights.length; o++) {
+    const w = weights[o]!;
+    for (let k = 0; k < c; k++) pixels[o * c + k] = w > 0 ? Math.round(sums[o * c + k]! / w) : 255;
+  }
+  try {
+    return await encodeImage(
+      { data: pixels, width: outWidth, height: outHeight, channels: c },
+      { format, quality: 80 },
+    );
+  } catch (err) {
+    if (isAppError(err)) throw err;
+    throw new AppError('INTERNAL', `encoding the slide thumbnail failed: ${(err as Error).message}`, {
+      cause: err,
+    });
   }
 }

@@ -27,6 +27,9 @@ export interface WriteIfd {
   fill?: number;
   /** Bytes stored for every tile/strip instead of raw pixels (e.g. a JPEG stream). */
   tileData?: Uint8Array;
+  /** Bytes of each tile/strip in turn (row-major), e.g. JPEG 2000 codestreams of real pixels; an empty
+   * array is a missing tile (offset and byte count 0). */
+  tiles?: Uint8Array[];
   shareTileData?: boolean;
   description?: string;
   software?: string;
@@ -157,6 +160,19 @@ export function writeTiff(ifds: WriteIfd[], opts: WriteOptions = {}): Uint8Array
     const counts: number[] = [];
     let shared: { at: number; n: number } | undefined;
     for (let i = 0; i < segments; i++) {
+      const own = ifd.tiles?.[i];
+      if (own !== undefined) {
+        if (own.byteLength === 0) {
+          offsets.push(0);
+          counts.push(0);
+          continue;
+        }
+        const at = buf.alloc(own.byteLength);
+        buf.bytes.set(own, at);
+        offsets.push(abs(at));
+        counts.push(own.byteLength);
+        continue;
+      }
       if (shared && ifd.shareTileData) {
         offsets.push(abs(shared.at));
         counts.push(shared.n);
@@ -290,4 +306,55 @@ export function sparseSource(bytes: Uint8Array, base: number) {
       return out;
     },
   };
+}
+
+interface J2KEncoderModule {
+  J2KEncoder: new () => {
+    getDecodedBuffer(info: {
+      width: number;
+      height: number;
+      bitsPerSample: number;
+      componentCount: number;
+      isSigned: boolean;
+      isUsingColorTransform: boolean;
+    }): Uint8Array;
+    setDecompositions(n: number): void;
+    encode(): void;
+    getEncodedBuffer(): Uint8Array;
+  };
+}
+
+let j2kEncoder: Promise<J2KEncoderModule> | undefined;
+
+/** A lossless JPEG 2000 codestream of 8-bit interleaved samples (OpenJPEG's WASM build, as Aperio slides
+ * are written with OpenJPEG-compatible codecs). */
+export async function encodeJ2k(
+  samples: Uint8Array,
+  width: number,
+  height: number,
+  components: 1 | 3,
+): Promise<Uint8Array> {
+  j2kEncoder ??= (async () => {
+    const { createRequire } = await import('node:module');
+    const require = createRequire(import.meta.url);
+    const factory = require('@cornerstonejs/codec-openjpeg/wasmjs') as (
+      o: object,
+    ) => Promise<J2KEncoderModule>;
+    return factory({ print: () => {}, printErr: () => {} });
+  })();
+  const module = await j2kEncoder;
+  const encoder = new module.J2KEncoder();
+  encoder
+    .getDecodedBuffer({
+      width,
+      height,
+      bitsPerSample: 8,
+      componentCount: components,
+      isSigned: false,
+      isUsingColorTransform: false,
+    })
+    .set(samples);
+  encoder.setDecompositions(3);
+  encoder.encode();
+  return encoder.getEncodedBuffer().slice();
 }

@@ -9,15 +9,25 @@
 import { AppError } from '../../errors.js';
 import type { TiffFile, TiffIfd } from './tiff.js';
 
-export type SlideFormat = 'aperio-svs' | 'hamamatsu-ndpi' | 'ome-tiff' | 'philips-tiff' | 'generic-tiff';
+export type SlideFormat =
+  | 'aperio-svs'
+  | 'hamamatsu-ndpi'
+  | 'ome-tiff'
+  | 'philips-tiff'
+  | 'generic-tiff'
+  | 'dicom-wsi';
 
 export type AssociatedImageName = 'label' | 'macro' | 'thumbnail';
 
 /** Where an image lives: `ifd` is the page index as libvips/sharp count pages (main IFD chain); `subifd`
- * picks an entry of that page's SubIFDs (OME-TIFF pyramids). */
+ * picks an entry of that page's SubIFDs (OME-TIFF pyramids). For DICOM WSI, `ifd` is the index of the
+ * instance in the list given to `describeDicomWsi`, which `sopInstanceUid` also names. */
 export interface SlideImageRef {
   ifd: number;
   subifd?: number | undefined;
+  sopInstanceUid?: string | undefined;
+  /** DICOM WSI: the instance's transfer syntax (`compressionCode` is 0 there). */
+  transferSyntaxUid?: string | undefined;
   width: number;
   height: number;
   tileWidth?: number | undefined;

@@ -16,6 +16,7 @@ export const TAG = {
   BitsPerSample: 258,
   Compression: 259,
   Photometric: 262,
+  DocumentName: 269,
   ImageDescription: 270,
   Make: 271,
   Model: 272,
@@ -26,16 +27,32 @@ export const TAG = {
   XResolution: 282,
   YResolution: 283,
   PlanarConfig: 284,
+  PageName: 285,
   ResolutionUnit: 296,
   Software: 305,
   DateTime: 306,
+  Artist: 315,
+  HostComputer: 316,
+  Predictor: 317,
   TileWidth: 322,
   TileLength: 323,
   TileOffsets: 324,
   TileByteCounts: 325,
   SubIFDs: 330,
+  ExtraSamples: 338,
   SampleFormat: 339,
   JPEGTables: 347,
+  YCbCrCoefficients: 529,
+  YCbCrSubsampling: 530,
+  YCbCrPositioning: 531,
+  ReferenceBlackWhite: 532,
+  XMP: 700,
+  Copyright: 33432,
+  IPTC: 33723,
+  Photoshop: 34377,
+  ExifIFD: 34665,
+  ICCProfile: 34675,
+  GPSIFD: 34853,
   NdpiFormatFlag: 65420,
   NdpiSourceLens: 65421,
   NdpiXOffset: 65422,
@@ -706,5 +723,69 @@ export async function readTagBytes(
   const length = entry.count * (TYPE_SIZES[entry.type] ?? 1);
   if (length > maxBytes)
     throw corrupt(`tag ${tag} holds ${length} bytes, more than ${maxBytes}`, entry.entryOffset);
-  return new BlockReader(source).read(entry.valueOffset, length, `tag ${tag} value`);
+  // One exact read: a tile reader asks for JPEGTables once, and a block would cost 64 kB per slide level.
+  if (entry.valueOffset + length > source.size) {
+    throw corrupt(`tag ${tag} value lies past the end of the file`, entry.valueOffset);
+  }
+  const bytes = (await source.read(entry.valueOffset, length)).subarray(0, length);
+  if (bytes.byteLength < length) throw corrupt(`tag ${tag} value is truncated`, entry.valueOffset);
+  return bytes;
+}
+
+/**
+ * Offsets and byte counts of `count` consecutive tiles (or strips) from `first`, read by range. A DZI tile
+ * needs a handful of source tiles; reading the whole table of a 100k-pixel level (megabytes) for them would
+ * cost more than the tiles themselves.
+ */
+export async function readTileEntries(
+  source: ByteSource,
+  ifd: TiffIfd,
+  first: number,
+  count: number,
+): Promise<TileTable> {
+  const tiled = ifd.tileWidth !== undefined;
+  const offsetsEntry = ifd.entries.get(tiled ? TAG.TileOffsets : TAG.StripOffsets);
+  const countsEntry = ifd.entries.get(tiled ? TAG.TileByteCounts : TAG.StripByteCounts);
+  const what = tiled ? 'TileOffsets/TileByteCounts' : 'StripOffsets/StripByteCounts';
+  if (!offsetsEntry || !countsEntry) throw corrupt(`IFD has no ${what}`, ifd.offset);
+  const available = Math.min(offsetsEntry.count, countsEntry.count);
+  if (
+    !Number.isInteger(first) ||
+    !Number.isInteger(count) ||
+    first < 0 ||
+    count < 0 ||
+    first + count > available
+  ) {
+    throw corrupt(
+      `${what} has ${available} entries; entries ${first}..${first + count - 1} do not exist`,
+      ifd.offset,
+    );
+  }
+  const readRange = async (entry: TiffEntry): Promise<Float64Array> => {
+    const typeSize = TYPE_SIZES[entry.type] ?? 0;
+    if (![3, 4, 13, 16, 18].includes(entry.type)) {
+      throw corrupt(`tag ${entry.tag} has non-integer type ${entry.type}`, entry.entryOffset);
+    }
+    // Exactly the entries asked for: block-sized reads would fetch 64 kB from object storage per tile row.
+    const at = entry.valueOffset + first * typeSize;
+    const length = count * typeSize;
+    if (at + length > source.size) throw corrupt(`tag ${entry.tag} values lie past the end of the file`, at);
+    const bytes = (await source.read(at, length)).subarray(0, length);
+    if (bytes.byteLength < length) throw corrupt(`tag ${entry.tag} values are truncated`, at);
+    return Float64Array.from(decodeNumbers(bytes, entry.type, count, ifd.littleEndian));
+  };
+  const offsets = await readRange(offsetsEntry);
+  const byteCounts = await readRange(countsEntry);
+  for (let i = 0; i < count; i++) {
+    const start = ifd.ndpi ? fixNdpiOffset(ifd.offset, offsets[i] ?? 0) : (offsets[i] ?? 0);
+    offsets[i] = start;
+    const length = byteCounts[i] ?? 0;
+    if (length !== 0 && start + length > source.size) {
+      throw corrupt(
+        `${tiled ? 'tile' : 'strip'} ${first + i} (${length} bytes) runs past the end of the file`,
+        start,
+      );
+    }
+  }
+  return { offsets, byteCounts };
 }

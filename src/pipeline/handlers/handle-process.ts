@@ -7,8 +7,11 @@ import { sql } from 'kysely';
 import type { Context } from '../../context.js';
 import type { FileRow } from '../../db/schema.js';
 import { AppError, isAppError } from '../../errors.js';
+import { renderSlideThumbnailFromReader } from '../../imaging/render-slide.js';
+import { openDicomWsiSlide } from '../../imaging/slide-tiles.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
+import { hasPyramid, loadWsiInputs, slideFilesFor } from '../open-slide.js';
 import { enqueueRoute, type JobOf } from '../queues.js';
 import { recordFileFailure } from '../record-failure.js';
 import { type FileAccess, type RenderedImage, renderFileThumbnail } from '../render-file.js';
@@ -110,8 +113,13 @@ async function processEachFile(
   files: FileRow[],
   prefix: string,
 ): Promise<void> {
+  await processDicomWsiSeries(
+    ctx,
+    caseId,
+    files.filter((f) => f.format === 'dicom-wsi'),
+  );
   for (const f of files) {
-    if (f.format === 'wfdb-signal') continue;
+    if (f.format === 'wfdb-signal' || f.format === 'dicom-wsi') continue;
     await renderOrFail(ctx, f, async () => {
       const image = await renderFileThumbnail(
         f.format ?? '',
@@ -125,6 +133,35 @@ async function processEachFile(
     });
   }
   await markProcessed(ctx, files);
+}
+
+/**
+ * A DICOM WSI slide is a series: one instance per pyramid level plus label and overview. Its thumbnail is
+ * composed tile by tile from the smallest level that is big enough, reading frames by byte range. The slide is
+ * named after its first instance's file id, which is also its id in the Deep Zoom routes.
+ */
+async function processDicomWsiSeries(ctx: Context, caseId: string, files: FileRow[]): Promise<void> {
+  const seriesSeen = new Set<string>();
+  for (const f of files) {
+    const series = String((f.metadata as Record<string, unknown>).seriesInstanceUid ?? f.id);
+    if (seriesSeen.has(series)) continue;
+    seriesSeen.add(series);
+    const slideFiles = await slideFilesFor(ctx, f);
+    const slideId = slideFiles[0]?.id ?? f.id;
+    try {
+      const inputs = await loadWsiInputs(ctx, slideFiles);
+      if (!hasPyramid(inputs)) continue;
+      const reader = await openDicomWsiSlide(inputs, { id: slideId });
+      const image = await renderSlideThumbnailFromReader(reader, { size: 512, format: 'webp' });
+      await saveArtifact(ctx, caseId, slideId, `slide-${slideId}.webp`, image);
+      await saveArtifact(ctx, caseId, slideId, CASE_THUMBNAIL, image, { onlyIfMissing: true });
+    } catch (err) {
+      if (!isAppError(err) || err.retryable) throw err;
+      for (const sf of slideFiles.filter((x) => files.some((y) => y.id === x.id))) {
+        await recordFileFailure(ctx.db, sf.id, err);
+      }
+    }
+  }
 }
 
 /** Runs a render; a permanent error fails that file with its code, a transient one retries the whole job. */
