@@ -3,7 +3,7 @@ import path from 'node:path';
 import { AppError, isAppError } from '../errors.js';
 import { dicomAttributes } from '../formats/dicom/attributes.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
-import { inspectFile } from '../formats/inspect.js';
+import { type Inspection, inspectFile } from '../formats/inspect.js';
 import { renderDicomFrame } from '../imaging/render-dicom.js';
 import { renderFileThumbnail } from '../pipeline/render-file.js';
 import { fileByteSource } from '../storage/file-byte-source.js';
@@ -23,6 +23,33 @@ function errorJson(err: unknown) {
   return { error: { code: e.code, message: e.message } };
 }
 
+/** Vendor names as OpenSlide reports them, for people who compare with openslide-show-properties. */
+const SLIDE_VENDOR: Record<string, string> = {
+  'aperio-svs': 'aperio',
+  'hamamatsu-ndpi': 'hamamatsu',
+  'philips-tiff': 'philips',
+  'ome-tiff': 'ome',
+  'generic-tiff': 'generic-tiff',
+};
+
+function slideSummary(inspection: Inspection) {
+  const m = inspection.metadata as {
+    levels?: Array<{ width: number; height: number }>;
+    mppX?: number;
+    mppY?: number;
+    objectivePower?: number;
+    associated?: Array<{ name: string }>;
+  };
+  return {
+    format: inspection.format,
+    vendor: SLIDE_VENDOR[inspection.format] ?? inspection.format,
+    levels: (m.levels ?? []).map((l) => [l.width, l.height]),
+    mpp: m.mppX !== undefined ? [m.mppX, m.mppY ?? m.mppX] : null,
+    objectivePower: m.objectivePower ?? null,
+    associatedImages: (m.associated ?? []).map((a) => a.name),
+  };
+}
+
 /** `teleread inspect FILE… [--json]`: one JSON object per file; exit 1 if any file is bad. */
 export async function inspectCommand(files: string[], asJson: boolean): Promise<number> {
   let failed = 0;
@@ -37,7 +64,11 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
       const dicom = inspection.format.startsWith('dicom')
         ? dicomAttributes(parseDicom(new Uint8Array(await readFile(file))), { includePatient: true })
         : undefined;
-      const out = { file, ...inspection, ...(dicom ? { dicom } : {}) };
+      const slide =
+        inspection.kind === 'pathology' && !inspection.format.startsWith('dicom')
+          ? slideSummary(inspection)
+          : undefined;
+      const out = { file, ...inspection, ...(dicom ? { dicom } : {}), ...(slide ? { slide } : {}) };
       if (asJson) console.log(JSON.stringify(out));
       else
         console.log(
