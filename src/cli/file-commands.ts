@@ -3,7 +3,8 @@ import path from 'node:path';
 import { AppError, isAppError } from '../errors.js';
 import { dicomAttributes } from '../formats/dicom/attributes.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
-import { type Inspection, inspectFile } from '../formats/inspect.js';
+import { detectQrs } from '../formats/ecg/qrs.js';
+import { type EcgTriageSummary, type Inspection, inspectFile, loadEcgFile } from '../formats/inspect.js';
 import { renderDicomFrame } from '../imaging/render-dicom.js';
 import { renderFileThumbnail } from '../pipeline/render-file.js';
 import { fileByteSource } from '../storage/file-byte-source.js';
@@ -50,6 +51,49 @@ function slideSummary(inspection: Inspection) {
   };
 }
 
+function ecgSummaryForCli(inspection: Inspection) {
+  const m = inspection.metadata as {
+    leads?: string[];
+    samplingFrequency?: number;
+    sampleCount?: number;
+    durationSeconds?: number;
+    triage?: EcgTriageSummary;
+  };
+  return {
+    format: inspection.format,
+    leads: m.leads ?? [],
+    samplingFrequency: m.samplingFrequency ?? null,
+    samplesPerLead: m.sampleCount ?? null,
+    durationSeconds: m.durationSeconds ?? null,
+    heartRate: m.triage?.heartRate ?? null,
+    flags: m.triage?.flags ?? [],
+    quality: m.triage?.quality ?? null,
+    priority: m.triage?.priority ?? null,
+  };
+}
+
+/** `teleread qrs FILE`: one detected R-peak time per line, in seconds from the record start (like WFDB gqrs). */
+export async function qrsCommand(file: string): Promise<number> {
+  const source = await fileByteSource(file);
+  try {
+    const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
+    if (inspection.kind !== 'ecg') throw new AppError('UNSUPPORTED_FORMAT', `${file} is not an ECG`);
+    const ecg = await loadEcgFile(
+      inspection.format,
+      new Uint8Array(await readFile(file)),
+      path.basename(file),
+      siblingReader(file),
+    );
+    for (const t of detectQrs(ecg).times) process.stdout.write(`${t.toFixed(3)}\n`);
+    return 0;
+  } catch (err) {
+    console.log(JSON.stringify({ file, ...errorJson(err) }));
+    return 1;
+  } finally {
+    await source.close();
+  }
+}
+
 /** `teleread inspect FILE… [--json]`: one JSON object per file; exit 1 if any file is bad. */
 export async function inspectCommand(files: string[], asJson: boolean): Promise<number> {
   let failed = 0;
@@ -68,7 +112,14 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
         inspection.kind === 'pathology' && !inspection.format.startsWith('dicom')
           ? slideSummary(inspection)
           : undefined;
-      const out = { file, ...inspection, ...(dicom ? { dicom } : {}), ...(slide ? { slide } : {}) };
+      const ecg = inspection.kind === 'ecg' ? ecgSummaryForCli(inspection) : undefined;
+      const out = {
+        file,
+        ...inspection,
+        ...(dicom ? { dicom } : {}),
+        ...(slide ? { slide } : {}),
+        ...(ecg ? { ecg } : {}),
+      };
       if (asJson) console.log(JSON.stringify(out));
       else
         console.log(

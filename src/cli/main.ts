@@ -12,7 +12,7 @@ import { onShutdown } from '../shutdown.js';
 import { addReader, addSite, createKey } from './admin-commands.js';
 import { deidentifyCommand } from './deidentify-command.js';
 import { demoCommand } from './demo.js';
-import { inspectCommand, renderCommand } from './file-commands.js';
+import { inspectCommand, qrsCommand, renderCommand } from './file-commands.js';
 import { uploadCommand } from './upload-command.js';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -32,6 +32,7 @@ const USAGE = `teleread <command> [options]
                                      the thumbnail the pipeline would make (DICOM: frame K, 1-based)
   deidentify IN OUT [--secret S] [--pseudonym P]
                                      PS3.15 Basic Profile + Modified Dates + Clean Descriptors (files or folders)
+  qrs FILE                           detected R-peak times (s), one a line
   upload --server URL --key K [--priority P] [--notes T] FILE|DIR…
   config                             list the environment variables and their defaults
 `;
@@ -150,6 +151,11 @@ async function main(argv: string[]): Promise<number> {
       const { values, positionals } = args({ json: { type: 'boolean', default: false } });
       if (positionals.length === 0) throw new Error('usage: teleread inspect FILE… [--json]');
       return inspectCommand(positionals, Boolean(values.json));
+    }
+    case 'qrs': {
+      const { positionals } = args({});
+      if (positionals.length !== 1) throw new Error('usage: teleread qrs FILE');
+      return qrsCommand(positionals[0]!);
     }
     case 'render': {
       const { values, positionals } = args({

@@ -3,6 +3,8 @@ import { detectFormat, SNIFF_BYTES } from './detect.js';
 import { type DicomInstance, parseDicom } from './dicom/parse-dicom.js';
 import { parseDicomWaveform } from './ecg/dicom-waveform.js';
 import type { Ecg } from './ecg/ecg.js';
+import { triageEcg } from './ecg/measure.js';
+import { detectEcgFormat, parseEcg } from './ecg/parse-ecg.js';
 import {
   parseWfdbHeader,
   parseWfdbMultiSegment,
@@ -37,15 +39,6 @@ export type SiblingReader = (name: string) => Promise<Uint8Array | null>;
 /** DICOM SOP classes of VL Whole Slide Microscopy: they are pathology, not radiology. */
 const WSI_SOP_CLASS = '1.2.840.10008.5.1.4.1.1.77.1.6';
 
-const RECOGNISED_NOT_YET: Record<string, string> = {
-  'hl7-aecg': 'HL7 aECG XML',
-  'ge-muse-xml': 'GE MUSE XML',
-  'philips-xml': 'Philips Sierra XML',
-  'scp-ecg': 'SCP-ECG',
-  edf: 'EDF/EDF+',
-  csv: 'CSV ECG',
-};
-
 /** Largest non-slide file read whole into memory for parsing. Slides are read by range instead. */
 export const MAX_WHOLE_FILE_BYTES = 1024 ** 3;
 
@@ -70,18 +63,27 @@ export async function inspectFile(
       return inspectWfdb(await readWhole(source, name), name, siblings);
     case 'wfdb-signal':
       return { kind: null, format: 'wfdb-signal', metadata: { bytes: source.size } };
-    case 'unknown':
+    case 'scp-ecg':
+    case 'hl7-aecg':
+    case 'ge-muse-xml':
+    case 'philips-xml':
+    case 'edf':
+    case 'csv':
+      return inspectEcg(parseEcg(detected, await readWhole(source, name)), detected);
+    case 'unknown': {
+      // Formats with weak magic (UTF-16 XML, headerless CSV) get a second look by the ECG sniffer.
+      const ecgFormat = detectEcgFormat(head, name);
+      if (ecgFormat) return inspectEcg(parseEcg(ecgFormat, await readWhole(source, name)), ecgFormat);
       throw new AppError(
         'UNSUPPORTED_FORMAT',
         `${name || 'file'}: not a DICOM, ECG or slide format Teleread reads`,
-        {
-          retryable: false,
-        },
+        { retryable: false },
       );
+    }
     default:
       throw new AppError(
         'UNSUPPORTED_FORMAT',
-        `${name || 'file'}: ${RECOGNISED_NOT_YET[detected] ?? detected} is recognised but not supported yet`,
+        `${name || 'file'}: ${detected} is recognised but not supported yet`,
         { retryable: false, details: { format: detected } },
       );
   }
@@ -154,6 +156,36 @@ export function ecgSummary(ecg: Ecg): Record<string, unknown> {
   };
 }
 
+/** What triage found, kept on the file row and used to raise the case (no beat list: it can be long). */
+export interface EcgTriageSummary {
+  heartRate: number | null;
+  flags: Array<{ code: string; message: string; critical: boolean }>;
+  quality: string;
+  priority: 'stat' | null;
+  reason: string | null;
+}
+
+export function triageSummary(ecg: Ecg): EcgTriageSummary {
+  const t = triageEcg(ecg);
+  return {
+    heartRate: t.heartRate,
+    flags: t.flags.map((f) => ({ code: f.code, message: f.message, critical: f.critical })),
+    quality: t.quality.overall,
+    priority: t.priority,
+    reason: t.reason,
+  };
+}
+
+/** An ECG of any format: its summary plus triage (a critical finding makes the case stat). */
+export function inspectEcg(ecg: Ecg, format: string): Inspection {
+  return {
+    kind: 'ecg',
+    format,
+    metadata: { ...ecgSummary(ecg), triage: triageSummary(ecg) },
+    patient: ecg.patient,
+  };
+}
+
 async function inspectWfdb(bytes: Uint8Array, name: string, siblings?: SiblingReader): Promise<Inspection> {
   const ecg = await loadWfdbRecord(bytes, name, siblings);
   return {
@@ -197,6 +229,18 @@ export async function loadWfdbRecord(
     for (const file of wfdbSignalFiles(segment)) files[file] ??= await fetch(file);
   }
   return parseWfdbMultiSegment(header, segments, files);
+}
+
+/** Any ECG file, by its stored format name, as the canonical model (WFDB signal files come through `siblings`). */
+export async function loadEcgFile(
+  format: string,
+  bytes: Uint8Array,
+  name: string,
+  siblings?: SiblingReader,
+): Promise<Ecg> {
+  if (format === 'wfdb') return loadWfdbRecord(bytes, name, siblings);
+  if (format === 'dicom-waveform') return parseDicomWaveform(bytes);
+  return parseEcg(format, bytes);
 }
 
 /** Every file a WFDB header needs from its upload: signal files, or segment headers and their signal files. */

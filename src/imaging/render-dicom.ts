@@ -1,17 +1,43 @@
 /**
- * One DICOM frame → a display image: decode → modality LUT (rescale) → VOI window → MONOCHROME1 inversion →
- * 8 bits → resize → encode. Decoders are registered per transfer syntax UID; codecs that need sharp (JPEG) or,
- * later, WASM live here, while native and RLE decoding stay in the pure formats layer.
+ * One DICOM frame → a display image: decode → modality LUT (rescale) → VOI (window, VOI LUT, or a percentile
+ * window) → MONOCHROME1 inversion → 8 bits → resize to the pixel aspect → encode. Decoders are registered per
+ * transfer syntax UID. Native, RLE and deflated frames are decoded by the pure formats layer; compressed ones by
+ * maintained codecs (sharp's libjpeg-turbo, OpenJPEG, OpenJPH, CharLS, DCMTK's IJG, jpeg-lossless-decoder-js),
+ * large frames on worker threads so the event loop keeps running.
  */
 import sharp, { type OutputInfo } from 'sharp';
 import { AppError, isAppError } from '../errors.js';
 import { asRgbJpeg } from '../formats/dicom/as-rgb-jpeg.js';
-import { type LookupTable, lookUp, readModalityLut, readVoiLut } from '../formats/dicom/lookup-table.js';
+import {
+  type LookupTable,
+  lookUp,
+  readModalityLut,
+  readVoiLut,
+  readVoiLutFunction,
+  type VoiLutFunction,
+} from '../formats/dicom/lookup-table.js';
 import { readPaletteColorLut } from '../formats/dicom/palette.js';
 import type { DicomInstance } from '../formats/dicom/parse-dicom.js';
-import { describePixels, type Frame, getEncapsulatedFrame, getFrame } from '../formats/dicom/pixel-data.js';
-import { describeTransferSyntax, JPEG_BASELINE } from '../formats/dicom/transfer-syntax.js';
+import {
+  describePixels,
+  type Frame,
+  getEncapsulatedFrame,
+  getFrame,
+  type PixelAspect,
+  type PixelDescription,
+  readPixelAspect,
+} from '../formats/dicom/pixel-data.js';
+import { TAG } from '../formats/dicom/tags.js';
+import { describeTransferSyntax, type PixelCodec } from '../formats/dicom/transfer-syntax.js';
+import {
+  type CompressedCodec,
+  type CompressedFrameJob,
+  decodeCompressedFrame,
+} from './codecs/decode-compressed-frame.js';
+import { readJpegFrameHeader } from './codecs/jpeg-frame-header.js';
+import { decodeInPool, resampleInPool } from './decode-pool.js';
 import { type EncodedImage, encodeImage, type ImageFormat } from './encode.js';
+import { resampleArea, resampleStored } from './resample-area.js';
 
 export interface VoiWindow {
   center: number;
@@ -21,14 +47,24 @@ export interface VoiWindow {
 export interface RenderDicomOptions {
   /** Zero-based; defaults to the middle frame, the most representative of a multi-frame series. */
   frame?: number;
-  /** Longest side in pixels (default 256); never enlarged. */
+  /** Longest side in pixels (default 256); never enlarged, except that non-square pixels are stretched. */
   size?: number;
   format?: ImageFormat;
   /** Overrides the file's window; in modality units (after rescale), as WindowCenter/Width are. */
   window?: VoiWindow;
 }
 
-export type FrameDecoder = (instance: DicomInstance, frameIndex: number) => Promise<Frame>;
+export interface DecodeFrameOptions {
+  /** The longest side the frame will be shown at. A decoder may then return a smaller frame (a lower JPEG 2000
+   * resolution level) that still covers it. */
+  maxSize?: number;
+}
+
+export type FrameDecoder = (
+  instance: DicomInstance,
+  frameIndex: number,
+  options: DecodeFrameOptions,
+) => Promise<Frame>;
 
 const frameDecoders = new Map<string, FrameDecoder>();
 
@@ -39,11 +75,48 @@ export function registerFrameDecoder(transferSyntaxUid: string, decoder: FrameDe
 
 const decodeInPureLayer: FrameDecoder = async (instance, frameIndex) => getFrame(instance, frameIndex);
 
-/** JPEG Baseline is 8-bit only, which is what sharp's libjpeg-turbo decodes; it also applies the JPEG colour
- * transform, so colour frames come back as RGB whatever PhotometricInterpretation says. */
-const decodeJpegBaseline: FrameDecoder = async (instance, frameIndex) => {
-  const description = describePixels(instance);
-  const stored = getEncapsulatedFrame(instance, frameIndex);
+/** Samples per frame above which a codec runs on a worker thread. Below, posting the frame to a worker would
+ * cost more than the decode blocks (a 512² JPEG-LS CT decodes in ~5 ms; JPEG 2000 is several times slower). */
+const IN_THREAD_SAMPLES: Record<CompressedCodec, number> = {
+  jpeg: 512 * 1024,
+  'jpeg-ls': 1024 * 1024,
+  'jpeg-2000': 128 * 128,
+  htj2k: 256 * 256,
+};
+
+function runCompressed(job: CompressedFrameJob): Promise<Frame> {
+  const samples = job.pixel.rows * job.pixel.columns * job.pixel.samplesPerPixel;
+  return samples > IN_THREAD_SAMPLES[job.codec] ? decodeInPool(job) : decodeCompressedFrame(job);
+}
+
+function compressedDecoder(codec: CompressedCodec): FrameDecoder {
+  return async (instance, frameIndex, options) => {
+    const pixel = describePixels(instance);
+    const bytes = getEncapsulatedFrame(instance, frameIndex);
+    return runCompressed({ codec, bytes, pixel, frameIndex, maxSize: options.maxSize });
+  };
+}
+
+/** The JPEG processes share one entry: 8-bit DCT goes to sharp (libjpeg-turbo, off the event loop on libuv's
+ * pool), 12-bit DCT and lossless to the codecs, chosen by the frame header rather than the transfer syntax. */
+const decodeJpegFamily: FrameDecoder = async (instance, frameIndex, options) => {
+  const pixel = describePixels(instance);
+  const bytes = getEncapsulatedFrame(instance, frameIndex);
+  const header = readJpegFrameHeader(bytes);
+  if (!header) {
+    throw new AppError(
+      'CORRUPT_FILE',
+      `JPEG frame ${frameIndex + 1} of ${pixel.numberOfFrames} has no start-of-frame header`,
+      { retryable: false, details: { frameIndex } },
+    );
+  }
+  if (!header.lossless && header.precision === 8) return decodeWithSharp(bytes, pixel, frameIndex);
+  return runCompressed({ codec: 'jpeg', bytes, pixel, frameIndex, maxSize: options.maxSize });
+};
+
+/** sharp applies the JPEG colour transform, so colour frames come back as RGB whatever PhotometricInterpretation
+ * says; a frame declared RGB has its components renamed so that libjpeg does not convert it. */
+async function decodeWithSharp(stored: Uint8Array, description: PixelDescription, frameIndex: number) {
   const jpeg =
     description.photometricInterpretation === 'RGB' && description.samplesPerPixel === 3
       ? asRgbJpeg(stored)
@@ -58,7 +131,7 @@ const decodeJpegBaseline: FrameDecoder = async (instance, frameIndex) => {
   } catch (err) {
     throw new AppError(
       'CORRUPT_FILE',
-      `JPEG frame ${frameIndex + 1} of ${instance.numberOfFrames} cannot be decoded: ${err instanceof Error ? err.message : String(err)}`,
+      `JPEG frame ${frameIndex + 1} of ${description.numberOfFrames} cannot be decoded: ${err instanceof Error ? err.message : String(err)}`,
       { retryable: false, cause: err, details: { frameIndex } },
     );
   }
@@ -78,37 +151,66 @@ const decodeJpegBaseline: FrameDecoder = async (instance, frameIndex) => {
     bitsStored: 8,
     pixelRepresentation: 0,
     pixels,
-  };
+  } satisfies Frame;
+}
+
+/** Private transfer syntaxes: native pixel data is read as such; encapsulated frames are recognised by their
+ * first bytes (JPEG SOI, JPEG 2000 SOC or the JP2 signature box). */
+const decodeUnknownSyntax: FrameDecoder = async (instance, frameIndex, options) => {
+  if (!instance.dataSet.elements[TAG.PixelData]?.encapsulatedPixelData) return getFrame(instance, frameIndex);
+  const bytes = getEncapsulatedFrame(instance, frameIndex);
+  if (bytes[0] === 0xff && bytes[1] === 0xd8) return decodeJpegFamily(instance, frameIndex, options);
+  const j2kCodestream = bytes[0] === 0xff && bytes[1] === 0x4f && bytes[2] === 0xff && bytes[3] === 0x51;
+  const jp2 = bytes[4] === 0x6a && bytes[5] === 0x50 && bytes[6] === 0x20 && bytes[7] === 0x20;
+  if (j2kCodestream || jp2) return compressedDecoder('jpeg-2000')(instance, frameIndex, options);
+  throw new AppError(
+    'UNSUPPORTED_FORMAT',
+    `transfer syntax ${instance.transferSyntaxUid} is unknown and its frames are neither JPEG nor JPEG 2000`,
+    { retryable: false, details: { transferSyntaxUid: instance.transferSyntaxUid } },
+  );
 };
 
-registerFrameDecoder(JPEG_BASELINE, decodeJpegBaseline);
+const DECODER_FOR_CODEC: Partial<Record<PixelCodec, FrameDecoder>> = {
+  native: decodeInPureLayer,
+  rle: decodeInPureLayer,
+  'deflated-frame': decodeInPureLayer,
+  'jpeg-baseline': decodeJpegFamily,
+  'jpeg-extended': decodeJpegFamily,
+  'jpeg-lossless': decodeJpegFamily,
+  'jpeg-ls': compressedDecoder('jpeg-ls'),
+  'jpeg-2000': compressedDecoder('jpeg-2000'),
+  htj2k: compressedDecoder('htj2k'),
+  unknown: decodeUnknownSyntax,
+};
 
 function decoderFor(transferSyntaxUid: string): FrameDecoder | undefined {
   const ts = describeTransferSyntax(transferSyntaxUid);
-  return (
-    frameDecoders.get(ts.uid) ??
-    (ts.codec === 'native' || ts.codec === 'rle' || ts.codec === 'unknown' ? decodeInPureLayer : undefined)
-  );
+  return frameDecoders.get(ts.uid) ?? DECODER_FOR_CODEC[ts.codec];
 }
 
-/** Whether frames of this transfer syntax can be decoded at all (a given file may still be corrupt). Unknown
- * syntaxes count: their pixel data is decoded when it turns out not to be encapsulated. */
+/** Whether frames of this transfer syntax can be decoded at all (a given file may still be corrupt). Only the
+ * video syntaxes cannot. */
 export function canDecodeTransferSyntax(transferSyntaxUid: string): boolean {
   return decoderFor(transferSyntaxUid) !== undefined;
 }
 
-/** Decodes one frame with the decoder registered for the instance's transfer syntax. Native and RLE syntaxes
- * (and unknown ones whose pixel data is not encapsulated) are decoded by the pure layer. */
-export async function decodeDicomFrame(instance: DicomInstance, frameIndex: number): Promise<Frame> {
+/** Decodes one frame with the decoder registered for the instance's transfer syntax. */
+export async function decodeDicomFrame(
+  instance: DicomInstance,
+  frameIndex: number,
+  options: DecodeFrameOptions = {},
+): Promise<Frame> {
   const ts = describeTransferSyntax(instance.transferSyntaxUid);
   const decoder = decoderFor(ts.uid);
   if (!decoder) {
-    throw new AppError('UNSUPPORTED_FORMAT', `transfer syntax ${ts.uid} (${ts.name}) cannot be decoded yet`, {
+    throw new AppError('UNSUPPORTED_FORMAT', `transfer syntax ${ts.uid} (${ts.name}) cannot be decoded`, {
       retryable: false,
       details: { transferSyntaxUid: ts.uid },
     });
   }
-  return decoder(instance, frameIndex);
+  // Float pixel data is never encapsulated, whatever the transfer syntax.
+  if (describePixels(instance).sampleFormat === 'float') return getFrame(instance, frameIndex);
+  return decoder(instance, frameIndex, options);
 }
 
 export async function renderDicomFrame(
@@ -117,12 +219,14 @@ export async function renderDicomFrame(
 ): Promise<EncodedImage> {
   const description = describePixels(input);
   const frameIndex = opts.frame ?? Math.floor(description.numberOfFrames / 2);
-  const frame = await decodeDicomFrame(input, frameIndex);
-  const display = toDisplayPixels(frame, input, opts.window);
+  const size = opts.size ?? 256;
+  const frame = await decodeDicomFrame(input, frameIndex, { maxSize: size });
+  const target = displaySize(description.rows, description.columns, readPixelAspect(input), size);
+  const display = await displayPixelsForRender(frame, input, opts.window, target);
   try {
     return await encodeImage(
-      { data: display.data, width: frame.columns, height: frame.rows, channels: display.channels },
-      { format: opts.format ?? 'png', size: opts.size ?? 256 },
+      { data: display.data, width: target.width, height: target.height, channels: display.channels },
+      { format: opts.format ?? 'png' },
     );
   } catch (err) {
     if (isAppError(err)) throw err;
@@ -132,87 +236,130 @@ export async function renderDicomFrame(
   }
 }
 
+export interface DisplaySize {
+  width: number;
+  height: number;
+}
+
+/** The output size: columns × rows stretched to the pixel aspect (the coarser axis grows, as viewers do), the
+ * longest side shrunk to `size`, and the other side derived from it and rounded down, as DCMTK's scaling does. */
+export function displaySize(
+  rows: number,
+  columns: number,
+  aspect: PixelAspect | undefined,
+  size: number,
+): DisplaySize {
+  const vertical = aspect?.vertical ?? 1;
+  const horizontal = aspect?.horizontal ?? 1;
+  const naturalWidth = horizontal > vertical ? (columns * horizontal) / vertical : columns;
+  const naturalHeight = vertical > horizontal ? (rows * vertical) / horizontal : rows;
+  const ratio = naturalHeight / naturalWidth;
+  const down = (v: number) => Math.max(1, Math.floor(v + 1e-6));
+  if (ratio <= 1) {
+    const width = Math.min(size, down(naturalWidth));
+    return { width, height: down(width * ratio) };
+  }
+  const height = Math.min(size, down(naturalHeight));
+  return { width: down(height / ratio), height };
+}
+
 interface DisplayPixels {
   data: Uint8Array;
   channels: 1 | 3;
 }
 
-/** Frame samples → 8-bit display samples. Exported for tests and for callers that encode themselves. */
-export function toDisplayPixels(frame: Frame, instance: DicomInstance, window?: VoiWindow): DisplayPixels {
+/** Frame samples → 8-bit display samples, at `size` when given (else at the frame's own size). Exported for
+ * tests and for callers that encode themselves. */
+export function toDisplayPixels(
+  frame: Frame,
+  instance: DicomInstance,
+  window?: VoiWindow,
+  size?: DisplaySize,
+): DisplayPixels {
+  const target = size ?? { width: frame.columns, height: frame.rows };
   const pi = frame.photometricInterpretation;
   if (frame.samplesPerPixel === 1) {
     if (pi === 'MONOCHROME1' || pi === 'MONOCHROME2') {
-      return { data: renderGrayscale(frame, instance, window, pi === 'MONOCHROME1'), channels: 1 };
+      return { data: renderGrayscale(frame, instance, window, pi === 'MONOCHROME1', target), channels: 1 };
     }
-    if (pi === 'PALETTE COLOR') return { data: renderPalette(frame, instance), channels: 3 };
+    if (pi === 'PALETTE COLOR')
+      return { data: resizeColour(renderPalette(frame, instance), frame, target), channels: 3 };
   } else if (frame.samplesPerPixel === 3) {
-    if (pi === 'RGB') return { data: renderRgb(frame), channels: 3 };
-    if (pi === 'YBR_FULL') return { data: renderYbrFull(frame), channels: 3 };
+    if (pi === 'RGB') return { data: resizeColour(renderRgb(frame), frame, target), channels: 3 };
+    if (pi === 'YBR_FULL') return { data: resizeColour(renderYbrFull(frame), frame, target), channels: 3 };
   }
   throw new AppError(
     'UNSUPPORTED_FORMAT',
-    `photometric interpretation ${pi} with ${frame.samplesPerPixel} samples per pixel cannot be rendered yet`,
+    `photometric interpretation ${pi} with ${frame.samplesPerPixel} samples per pixel cannot be rendered`,
     { retryable: false },
   );
 }
 
-/** VOI LUT function LINEAR (PS3.3 C.11.2.1.2.1) as the interval (lower, upper]: at or below → 0, above → 255. */
-interface Interval {
-  lower: number;
-  upper: number;
+function sameSize(frame: Frame, size: DisplaySize): boolean {
+  return frame.columns === size.width && frame.rows === size.height;
 }
 
-function intervalFromWindow(w: VoiWindow): Interval {
-  const half = (w.width - 1) / 2;
-  return { lower: w.center - 0.5 - half, upper: w.center - 0.5 + half };
+function resizeColour(rgb: Uint8Array, frame: Frame, size: DisplaySize): Uint8Array {
+  if (sameSize(frame, size)) return rgb;
+  const width = frame.columns;
+  const resampled = resampleArea(width, frame.rows, 3, size.width, size.height, (y, row) => {
+    const offset = y * width * 3;
+    for (let i = 0; i < row.length; i++) row[i] = rgb[offset + i]!;
+  });
+  const out = new Uint8Array(resampled.length);
+  for (let i = 0; i < out.length; i++) out[i] = clamp255(resampled[i]!);
+  return out;
 }
 
-function usableWindow(w: VoiWindow | undefined): VoiWindow | undefined {
-  if (!w || !Number.isFinite(w.center) || !Number.isFinite(w.width) || w.width < 1) return undefined;
+// ---- VOI -------------------------------------------------------------------------------------------------
+
+/** The VOI transformation a grayscale frame is shown with. Windows are in modality units. */
+export type VoiChoice =
+  | {
+      kind: 'window';
+      center: number;
+      width: number;
+      function: VoiLutFunction;
+      source: 'request' | 'file' | 'percentile';
+    }
+  | { kind: 'lut'; table: LookupTable };
+
+function isFloat(frame: Frame): boolean {
+  return frame.pixels instanceof Float32Array || frame.pixels instanceof Float64Array;
+}
+
+/** LINEAR's half-pixel offsets assume integer values; float pixel data (parametric maps, whose windows are
+ * typically 0.5/1.0) is windowed exactly instead. */
+function effectiveFunction(fn: VoiLutFunction, frame: Frame): VoiLutFunction {
+  return fn === 'LINEAR' && isFloat(frame) ? 'LINEAR_EXACT' : fn;
+}
+
+function usableWindow(w: VoiWindow | undefined, fn: VoiLutFunction): VoiWindow | undefined {
+  if (!w || !Number.isFinite(w.center) || !Number.isFinite(w.width)) return undefined;
+  if (fn === 'LINEAR' ? w.width < 1 : w.width <= 0) return undefined;
   return w;
 }
 
-function renderGrayscale(
-  frame: Frame,
-  instance: DicomInstance,
-  window: VoiWindow | undefined,
-  invert: boolean,
-) {
-  const modality = modalityFunction(instance);
+/** Chooses the VOI as PS3.4 N.2.1.1 orders it: a requested window, else the file's first window, else its first
+ * VOI LUT, else a robust 1st–99th percentile window of the frame's modality values. Exported so that tests can
+ * give another renderer the same window. */
+export function resolveVoi(frame: Frame, instance: DicomInstance, window?: VoiWindow): VoiChoice {
+  const fn = effectiveFunction(readVoiLutFunction(instance), frame);
+  const requested = usableWindow(window, fn);
+  if (requested) return { kind: 'window', ...requested, function: fn, source: 'request' };
   const fileWindow =
     instance.windowCenter !== undefined && instance.windowWidth !== undefined
-      ? { center: instance.windowCenter, width: instance.windowWidth }
+      ? usableWindow({ center: instance.windowCenter, width: instance.windowWidth }, fn)
       : undefined;
-  const chosen = usableWindow(window) ?? usableWindow(fileWindow);
-  const voiLut = chosen ? undefined : readVoiLut(instance);
-  const pixels = frame.pixels;
-  const n = frame.rows * frame.columns;
-  const out = new Uint8Array(n);
-
-  if (frame.bitsStored <= 16) {
-    // Every stored value maps through one table: a 16-bit frame costs a 64 Ki-entry table plus one lookup per
-    // pixel instead of the modality and VOI arithmetic per pixel.
-    const min = frame.pixelRepresentation === 1 ? -(2 ** (frame.bitsStored - 1)) : 0;
-    const size = 2 ** frame.bitsStored;
-    const display = voiLut
-      ? voiLutFunction(voiLut, invert)
-      : linearFunction(
-          chosen
-            ? intervalFromWindow(chosen)
-            : percentileInterval(histogram(pixels, n, min, size), n, min, modality),
-          invert,
-        );
-    const lut = new Uint8Array(size);
-    for (let k = 0; k < size; k++) lut[k] = display(modality(k + min));
-    for (let i = 0; i < n; i++) out[i] = lut[pixels[i]! - min]!;
-    return out;
-  }
-
-  const display = voiLut
-    ? voiLutFunction(voiLut, invert)
-    : linearFunction(chosen ? intervalFromWindow(chosen) : sampledInterval(pixels, n, modality), invert);
-  for (let i = 0; i < n; i++) out[i] = display(modality(pixels[i]!));
-  return out;
+  if (fileWindow) return { kind: 'window', ...fileWindow, function: fn, source: 'file' };
+  const table = readVoiLut(instance);
+  if (table) return { kind: 'lut', table };
+  const { lower, upper } = percentileInterval(frame, modalityFunction(instance));
+  const exact = isFloat(frame);
+  // The window whose LINEAR (or, for floats, LINEAR_EXACT) mapping has exactly this interval.
+  const width = exact ? upper - lower : upper - lower + 1;
+  const center = exact ? (upper + lower) / 2 : lower + 0.5 + (width - 1) / 2;
+  return { kind: 'window', center, width, function: exact ? 'LINEAR_EXACT' : 'LINEAR', source: 'percentile' };
 }
 
 type ValueFunction = (value: number) => number;
@@ -223,47 +370,206 @@ function modalityFunction(instance: DicomInstance): ValueFunction {
   if (table) return (v) => lookUp(table, v);
   const slope = instance.rescaleSlope || 1;
   const intercept = instance.rescaleIntercept ?? 0;
+  if (slope === 1 && intercept === 0) return (v) => v;
   return (v) => v * slope + intercept;
 }
 
-function linearFunction(interval: Interval, invert: boolean): ValueFunction {
-  return (x) => voi(x, interval, invert);
-}
-
-function voiLutFunction(table: LookupTable, invert: boolean): ValueFunction {
-  const scale = 255 / (2 ** table.bitsPerEntry - 1);
-  return (x) => {
-    const y = Math.min(255, (lookUp(table, x) * scale + 0.5) | 0);
-    return invert ? 255 - y : y;
+/** Modality value → 0…255 (PS3.3 C.11.2.1.2 and C.11.2.1.3), inverted for MONOCHROME1. */
+function voiFunction(choice: VoiChoice, invert: boolean): ValueFunction {
+  const out = (y: number) => {
+    const rounded = y <= 0 ? 0 : y >= 255 ? 255 : (y + 0.5) | 0;
+    return invert ? 255 - rounded : rounded;
   };
+  if (choice.kind === 'lut') {
+    const table = choice.table;
+    const scale = 255 / (2 ** table.bitsPerEntry - 1);
+    return (x) => out(lookUp(table, x) * scale);
+  }
+  const { center: c, width: w } = choice;
+  if (choice.function === 'SIGMOID') return (x) => out(255 / (1 + Math.exp((-4 * (x - c)) / w)));
+  if (choice.function === 'LINEAR_EXACT') {
+    const lower = c - w / 2;
+    return (x) => out(((x - lower) / w) * 255);
+  }
+  const lower = c - 0.5 - (w - 1) / 2;
+  const upper = c - 0.5 + (w - 1) / 2;
+  return (x) => (x <= lower ? out(0) : x > upper ? out(255) : out(((x - (c - 0.5)) / (w - 1) + 0.5) * 255));
 }
 
-function voi(x: number, { lower, upper }: Interval, invert: boolean): number {
-  let y: number;
-  if (x <= lower) y = 0;
-  else if (x > upper) y = 255;
-  else y = ((x - lower) / (upper - lower)) * 255;
-  const rounded = (y + 0.5) | 0;
-  return invert ? 255 - rounded : rounded;
+interface GrayscalePlan {
+  /** Modality value → display value. */
+  display: ValueFunction;
+  modality: ValueFunction;
+  /** Stored values of up to 16 bits go through tables: a few thousand entries cost less than the modality and
+   * VOI arithmetic per pixel. */
+  table?: { min: number; values: Float32Array };
+  /** The rescale, when modality values are not tabulated (32-bit and float frames). */
+  rescale: { slope: number; intercept: number };
 }
 
-function histogram(pixels: Frame['pixels'], n: number, min: number, size: number): Uint32Array {
+function planGrayscale(
+  frame: Frame,
+  instance: DicomInstance,
+  window: VoiWindow | undefined,
+  invert: boolean,
+): GrayscalePlan {
+  const modality = modalityFunction(instance);
+  const display = voiFunction(resolveVoi(frame, instance, window), invert);
+  const rescale = { slope: instance.rescaleSlope || 1, intercept: instance.rescaleIntercept ?? 0 };
+  if (frame.bitsStored > 16 || isFloat(frame)) return { display, modality, rescale };
+  const { min, size } = storedRange(frame);
+  const values = new Float32Array(size);
+  for (let k = 0; k < size; k++) values[k] = modality(k + min);
+  return { display, modality, rescale, table: { min, values } };
+}
+
+function renderGrayscale(
+  frame: Frame,
+  instance: DicomInstance,
+  window: VoiWindow | undefined,
+  invert: boolean,
+  size: DisplaySize,
+): Uint8Array {
+  const plan = planGrayscale(frame, instance, window, invert);
+  const { display, modality, table } = plan;
+  const pixels = frame.pixels;
+  if (sameSize(frame, size)) {
+    const n = frame.rows * frame.columns;
+    const out = new Uint8Array(n);
+    if (table) {
+      const lut = new Uint8Array(table.values.length);
+      for (let k = 0; k < lut.length; k++) lut[k] = display(table.values[k]!);
+      for (let i = 0; i < n; i++) out[i] = lut[pixels[i]! - table.min]!;
+    } else {
+      for (let i = 0; i < n; i++) out[i] = display(modality(pixels[i]!));
+    }
+    return out;
+  }
+  // Resized: average modality values, then window the averages (see resample-area.ts).
+  const columns = frame.columns;
+  const averaged = table
+    ? resampleStored({
+        pixels,
+        width: columns,
+        height: frame.rows,
+        newWidth: size.width,
+        newHeight: size.height,
+        table,
+      })
+    : resampleArea(columns, frame.rows, 1, size.width, size.height, (y, row) => {
+        const offset = y * columns;
+        for (let x = 0; x < columns; x++) row[x] = modality(pixels[offset + x]!);
+      });
+  return windowed(averaged, display);
+}
+
+function windowed(averaged: Float32Array, display: ValueFunction): Uint8Array {
+  const out = new Uint8Array(averaged.length);
+  for (let i = 0; i < out.length; i++) out[i] = display(averaged[i]!);
+  return out;
+}
+
+/** Frames above this many pixels are shrunk on a decode worker: averaging a 3064 × 4664 mammogram takes
+ * ~150 ms, which the event loop should not wait for. */
+const IN_THREAD_RESAMPLE_PIXELS = 2 * 1024 * 1024;
+
+/** toDisplayPixels, with the shrinking of large grayscale frames moved off the event loop. The frame's pixels
+ * may be handed to the worker: do not use the frame afterwards. */
+async function displayPixelsForRender(
+  frame: Frame,
+  instance: DicomInstance,
+  window: VoiWindow | undefined,
+  size: DisplaySize,
+): Promise<DisplayPixels> {
+  const pi = frame.photometricInterpretation;
+  const large = frame.rows * frame.columns > IN_THREAD_RESAMPLE_PIXELS;
+  if (!large || sameSize(frame, size) || frame.samplesPerPixel !== 1) {
+    return toDisplayPixels(frame, instance, window, size);
+  }
+  if (pi !== 'MONOCHROME1' && pi !== 'MONOCHROME2') return toDisplayPixels(frame, instance, window, size);
+  const plan = planGrayscale(frame, instance, window, pi === 'MONOCHROME1');
+  // A Modality LUT on wide samples has no table to send; such frames stay on this thread.
+  if (!plan.table && readModalityLut(instance)) return toDisplayPixels(frame, instance, window, size);
+  const averaged = await resampleInPool({
+    pixels: frame.pixels,
+    width: frame.columns,
+    height: frame.rows,
+    newWidth: size.width,
+    newHeight: size.height,
+    ...(plan.table ? { table: plan.table } : { rescale: plan.rescale }),
+  });
+  return { data: windowed(averaged, plan.display), channels: 1 };
+}
+
+const storedRanges = new WeakMap<Frame, { min: number; size: number }>();
+
+/** The stored values a frame of up to 16 bits can hold, as the tables over them need. For frames up to 512²
+ * that is the values actually present: a CT slice uses a few thousand of the 65 536 its pixel module allows,
+ * and its tables are that much cheaper to fill. Larger frames take the whole declared range rather than pay for
+ * a pass over millions of pixels. */
+function storedRange(frame: Frame): { min: number; size: number } {
+  const known = storedRanges.get(frame);
+  if (known) return known;
+  const n = frame.rows * frame.columns;
+  let range: { min: number; size: number };
+  if (n > 512 * 512) {
+    const min = frame.pixelRepresentation === 1 ? -(2 ** (frame.bitsStored - 1)) : 0;
+    range = { min, size: 2 ** frame.bitsStored };
+  } else {
+    const pixels = frame.pixels;
+    let min = Number.POSITIVE_INFINITY;
+    let max = Number.NEGATIVE_INFINITY;
+    for (let i = 0; i < n; i++) {
+      const v = pixels[i]!;
+      if (v < min) min = v;
+      if (v > max) max = v;
+    }
+    range = n === 0 ? { min: 0, size: 1 } : { min, size: max - min + 1 };
+  }
+  storedRanges.set(frame, range);
+  return range;
+}
+
+/** The 1st–99th percentile of the frame's values in modality units, widened to the full range when that is
+ * degenerate (a mask that is 99 % background would otherwise render blank). */
+function percentileInterval(frame: Frame, modality: ValueFunction): { lower: number; upper: number } {
+  const n = frame.rows * frame.columns;
+  const [low, high] =
+    frame.bitsStored <= 16 && !isFloat(frame)
+      ? histogramPercentiles(frame, n)
+      : sampledPercentiles(frame.pixels, n);
+  let a = modality(low);
+  let b = modality(high);
+  if (a > b) [a, b] = [b, a];
+  // A constant frame: put its value mid-way so it renders grey rather than black.
+  if (a === b) return { lower: a - 0.5, upper: a + 0.5 };
+  return { lower: a, upper: b };
+}
+
+/** Percentiles from a histogram of stored values; frames of more than a million pixels are sampled on a stride,
+ * which keeps the cost bounded and the percentiles within a fraction of a percent. */
+function histogramPercentiles(frame: Frame, n: number): [number, number] {
+  const { min, size } = storedRange(frame);
   const counts = new Uint32Array(size);
-  for (let i = 0; i < n; i++) counts[pixels[i]! - min]!++;
-  return counts;
-}
-
-/** The 1st–99th percentile of the frame's values, widened to the full range when that is degenerate (a mask
- * that is 99 % background would otherwise render blank). */
-function percentileInterval(counts: Uint32Array, n: number, min: number, modality: ValueFunction): Interval {
-  const lowTarget = Math.max(1, Math.ceil(n * 0.01));
-  const highTarget = Math.max(1, Math.ceil(n * 0.99));
+  const pixels = frame.pixels;
+  const step = Math.max(1, Math.floor(n / (1 << 20)));
+  let counted = 0;
+  for (let i = 0; i < n; i += step) {
+    const k = pixels[i]! - min;
+    // Values outside the declared range (a codec's stray high bits) are left out rather than miscounted.
+    if (k >= 0 && k < size) {
+      counts[k]!++;
+      counted++;
+    }
+  }
+  const lowTarget = Math.max(1, Math.ceil(counted * 0.01));
+  const highTarget = Math.max(1, Math.ceil(counted * 0.99));
   let cumulative = 0;
   let low = -1;
   let high = -1;
   let first = -1;
   let last = -1;
-  for (let k = 0; k < counts.length; k++) {
+  for (let k = 0; k < size; k++) {
     const c = counts[k]!;
     if (c === 0) continue;
     if (first < 0) first = k;
@@ -276,33 +582,30 @@ function percentileInterval(counts: Uint32Array, n: number, min: number, modalit
     low = first;
     high = last;
   }
-  return modalityInterval(modality(low + min), modality(high + min));
+  return [low + min, high + min];
 }
 
-/** Wide (32-bit) frames: percentiles from a strided sample, so the cost stays bounded. */
-function sampledInterval(pixels: Frame['pixels'], n: number, modality: ValueFunction): Interval {
+/** Wide (32-bit and float) frames: percentiles from a strided sample, so the cost stays bounded. Values that
+ * are not finite (NaN marks missing data in parametric maps) are left out. */
+function sampledPercentiles(pixels: Frame['pixels'], n: number): [number, number] {
   const step = Math.max(1, Math.floor(n / 65536));
   const sample: number[] = [];
-  for (let i = 0; i < n; i += step) sample.push(pixels[i]!);
-  sample.sort((a, b) => a - b);
-  let low = sample[Math.floor((sample.length - 1) * 0.01)] ?? 0;
-  let high = sample[Math.floor((sample.length - 1) * 0.99)] ?? 0;
-  if (high <= low) {
-    low = sample[0] ?? 0;
-    high = sample[sample.length - 1] ?? 0;
+  for (let i = 0; i < n; i += step) {
+    const v = pixels[i]!;
+    if (Number.isFinite(v)) sample.push(v);
   }
-  return modalityInterval(modality(low), modality(high));
+  if (sample.length === 0) return [0, 0];
+  sample.sort((a, b) => a - b);
+  let low = sample[Math.floor((sample.length - 1) * 0.01)]!;
+  let high = sample[Math.floor((sample.length - 1) * 0.99)]!;
+  if (high <= low) {
+    low = sample[0]!;
+    high = sample[sample.length - 1]!;
+  }
+  return [low, high];
 }
 
-/** Two modality values → an interval whose lower end maps to black and upper end to white. */
-function modalityInterval(low: number, high: number): Interval {
-  let a = low;
-  let b = high;
-  if (a > b) [a, b] = [b, a];
-  // A constant frame: put its value mid-way so it renders grey rather than black.
-  if (a === b) return { lower: a - 0.5, upper: a + 0.5 };
-  return { lower: a, upper: b };
-}
+// ---- colour ----------------------------------------------------------------------------------------------
 
 function renderRgb(frame: Frame): Uint8Array {
   const pixels = frame.pixels;

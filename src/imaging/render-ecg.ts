@@ -1,13 +1,17 @@
 /**
- * ECG page → raster image. The page itself is drawn as SVG by the pure renderer; librsvg (inside sharp)
- * rasterises it.
+ * ECG page → SVG and a raster thumbnail, from one layout. The pure painter (ecg-raster.ts) draws paper, grid
+ * and traces into pixels; text is blitted from glyph atlases librsvg renders once per size; sharp encodes
+ * once. Rasterising the whole SVG with librsvg instead costs several times more, almost all of it in the
+ * thousands of grid lines.
  */
 import sharp from 'sharp';
 import { AppError } from '../errors.js';
 import type { Ecg } from '../formats/ecg/ecg.js';
-import { type EcgSvgOptions, renderEcgSvg } from '../formats/ecg/ecg-svg.js';
+import { type EcgPage, type EcgPageOptions, layoutEcgPage } from '../formats/ecg/ecg-page.js';
+import { rasterizeEcgPage } from '../formats/ecg/ecg-raster.js';
+import { ecgPageSvg } from '../formats/ecg/ecg-svg.js';
 
-export interface RenderEcgOptions extends Omit<EcgSvgOptions, 'width'> {
+export interface RenderEcgOptions extends Omit<EcgPageOptions, 'width'> {
   /** Output width in pixels; the height follows from the page layout. */
   width?: number;
   format?: 'png' | 'webp';
@@ -20,26 +24,147 @@ export interface RenderedImage {
   height: number;
 }
 
-/** Thumbnail width used when the caller does not ask for one. */
-export const DEFAULT_ECG_IMAGE_WIDTH = 1024;
+export interface RenderedEcg {
+  /** The vector page, for the viewer (same layout as the image). */
+  svg: string;
+  image: RenderedImage;
+}
 
-export async function renderEcgPng(ecg: Ecg, options: RenderEcgOptions = {}): Promise<RenderedImage> {
-  const { format = 'png', width = DEFAULT_ECG_IMAGE_WIDTH, ...svgOptions } = options;
-  const svg = renderEcgSvg(ecg, { ...svgOptions, width });
-  // The page is opaque, so the alpha channel is dropped: a quarter less to compress, same pixels.
-  const image = sharp(Buffer.from(svg), { density: 72 }).removeAlpha();
+/** Thumbnail width used when the caller does not ask for one: the size the worklist shows. */
+export const DEFAULT_ECG_IMAGE_WIDTH = 800;
+
+/** Characters the thumbnail can draw; anything else is drawn as '?'. */
+const CHARSET = `${Array.from({ length: 95 }, (_, i) => String.fromCharCode(32 + i)).join('')}·–—µ°éèàäöüÄÖÜß→`;
+/** DejaVu Sans Mono's advance width (1233/2048 em). */
+const MONO_ADVANCE = 0.602;
+
+interface GlyphAtlas {
+  /** Alpha mask, cellWidth × cellHeight per glyph, glyphs side by side. */
+  alpha: Uint8Array;
+  stride: number;
+  cellWidth: number;
+  cellHeight: number;
+  baseline: number;
+  index: Map<string, number>;
+}
+
+const atlases = new Map<string, Promise<GlyphAtlas>>();
+
+/**
+ * The thumbnail's text is blitted from a glyph atlas that librsvg renders once per font size and weight and
+ * that is then kept for the life of the process: a page's few hundred characters cost microseconds instead of
+ * a librsvg pass over the whole page. A monospace face keeps the layout arithmetic exact; the SVG page keeps
+ * the proportional face.
+ */
+function glyphAtlas(sizePx: number, bold: boolean): Promise<GlyphAtlas> {
+  const key = `${sizePx}:${bold}`;
+  let atlas = atlases.get(key);
+  if (!atlas) {
+    atlas = buildAtlas(sizePx, bold);
+    atlases.set(key, atlas);
+    atlas.catch(() => atlases.delete(key));
+  }
+  return atlas;
+}
+
+async function buildAtlas(sizePx: number, bold: boolean): Promise<GlyphAtlas> {
+  const chars = Array.from(CHARSET);
+  const cellWidth = Math.ceil(sizePx * MONO_ADVANCE) + 2;
+  const cellHeight = Math.ceil(sizePx * 1.3) + 2;
+  const baseline = Math.ceil(sizePx * 0.95) + 1;
+  const charRef = (c: string) => `&#${c.codePointAt(0)};`;
+  const texts = chars
+    .map((c, i) => `<text x="${i * cellWidth + 1}" y="${baseline}">${charRef(c)}</text>`)
+    .join('');
+  const svg =
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${chars.length * cellWidth}" height="${cellHeight}">` +
+    `<g font-family="DejaVu Sans Mono, Noto Sans Mono, monospace" font-size="${sizePx}"${bold ? ' font-weight="bold"' : ''} fill="#000">${texts}</g></svg>`;
+  const { data, info } = await sharp(Buffer.from(svg), { density: 72 })
+    .ensureAlpha()
+    .extractChannel(3)
+    .raw()
+    .toBuffer({
+      resolveWithObject: true,
+    });
+  return {
+    alpha: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    stride: info.width,
+    cellWidth,
+    cellHeight,
+    baseline,
+    index: new Map(chars.map((c, i) => [c, i])),
+  };
+}
+
+function hexColor(hex: string): [number, number, number] {
+  const h = hex.length === 4 ? hex.replace(/^#(.)(.)(.)$/, '#$1$1$2$2$3$3') : hex;
+  return [
+    Number.parseInt(h.slice(1, 3), 16),
+    Number.parseInt(h.slice(3, 5), 16),
+    Number.parseInt(h.slice(5, 7), 16),
+  ];
+}
+
+async function drawTexts(page: EcgPage, rgb: Uint8Array): Promise<void> {
+  const { widthPx: width, heightPx: height, pxPerMm: k } = page;
+  for (const t of page.texts) {
+    const sizePx = Math.max(6, Math.round(t.size * k * 2) / 2);
+    const atlas = await glyphAtlas(sizePx, t.bold ?? false);
+    const advance = sizePx * MONO_ADVANCE;
+    const chars = Array.from(t.text);
+    const startX = t.x * k - (t.anchor === 'end' ? chars.length * advance : 0);
+    const top = Math.round(t.y * k) - atlas.baseline;
+    const [r, g, b] = hexColor(t.color);
+    chars.forEach((c, n) => {
+      if (c === ' ') return;
+      const glyph = atlas.index.get(c) ?? atlas.index.get('?')!;
+      const left = Math.round(startX + n * advance) - 1;
+      for (let y = 0; y < atlas.cellHeight; y++) {
+        const py = top + y;
+        if (py < 0 || py >= height) continue;
+        const row = y * atlas.stride + glyph * atlas.cellWidth;
+        for (let x = 0; x < atlas.cellWidth; x++) {
+          const a = atlas.alpha[row + x]!;
+          const px = left + x;
+          if (a === 0 || px < 0 || px >= width) continue;
+          const i = (py * width + px) * 3;
+          const w = a / 255;
+          rgb[i] = rgb[i]! + (r - rgb[i]!) * w;
+          rgb[i + 1] = rgb[i + 1]! + (g - rgb[i + 1]!) * w;
+          rgb[i + 2] = rgb[i + 2]! + (b - rgb[i + 2]!) * w;
+        }
+      }
+    });
+  }
+}
+
+async function paint(page: EcgPage, format: 'png' | 'webp'): Promise<RenderedImage> {
+  const { data, width, height } = rasterizeEcgPage(page);
   try {
+    await drawTexts(page, data);
+    const image = sharp(data, { raw: { width, height, channels: 3 } });
     // WebP effort 2 halves the encode time of the default (4) for a few percent more bytes on line art.
     const encoded =
       format === 'webp' ? image.webp({ quality: 90, effort: 2 }) : image.png({ compressionLevel: 6 });
-    const { data, info } = await encoded.toBuffer({
-      resolveWithObject: true,
-    });
-    return { data, contentType: `image/${format}`, width: info.width, height: info.height };
+    const out = await encoded.toBuffer({ resolveWithObject: true });
+    return { data: out.data, contentType: `image/${format}`, width: out.info.width, height: out.info.height };
   } catch (err) {
     throw new AppError('INTERNAL', `rendering the ECG page failed: ${(err as Error).message}`, {
       cause: err,
       retryable: false,
     });
   }
+}
+
+/** The page as SVG and as a PNG/WebP thumbnail, laid out once and rasterised once. */
+export async function renderEcg(ecg: Ecg, options: RenderEcgOptions = {}): Promise<RenderedEcg> {
+  const { format = 'png', width = DEFAULT_ECG_IMAGE_WIDTH, ...pageOptions } = options;
+  const page = layoutEcgPage(ecg, { ...pageOptions, width });
+  return { svg: ecgPageSvg(page), image: await paint(page, format) };
+}
+
+/** The thumbnail alone (no SVG text is built). */
+export async function renderEcgPng(ecg: Ecg, options: RenderEcgOptions = {}): Promise<RenderedImage> {
+  const { format = 'png', width = DEFAULT_ECG_IMAGE_WIDTH, ...pageOptions } = options;
+  return paint(layoutEcgPage(ecg, { ...pageOptions, width }), format);
 }

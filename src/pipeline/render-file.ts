@@ -1,7 +1,8 @@
 import { AppError } from '../errors.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
-import { parseDicomWaveform } from '../formats/ecg/dicom-waveform.js';
-import { loadWfdbRecord, type SiblingReader } from '../formats/inspect.js';
+import type { Ecg } from '../formats/ecg/ecg.js';
+import { triageEcg } from '../formats/ecg/measure.js';
+import { loadEcgFile, type SiblingReader } from '../formats/inspect.js';
 import { describeSlide } from '../formats/slide/describe-slide.js';
 import { readTiff } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
@@ -28,8 +29,17 @@ export interface FileAccess {
   sibling: SiblingReader;
 }
 
+/** The 12-lead page with its measurements and flags in the header, rasterised once at the size shown. */
+function renderEcgPage(ecg: Ecg, encoding?: ImageEncoding): Promise<RenderedImage> {
+  return renderEcgPng(ecg, {
+    width: THUMBNAIL_WIDTH.ecg,
+    format: encoding === 'webp' ? 'webp' : 'png',
+    triage: triageEcg(ecg),
+  });
+}
+
 /** Longest side of the representative image per kind: ECG pages need width to stay legible. */
-export const THUMBNAIL_WIDTH = { ecg: 1024, pathology: 512 } as const;
+export const THUMBNAIL_WIDTH = { ecg: 800, pathology: 512 } as const;
 
 /**
  * The representative image the pipeline stores for one file of a given format (the same one
@@ -50,15 +60,14 @@ export async function renderFileThumbnail(
         format: encoding ?? 'webp',
       });
     case 'dicom-waveform':
-      return renderEcgPng(parseDicomWaveform(await file.bytes()), {
-        width: THUMBNAIL_WIDTH.ecg,
-        format: encoding === 'webp' ? 'webp' : 'png',
-      });
     case 'wfdb':
-      return renderEcgPng(await loadWfdbRecord(await file.bytes(), file.name, file.sibling), {
-        width: THUMBNAIL_WIDTH.ecg,
-        format: encoding === 'webp' ? 'webp' : 'png',
-      });
+    case 'scp-ecg':
+    case 'hl7-aecg':
+    case 'ge-muse-xml':
+    case 'philips-xml':
+    case 'edf':
+    case 'csv':
+      return renderEcgPage(await loadEcgFile(format, await file.bytes(), file.name, file.sibling), encoding);
     case 'wfdb-signal':
       throw new AppError('UNSUPPORTED_FORMAT', `${file.name} is a WFDB signal file: render its .hea header`, {
         retryable: false,

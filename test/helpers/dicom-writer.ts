@@ -14,7 +14,16 @@ export const TRANSFER_SYNTAX_FOR: Record<DicomEncoding, string> = {
   deflated: '1.2.840.10008.1.2.1.99',
 };
 
-type NumericArray = number[] | Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
+type NumericArray =
+  | number[]
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | Float32Array
+  | Float64Array;
 
 export interface DicomElement {
   /** 0xGGGGEEEE */
@@ -549,4 +558,67 @@ export function encodeIso2022(text: string, specificCharacterSet: string, vr = '
   }
   setG0(defaultG0, ESCAPE[defaultG0]);
   return Uint8Array.from(out);
+}
+
+// ---- compressed frames for codec tests -------------------------------------------------------------------
+
+export type TestCodec = 'jpeg-lossless' | 'jpeg-baseline' | 'jpeg-ls' | 'jpeg-2000' | 'htj2k';
+
+interface DcmjsCodecsForTests {
+  Context: new (attrs: Record<string, unknown>) => { getEncodedBuffer(): Uint8Array };
+  NativeCodecs: {
+    initializeAsync(options: Record<string, unknown>): Promise<void>;
+    encodeJpeg(context: unknown, parameters: Record<string, unknown>): { getEncodedBuffer(): Uint8Array };
+    encodeJpegLs(context: unknown, parameters: Record<string, unknown>): { getEncodedBuffer(): Uint8Array };
+    encodeJpeg2000(context: unknown, parameters: Record<string, unknown>): { getEncodedBuffer(): Uint8Array };
+    encodeHtJpeg2000(
+      context: unknown,
+      parameters: Record<string, unknown>,
+    ): { getEncodedBuffer(): Uint8Array };
+  };
+}
+
+let encoders: Promise<DcmjsCodecsForTests> | undefined;
+
+/** Compresses one frame with the encoders of dcmjs-codecs (DCMTK's IJG, CharLS, OpenJPEG and OpenJPH builds of
+ * its own), which are independent of the decoders under test. Lossless unless `lossy`. */
+export async function encodeFrame(
+  codec: TestCodec,
+  samples: Uint8Array | Uint16Array | Int16Array,
+  spec: Pick<
+    ImageSpec,
+    'rows' | 'columns' | 'bitsAllocated' | 'bitsStored' | 'pixelRepresentation' | 'samplesPerPixel'
+  > & {
+    photometricInterpretation?: string;
+  },
+  lossy = false,
+): Promise<Uint8Array> {
+  encoders ??= (async () => {
+    const { createRequire } = await import('node:module');
+    const codecs = createRequire(import.meta.url)('dcmjs-codecs') as DcmjsCodecsForTests;
+    await codecs.NativeCodecs.initializeAsync({ logCodecsInfo: false, logCodecsTrace: false });
+    return codecs;
+  })();
+  const { Context, NativeCodecs } = await encoders;
+  const spp = spec.samplesPerPixel ?? 1;
+  const context = new Context({
+    width: spec.columns,
+    height: spec.rows,
+    bitsAllocated: spec.bitsAllocated,
+    bitsStored: spec.bitsStored ?? spec.bitsAllocated,
+    samplesPerPixel: spp,
+    pixelRepresentation: spec.pixelRepresentation ?? 0,
+    planarConfiguration: 0,
+    photometricInterpretation: spec.photometricInterpretation ?? (spp === 3 ? 'RGB' : 'MONOCHROME2'),
+    decodedBuffer: new Uint8Array(samples.buffer, samples.byteOffset, samples.byteLength),
+  });
+  const encoded =
+    codec === 'jpeg-lossless' || codec === 'jpeg-baseline'
+      ? NativeCodecs.encodeJpeg(context, { lossy: codec === 'jpeg-baseline', quality: 95 })
+      : codec === 'jpeg-ls'
+        ? NativeCodecs.encodeJpegLs(context, { lossy, allowedLossyError: 2 })
+        : codec === 'jpeg-2000'
+          ? NativeCodecs.encodeJpeg2000(context, { lossy })
+          : NativeCodecs.encodeHtJpeg2000(context, { lossy });
+  return new Uint8Array(encoded.getEncodedBuffer());
 }

@@ -1,8 +1,17 @@
+import { deflateRawSync } from 'node:zlib';
 import { describe, expect, test } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import { asRgbJpeg } from '../../src/formats/dicom/as-rgb-jpeg.js';
+import { expandSegmentedLut, readPaletteColorLut } from '../../src/formats/dicom/palette.js';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
-import { getEncapsulatedFrame, getFrame } from '../../src/formats/dicom/pixel-data.js';
+import {
+  type DecodedSamples,
+  describePixels,
+  frameFromDecodedSamples,
+  getEncapsulatedFrame,
+  getFrame,
+  readPixelAspect,
+} from '../../src/formats/dicom/pixel-data.js';
 import {
   type DicomEncoding,
   encodeRleFrame,
@@ -395,7 +404,6 @@ describe('getEncapsulatedFrame', () => {
   test.each([
     { uid: '1.2.840.10008.1.2.4.90', name: 'JPEG 2000 (Lossless Only)' },
     { uid: '1.2.840.10008.1.2.4.80', name: 'JPEG-LS Lossless' },
-    { uid: '1.2.840.10008.1.2.8.1', name: 'Deflated Image Frame Compression' },
   ])('getFrame on $name → UNSUPPORTED_FORMAT naming the syntax', ({ uid, name }) => {
     const instance = parseDicom(
       writeDicom(
@@ -416,6 +424,38 @@ describe('getEncapsulatedFrame', () => {
       'UNSUPPORTED_FORMAT',
       new RegExp(`${uid.replace(/\./g, '\\.')} \\(${name.replace(/[()]/g, '\\$&')}\\) cannot be decoded yet`),
     );
+  });
+});
+
+describe('getEncapsulatedFrame, Extended Offset Table', () => {
+  test('64-bit offsets find frames of several fragments when the basic table is empty', () => {
+    const frames = [
+      [Uint8Array.of(1, 2, 3, 4), Uint8Array.of(5, 6)],
+      [Uint8Array.of(7, 8), Uint8Array.of(9, 10, 11, 12)],
+    ];
+    // Offsets count from the first fragment's item tag: each fragment is an 8-byte item header and its bytes.
+    const offsets = [0, 8 + 4 + 8 + 2];
+    const table = new Uint8Array(16);
+    for (const [k, o] of offsets.entries()) new DataView(table.buffer).setBigUint64(k * 8, BigInt(o), true);
+    const spec = {
+      rows: 2,
+      columns: 3,
+      bitsAllocated: 8,
+      numberOfFrames: 2,
+      pixelData: { fragments: frames.flat() },
+    };
+    const withTable = parseDicom(
+      // Written as OB: dicom-parser 1.8 predates OV and would misread its length; the bytes are the same.
+      writeDicom(imageElements({ ...spec, extra: [{ tag: 0x7fe00001, vr: 'OB', value: table }] }), {
+        transferSyntaxUid: '1.2.840.10008.1.2.4.90',
+      }),
+    );
+    expect(Array.from(getEncapsulatedFrame(withTable, 0))).toEqual([1, 2, 3, 4, 5, 6]);
+    expect(Array.from(getEncapsulatedFrame(withTable, 1))).toEqual([7, 8, 9, 10, 11, 12]);
+    const without = parseDicom(
+      writeDicom(imageElements(spec), { transferSyntaxUid: '1.2.840.10008.1.2.4.90' }),
+    );
+    expectAppError(() => getEncapsulatedFrame(without, 1), 'CORRUPT_FILE', /4 pixel data fragments/);
   });
 });
 
@@ -446,5 +486,342 @@ describe('asRgbJpeg', () => {
     { what: 'cut inside a segment', bytes: Uint8Array.from([0xff, 0xd8, ...sof.slice(0, 10)]) },
   ])('returns $what unchanged', ({ bytes }) => {
     expect(asRgbJpeg(bytes)).toBe(bytes);
+  });
+});
+
+describe('getFrame, float pixel data', () => {
+  const values = [-1.5, 0, 0.25, 1e6, Number.NaN, 3.75];
+  test.each([
+    { tag: 0x7fe00008, vr: 'OF', bits: 32, make: Float32Array, encoding: 'explicit-le' as const },
+    { tag: 0x7fe00008, vr: 'OF', bits: 32, make: Float32Array, encoding: 'explicit-be' as const },
+    { tag: 0x7fe00009, vr: 'OD', bits: 64, make: Float64Array, encoding: 'explicit-le' as const },
+    { tag: 0x7fe00009, vr: 'OD', bits: 64, make: Float64Array, encoding: 'explicit-be' as const },
+  ])('$vr ($encoding), 2 frames', ({ tag, vr, bits, make, encoding }) => {
+    const frames = [values, values.map((v) => v * 2)];
+    const instance = parseDicom(
+      writeDicom(
+        imageElements({
+          rows: 2,
+          columns: 3,
+          bitsAllocated: bits,
+          numberOfFrames: 2,
+          extra: [{ tag, vr, value: make.from(frames.flat()) }],
+        }),
+        { encoding },
+      ),
+    );
+    expect(describePixels(instance)).toMatchObject({ sampleFormat: 'float', bitsAllocated: bits });
+    for (const [k, expected] of frames.entries()) {
+      const frame = getFrame(instance, k);
+      expect(frame.pixels).toBeInstanceOf(make);
+      expect(Array.from(frame.pixels)).toEqual(Array.from(make.from(expected)));
+    }
+  });
+
+  test('float pixel data cut short → CORRUPT_FILE naming its tag', () => {
+    const instance = parseDicom(
+      writeDicom(
+        imageElements({
+          rows: 4,
+          columns: 4,
+          bitsAllocated: 32,
+          extra: [{ tag: 0x7fe00008, vr: 'OF', value: new Float32Array(8) }],
+        }),
+      ),
+    );
+    expectAppError(() => getFrame(instance, 0), 'CORRUPT_FILE', /\(7FE0,0008\) holds 32 bytes/);
+  });
+});
+
+describe('getFrame, Deflated Image Frame Compression', () => {
+  const DEFLATED_FRAMES = '1.2.840.10008.1.2.8.1';
+
+  test.each([
+    {
+      name: '16-bit signed',
+      bits: 16,
+      signed: 1,
+      frames: [ramp(6, (i) => i * 1000 - 3000), ramp(6, (i) => 5 - i * 7)],
+    },
+    { name: '8-bit', bits: 8, signed: 0, frames: [ramp(6, (i) => i * 40), ramp(6, (i) => 255 - i)] },
+    // 1-bit frames are deflated separately, so each starts on a byte boundary.
+    {
+      name: '1-bit',
+      bits: 1,
+      signed: 0,
+      frames: [
+        [1, 0, 1, 1, 0, 1],
+        [0, 1, 0, 0, 1, 1],
+      ],
+    },
+  ])('$name, 2 frames', ({ bits, signed, frames }) => {
+    const native = frames.map((f) => {
+      if (bits === 1) {
+        const packed = new Uint8Array(1);
+        f.forEach((v, i) => {
+          packed[0]! |= v << i;
+        });
+        return packed;
+      }
+      const t = typed(bits, signed, f);
+      return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
+    });
+    const instance = parseDicom(
+      writeDicom(
+        imageElements({
+          rows: 2,
+          columns: 3,
+          bitsAllocated: bits,
+          pixelRepresentation: signed,
+          numberOfFrames: 2,
+          pixelData: { fragments: native.map((b) => new Uint8Array(deflateRawSync(b))) },
+        }),
+        { transferSyntaxUid: DEFLATED_FRAMES },
+      ),
+    );
+    for (const [k, expected] of frames.entries())
+      expect(Array.from(getFrame(instance, k).pixels)).toEqual(expected);
+  });
+
+  test('a fragment that is not a deflate stream → CORRUPT_FILE', () => {
+    const instance = parseDicom(
+      writeDicom(
+        imageElements({
+          rows: 2,
+          columns: 2,
+          bitsAllocated: 8,
+          pixelData: { fragments: [Uint8Array.of(0xff, 0xff)] },
+        }),
+        { transferSyntaxUid: DEFLATED_FRAMES },
+      ),
+    );
+    expectAppError(() => getFrame(instance, 0), 'CORRUPT_FILE', /deflated frame 1 of 1 cannot be inflated/);
+  });
+});
+
+describe('frameFromDecodedSamples', () => {
+  const pixel = (pixelRepresentation: number, bitsStored: number) =>
+    describePixels(
+      parseDicom(
+        writeDicom(
+          imageElements({
+            rows: 1,
+            columns: 3,
+            bitsAllocated: 16,
+            bitsStored,
+            pixelRepresentation,
+            pixelData: new Uint16Array(3),
+          }),
+        ),
+      ),
+    );
+  const samples = (values: number[], over: Partial<DecodedSamples> = {}): DecodedSamples => ({
+    data: new Uint8Array(Uint16Array.from(values).buffer),
+    rows: 1,
+    columns: 3,
+    samplesPerPixel: 1,
+    bytesPerSample: 2,
+    planar: false,
+    signed: false,
+    precision: 16,
+    photometricInterpretation: 'MONOCHROME2',
+    ...over,
+  });
+
+  test.each([
+    {
+      name: "unsigned codestream, PixelRepresentation 1, 13 bits: two's complement at the codestream precision",
+      values: [0x1fff, 0x1000, 0x0fff],
+      over: { precision: 13 },
+      pr: 1,
+      expected: [-1, -4096, 4095],
+    },
+    {
+      name: 'unsigned codestream, PixelRepresentation 1, 16 bits',
+      values: [0xffff, 0x8000, 5],
+      over: {},
+      pr: 1,
+      expected: [-1, -32768, 5],
+    },
+    {
+      name: 'a codestream that says signed is believed',
+      values: [0xfffe, 2, 0x8001],
+      over: { signed: true },
+      pr: 0,
+      expected: [-2, 2, -32767],
+    },
+    { name: 'unsigned stays unsigned', values: [0xffff, 1, 2], over: {}, pr: 0, expected: [65535, 1, 2] },
+  ])('$name', ({ values, over, pr, expected }) => {
+    const frame = frameFromDecodedSamples(samples(values, over), pixel(pr, 16));
+    expect(Array.from(frame.pixels)).toEqual(expected);
+    expect(frame.pixelRepresentation).toBe(expected.some((v) => v < 0) ? 1 : pr);
+  });
+
+  test('planar colour output is interleaved', () => {
+    const rgbPixel = describePixels(
+      parseDicom(
+        writeDicom(
+          imageElements({
+            rows: 1,
+            columns: 2,
+            bitsAllocated: 8,
+            samplesPerPixel: 3,
+            pixelData: new Uint8Array(6),
+          }),
+        ),
+      ),
+    );
+    const frame = frameFromDecodedSamples(
+      {
+        data: Uint8Array.of(1, 2, 10, 20, 100, 200),
+        rows: 1,
+        columns: 2,
+        samplesPerPixel: 3,
+        bytesPerSample: 1,
+        planar: true,
+        signed: false,
+        precision: 8,
+        photometricInterpretation: 'RGB',
+      },
+      rgbPixel,
+    );
+    expect(Array.from(frame.pixels)).toEqual([1, 10, 100, 2, 20, 200]);
+  });
+
+  test('fewer bytes than the frame needs → CORRUPT_FILE', () => {
+    expectAppError(
+      () => frameFromDecodedSamples({ ...samples([1, 2, 3]), data: new Uint8Array(4) }, pixel(0, 16)),
+      'CORRUPT_FILE',
+      /produced 4 bytes for a 3×1 frame that needs 6/,
+    );
+  });
+});
+
+describe('readPixelAspect', () => {
+  const base = { rows: 2, columns: 2, bitsAllocated: 8, pixelData: new Uint8Array(4) };
+  const aspectOf = (extra: ImageSpec['extra']) =>
+    readPixelAspect(parseDicom(writeDicom(imageElements({ ...base, extra }))));
+
+  test.each([
+    {
+      name: 'Pixel Spacing (row\\column)',
+      extra: [{ tag: 0x00280030, vr: 'DS', value: '0.5\\0.25' }],
+      expected: { vertical: 0.5, horizontal: 0.25 },
+    },
+    {
+      name: 'Pixel Aspect Ratio',
+      extra: [{ tag: 0x00280034, vr: 'IS', value: '4\\3' }],
+      expected: { vertical: 4, horizontal: 3 },
+    },
+    {
+      name: 'Imager Pixel Spacing',
+      extra: [{ tag: 0x00181164, vr: 'DS', value: '0.2\\0.1' }],
+      expected: { vertical: 0.2, horizontal: 0.1 },
+    },
+    {
+      name: 'Pixel Spacing before Pixel Aspect Ratio',
+      extra: [
+        { tag: 0x00280030, vr: 'DS', value: '1\\1' },
+        { tag: 0x00280034, vr: 'IS', value: '2\\1' },
+      ],
+      expected: { vertical: 1, horizontal: 1 },
+    },
+    {
+      name: 'Pixel Measures of the shared functional groups',
+      extra: [
+        {
+          tag: 0x52009229,
+          vr: 'SQ',
+          value: [
+            [{ tag: 0x00289110, vr: 'SQ', value: [[{ tag: 0x00280030, vr: 'DS', value: '0.3\\0.6' }]] }],
+          ],
+        },
+      ],
+      expected: { vertical: 0.3, horizontal: 0.6 },
+    },
+    {
+      name: 'one value means square',
+      extra: [{ tag: 0x00280030, vr: 'DS', value: '0.7' }],
+      expected: { vertical: 0.7, horizontal: 0.7 },
+    },
+    { name: 'nothing', extra: [], expected: undefined },
+    { name: 'zero is ignored', extra: [{ tag: 0x00280030, vr: 'DS', value: '0\\0' }], expected: undefined },
+    {
+      name: 'a 100:1 ratio is taken for garbage',
+      extra: [{ tag: 0x00280034, vr: 'IS', value: '100\\1' }],
+      expected: undefined,
+    },
+  ] as const)('$name', ({ extra, expected }) => {
+    expect(aspectOf(extra as unknown as ImageSpec['extra'])).toEqual(expected);
+  });
+});
+
+describe('segmented palettes', () => {
+  test.each([
+    { name: 'discrete', words: [0, 3, 10, 20, 30], entries: 3, expected: [10, 20, 30] },
+    {
+      name: 'linear from the last value',
+      words: [0, 1, 0, 1, 4, 100],
+      entries: 5,
+      expected: [0, 25, 50, 75, 100],
+    },
+    {
+      name: 'indirect copies earlier segments',
+      // Segments at words 0 (discrete 5, 6) and 4 (linear to 10 in 2); the indirect one copies both.
+      words: [0, 2, 5, 6, 1, 2, 10, 2, 2, 0, 0],
+      entries: 8,
+      expected: [5, 6, 8, 10, 5, 6, 8, 10],
+    },
+    {
+      name: 'a table that ends early repeats its last value',
+      words: [0, 2, 7, 9],
+      entries: 4,
+      expected: [7, 9, 9, 9],
+    },
+  ])('$name', ({ words, entries, expected }) => {
+    expect(Array.from(expandSegmentedLut(words, entries))).toEqual(expected);
+  });
+
+  test.each([
+    { name: 'a first linear segment', words: [1, 2, 10] },
+    { name: 'an indirect segment pointing at itself', words: [0, 1, 5, 2, 1, 2, 0] },
+    { name: 'an unknown opcode', words: [0, 1, 5, 9, 1, 1] },
+    { name: 'no entries at all', words: [] },
+  ])('$name → CORRUPT_FILE', ({ words }) => {
+    expectAppError(() => expandSegmentedLut(words, 8), 'CORRUPT_FILE');
+  });
+
+  test('readPaletteColorLut expands segmented red, green and blue tables', () => {
+    const descriptor = { vr: 'US', value: [256, 0, 16] };
+    const ramp16 = Uint16Array.of(0, 1, 0, 1, 255, 0xffff);
+    const instance = parseDicom(
+      writeDicom(
+        imageElements({
+          ...{
+            rows: 1,
+            columns: 2,
+            bitsAllocated: 8,
+            photometricInterpretation: 'PALETTE COLOR',
+            pixelData: Uint8Array.of(0, 255),
+          },
+          extra: [
+            { tag: 0x00281101, ...descriptor },
+            { tag: 0x00281102, ...descriptor },
+            { tag: 0x00281103, ...descriptor },
+            { tag: 0x00281221, vr: 'OW', value: ramp16 },
+            {
+              tag: 0x00281222,
+              vr: 'OW',
+              value: Uint16Array.of(0, 256, ...new Array<number>(256).fill(0x8000)),
+            },
+            { tag: 0x00281223, vr: 'OW', value: Uint16Array.of(0, 1, 0xffff, 1, 255, 0) },
+          ],
+        }),
+      ),
+    );
+    const lut = readPaletteColorLut(instance);
+    expect([lut.red[0], lut.red[128], lut.red[255]]).toEqual([0, 128, 255]);
+    expect([lut.green[0], lut.green[255]]).toEqual([128, 128]);
+    expect([lut.blue[0], lut.blue[255]]).toEqual([255, 0]);
   });
 });

@@ -1,7 +1,7 @@
 import sharp from 'sharp';
 import { describe, expect, test } from 'vitest';
 import type { Ecg } from '../../src/formats/ecg/ecg.js';
-import { DEFAULT_ECG_IMAGE_WIDTH, renderEcgPng } from '../../src/imaging/render-ecg.js';
+import { DEFAULT_ECG_IMAGE_WIDTH, renderEcg, renderEcgPng } from '../../src/imaging/render-ecg.js';
 
 const FS = 1000;
 
@@ -49,6 +49,46 @@ describe('renderEcgPng', () => {
     expect(image.contentType).toBe('image/webp');
     const meta = await sharp(image.data).metadata();
     expect([meta.format, meta.width, meta.height]).toEqual(['webp', 800, image.height]);
-    expect(image.height).toBe(Math.round((800 * 100) / 275));
+    // Three 10 s strips of both leads: 6 rows of 40 mm + header + margin = 260 mm.
+    expect(image.height).toBe(Math.round((800 * 260) / 275));
+  });
+
+  test('renderEcg lays out once and returns the SVG and the thumbnail of the same page', async () => {
+    const { svg, image } = await renderEcg(sineEcg(TWELVE, 10), { width: 800 });
+    expect(svg).toMatch(/^<svg[^>]*width="800" height="640"/);
+    expect([image.width, image.height]).toEqual([800, 640]);
+  });
+
+  test('in the thumbnail the 1 mV calibration pulse is 10 mm tall in pixels and the grid pitch is width/275', async () => {
+    const width = 1100; // 4 px per mm
+    const flat = sineEcg(TWELVE, 10);
+    for (const lead of flat.leads) lead.samplesUv.fill(0);
+    const image = await renderEcgPng(flat, { width });
+    const { data, info } = await sharp(image.data).raw().toBuffer({ resolveWithObject: true });
+    const pxPerMm = width / 275;
+    const dark = (x: number, y: number) => data[(y * info.width + x) * info.channels]! < 110;
+    // The pulse's rising edge is 2.5 mm into the first row's 10 mm calibration area (x = 5 + 2.5 mm).
+    const x = Math.round((5 + 2.5) * pxPerMm);
+    const column = Array.from(
+      { length: info.height },
+      (_, y) => dark(x, y) || dark(x + 1, y) || dark(x - 1, y),
+    );
+    // Below the header and the first row's lead label.
+    const first = column.indexOf(true, Math.round(22 * pxPerMm));
+    let last = first;
+    while (column[last + 1]) last++;
+    expect(last - first).toBeGreaterThanOrEqual(Math.round(10 * pxPerMm) - 1);
+    expect(last - first).toBeLessThanOrEqual(Math.round(10 * pxPerMm) + 1);
+    // Grid: pink major lines every 5 mm along a grid row clear of labels and traces (12.5 mm into the first
+    // row), i.e. every 20 px at 4 px/mm.
+    const y = Math.round((15 + 12.5) * pxPerMm);
+    const majors: number[] = [];
+    for (let gx = 0; gx < info.width; gx++) {
+      const i = (y * info.width + gx) * info.channels;
+      if (data[i]! > 200 && data[i + 1]! < 160 && data[i + 1]! > 120) majors.push(gx);
+    }
+    const pitches = majors.slice(1).map((v, i) => v - majors[i]!);
+    expect(pitches.length).toBeGreaterThan(40);
+    expect(new Set(pitches)).toEqual(new Set([5 * pxPerMm]));
   });
 });

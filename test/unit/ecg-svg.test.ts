@@ -85,6 +85,24 @@ describe('renderEcgSvg: the 12-lead page', () => {
     for (const secret of ['Doe', 'Jane', 'PID-77', '1971']) expect(svg).not.toContain(secret);
   });
 
+  test('the header shows the triage: detected rate, flags (critical in red, marked STAT), quality', () => {
+    const triage = {
+      heartRate: 182,
+      rr: { irregular: true },
+      quality: { overall: 'acceptable' },
+      flags: [
+        { code: 'TACHYCARDIA', message: 'tachycardia: 182/min (above 150)', critical: true },
+        { code: 'IRREGULAR_RHYTHM', message: 'possible atrial fibrillation', critical: false },
+      ],
+    };
+    const page = renderEcgSvg(makeEcg(TWELVE), { triage });
+    expect(page).toMatch(/HR 182\/min · RR irregular · 25 mm\/s/);
+    expect(page).toMatch(
+      /<text data-role="flag"[^>]*font-weight="bold" fill="#c00000">STAT: tachycardia: 182\/min \(above 150\)<\/text>/,
+    );
+    expect(page).toContain('signal quality acceptable');
+  });
+
   test('shows the device rate when it was measured', () => {
     const withRate = renderEcgSvg(
       makeEcg(TWELVE, 10, { measurements: { rrInterval: 1000 }, device: 'Acme <9>' }),
@@ -106,6 +124,36 @@ describe('renderEcgSvg: the 12-lead page', () => {
   });
 });
 
+describe('renderEcgSvg: page geometry (25 mm/s, 10 mm/mV)', () => {
+  test.each([800, 1250])(
+    'at %i px: grid pitch is width/275 px per mm, major lines every 5 mm, the 1 mV pulse is 10 mm tall',
+    (width) => {
+      const svg = renderEcgSvg(makeEcg(TWELVE), { width });
+      const [, w, , vbW] = /width="(\d+)" height="(\d+)" viewBox="0 0 (\d+) /.exec(svg)!.map(Number);
+      const pxPerMm = w! / vbW!;
+      expect(pxPerMm).toBeCloseTo(width / 275, 9);
+      const xs = (cls: string) =>
+        [...new RegExp(`class="${cls}" d="([^"]*)"`).exec(svg)![1]!.matchAll(/M([\d.]+) [\d.]+V/g)].map((m) =>
+          Number(m[1]),
+        );
+      const minor = xs('grid-minor');
+      const major = xs('grid-major');
+      expect(minor[1]! - minor[0]!).toBeCloseTo(1, 9); // 1 mm
+      expect(major[1]! - major[0]!).toBeCloseTo(5, 9); // 5 mm
+      expect((major[1]! - major[0]!) * pxPerMm).toBeCloseTo((5 * width) / 275, 6);
+      const pulse =
+        /class="calibration" d="M([\d.]+) ([\d.]+)L([\d.]+) ([\d.]+)L([\d.]+) ([\d.]+)L([\d.]+) ([\d.]+)/
+          .exec(svg)!
+          .slice(1)
+          .map(Number);
+      const height = pulse[3]! - pulse[5]!; // baseline y − top y, in mm
+      expect(height).toBeCloseTo(10, 9);
+      expect(pulse[6]! - pulse[4]!).toBeCloseTo(5, 9); // 0.2 s at 25 mm/s
+      expect(height * pxPerMm).toBeCloseTo((10 * width) / 275, 6);
+    },
+  );
+});
+
 describe('renderEcgSvg: other lead sets', () => {
   test('8 stored leads (I, II, V1–V6) get the full page with the derived limb leads named', () => {
     const svg = renderEcgSvg(makeEcg(['I', 'II', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6']));
@@ -113,14 +161,42 @@ describe('renderEcgSvg: other lead sets', () => {
     expect(svg).toContain('III, aVR, aVL, aVF derived');
   });
 
-  test('MIT-BIH style MLII + V5: one strip per lead', () => {
+  test('MIT-BIH style MLII + V5 (2 leads, 30 min): three consecutive 10 s strips of both leads, time-stamped', () => {
     const ecg = makeEcg(['MLII', 'V5'], 1800);
     const svg = renderEcgSvg(ecg, { width: 1000 });
-    expect(labels(svg, 'lead')).toEqual(['MLII', 'V5']);
+    expect(labels(svg, 'lead')).toEqual(['MLII', 'V5', 'MLII', 'V5', 'MLII', 'V5']);
     expect(labels(svg, 'rhythm')).toEqual([]);
-    expect(svg).toContain('1800.0 s (first 10.0 s shown)');
-    // 2 rows of 40 mm + header + margin = 100 mm of a 275 mm wide page.
-    expect(svg).toMatch(/width="1000" height="364"/);
+    expect([...svg.matchAll(/data-role="time"[^>]*>([^<]*)</g)].map((m) => m[1])).toEqual([
+      '0:00',
+      '0:00',
+      '0:10',
+      '0:10',
+      '0:20',
+      '0:20',
+    ]);
+    expect(svg).toContain('30:00 (0:00–0:30 shown)');
+    // 6 rows of 40 mm + header + margin = 260 mm of a 275 mm wide page.
+    expect(svg).toMatch(/width="1000" height="945"/);
+  });
+
+  test('one Holter lead: six consecutive strips (60 s); a critical finding later on moves the page to it', () => {
+    const ecg = makeEcg(['ECG1'], 3600);
+    expect(labels(renderEcgSvg(ecg), 'lead')).toHaveLength(6);
+    const triage = {
+      heartRate: 60,
+      flags: [{ code: 'PAUSE', message: 'pause of 3.4 s', critical: true, atSeconds: 1234.5 }],
+    };
+    const svg = renderEcgSvg(ecg, { triage });
+    expect(svg).toContain('(20:32–21:32 shown)');
+    expect(svg).toContain('STAT: pause of 3.4 s');
+  });
+
+  test('15 leads: the 3 × 4 page, a row for the extra leads, then the rhythm strip', () => {
+    const svg = renderEcgSvg(makeEcg([...TWELVE, 'V4R', 'V8', 'V9']));
+    expect(labels(svg, 'lead')).toEqual([...TWELVE_LEAD_LAYOUT.flat(), 'V4R', 'V8', 'V9']);
+    expect(labels(svg, 'rhythm')).toEqual(['II']);
+    // 4 rows of 50 mm + one of 40 mm + header 15 + margin 5 = 260 mm.
+    expect(svg).toMatch(/viewBox="0 0 275 260"/);
   });
 
   test('NaN samples break the line; a DC offset is removed so the trace sits on its row', () => {

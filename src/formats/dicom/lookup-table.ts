@@ -13,6 +13,9 @@ export interface LookupTable {
 }
 
 const MODALITY_LUT_SEQUENCE = 'x00283000';
+const VOI_LUT_FUNCTION = 'x00281056';
+const SHARED_FUNCTIONAL_GROUPS_SEQUENCE = 'x52009229';
+const FRAME_VOI_LUT_SEQUENCE = 'x00289132';
 const VOI_LUT_SEQUENCE = 'x00283010';
 const LUT_DESCRIPTOR = 'x00283002';
 const LUT_DATA = 'x00283006';
@@ -63,4 +66,26 @@ export function lookUp(table: LookupTable, value: number): number {
   if (index < 0) index = 0;
   else if (index >= table.data.length) index = table.data.length - 1;
   return table.data[index]!;
+}
+
+/** VOI LUT Function (0028,1056), PS3.3 C.11.2.1.3: how a window maps values to output. */
+export type VoiLutFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
+
+/** The VOI LUT Function at the top level or in the shared Frame VOI LUT of enhanced objects; LINEAR when absent
+ * or unknown, as the standard says. */
+export function readVoiLutFunction(instance: DicomInstance): VoiLutFunction {
+  const ds = instance.dataSet;
+  const shared = firstItem(instance, SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
+  const frameVoi = shared?.elements[FRAME_VOI_LUT_SEQUENCE]?.items?.[0]?.dataSet;
+  for (const source of [ds, frameVoi]) {
+    const element = source?.elements[VOI_LUT_FUNCTION];
+    if (!source || !element || element.dataOffset + element.length > source.byteArray.length) continue;
+    const value = String.fromCharCode(
+      ...source.byteArray.subarray(element.dataOffset, element.dataOffset + element.length),
+    )
+      .replace(/[\s\0]+$/g, '')
+      .trim();
+    if (value === 'LINEAR_EXACT' || value === 'SIGMOID' || value === 'LINEAR') return value;
+  }
+  return 'LINEAR';
 }

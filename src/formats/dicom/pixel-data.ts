@@ -1,7 +1,10 @@
 /**
- * Frames out of Pixel Data (7FE0,0010): native encodings of every byte order and bit depth, RLE Lossless
- * (PS3.5 annex G), and the compressed bytes of one frame for codecs that live outside this pure layer.
+ * Frames out of Pixel Data (7FE0,0010), Float Pixel Data (7FE0,0008) and Double Float Pixel Data (7FE0,0009):
+ * native encodings of every byte order and bit depth, RLE Lossless (PS3.5 annex G), Deflated Image Frame
+ * Compression, and the compressed bytes of one frame for codecs that live outside this pure layer (with
+ * frameFromDecodedSamples to turn what a codec wrote back into a Frame).
  */
+import { inflateRawSync } from 'node:zlib';
 import type { DataSet, Element } from 'dicom-parser';
 import dicomParser from 'dicom-parser';
 import { AppError } from '../../errors.js';
@@ -9,7 +12,15 @@ import type { DicomInstance } from './parse-dicom.js';
 import { TAG } from './tags.js';
 import { describeTransferSyntax } from './transfer-syntax.js';
 
-export type PixelArray = Uint8Array | Int8Array | Uint16Array | Int16Array | Uint32Array | Int32Array;
+export type PixelArray =
+  | Uint8Array
+  | Int8Array
+  | Uint16Array
+  | Int16Array
+  | Uint32Array
+  | Int32Array
+  | Float32Array
+  | Float64Array;
 
 /** One decoded frame. Samples are pixel-interleaved (planar data is interleaved on read), masked to BitsStored
  * and sign-extended. `pixels` may share memory with the file's bytes: treat it as read-only. */
@@ -39,6 +50,8 @@ export interface PixelDescription {
   planarConfiguration: number;
   photometricInterpretation: string;
   numberOfFrames: number;
+  /** 'float' for Float Pixel Data (32-bit) and Double Float Pixel Data (64-bit). */
+  sampleFormat: 'integer' | 'float';
 }
 
 function corrupt(message: string, details?: Record<string, unknown>): AppError {
@@ -52,11 +65,8 @@ function unsupported(message: string, details?: Record<string, unknown>): AppErr
 /** Validates the Image Pixel module. Throws UNSUPPORTED_FORMAT for objects without pixels (SR, waveforms) or
  * with pixels of a kind not rendered yet, CORRUPT_FILE for missing or impossible values. */
 export function describePixels(instance: DicomInstance): PixelDescription {
-  if (!instance.hasPixelData) {
-    const ds = instance.dataSet;
-    if (ds.elements[TAG.FloatPixelData] || ds.elements[TAG.DoubleFloatPixelData]) {
-      throw unsupported('float pixel data (parametric maps) cannot be rendered yet');
-    }
+  const floatElement = floatPixelDataElement(instance);
+  if (!instance.hasPixelData && !floatElement) {
     throw unsupported(`no pixel data to render (SOP class ${instance.sopClassUid ?? 'unknown'})`);
   }
   const { rows, columns } = instance;
@@ -64,6 +74,25 @@ export function describePixels(instance: DicomInstance): PixelDescription {
   const samplesPerPixel = instance.samplesPerPixel ?? 1;
   if (samplesPerPixel !== 1 && samplesPerPixel !== 3) {
     throw unsupported(`SamplesPerPixel (0028,0002) ${samplesPerPixel} is not supported`);
+  }
+  const photometricInterpretation =
+    instance.photometricInterpretation ?? (samplesPerPixel === 3 ? 'RGB' : 'MONOCHROME2');
+  if (floatElement) {
+    // The element says the width: OF holds 32-bit floats, OD 64-bit, whatever BitsAllocated claims.
+    const bits = floatElement.tag === TAG.DoubleFloatPixelData ? 64 : 32;
+    return {
+      rows,
+      columns,
+      samplesPerPixel,
+      bitsAllocated: bits,
+      bitsStored: bits,
+      highBit: bits - 1,
+      pixelRepresentation: 1,
+      planarConfiguration: instance.planarConfiguration === 1 ? 1 : 0,
+      photometricInterpretation,
+      numberOfFrames: instance.numberOfFrames,
+      sampleFormat: 'float',
+    };
   }
   const bitsAllocated = instance.bitsAllocated;
   if (bitsAllocated === undefined) throw corrupt('pixel data without BitsAllocated (0028,0100)');
@@ -83,10 +112,17 @@ export function describePixels(instance: DicomInstance): PixelDescription {
     highBit,
     pixelRepresentation: instance.pixelRepresentation === 1 ? 1 : 0,
     planarConfiguration: instance.planarConfiguration === 1 ? 1 : 0,
-    photometricInterpretation:
-      instance.photometricInterpretation ?? (samplesPerPixel === 3 ? 'RGB' : 'MONOCHROME2'),
+    photometricInterpretation,
     numberOfFrames: instance.numberOfFrames,
+    sampleFormat: 'integer',
   };
+}
+
+/** Float Pixel Data or Double Float Pixel Data, when the instance has no integer Pixel Data. */
+function floatPixelDataElement(instance: DicomInstance): Element | undefined {
+  if (instance.hasPixelData) return undefined;
+  const ds = instance.dataSet;
+  return ds.elements[TAG.FloatPixelData] ?? ds.elements[TAG.DoubleFloatPixelData];
 }
 
 function checkFrameIndex(description: PixelDescription, frameIndex: number): void {
@@ -105,33 +141,69 @@ function pixelDataElement(instance: DicomInstance): Element {
   return element;
 }
 
-/** Decodes one frame of a native or RLE transfer syntax. Other syntaxes throw UNSUPPORTED_FORMAT; their
- * compressed bytes come from getEncapsulatedFrame. */
+/** Decodes one frame of a native, RLE or Deflated Image Frame transfer syntax, and float pixel data. Other
+ * syntaxes throw UNSUPPORTED_FORMAT; their compressed bytes come from getEncapsulatedFrame. */
 export function getFrame(instance: DicomInstance, frameIndex: number): Frame {
   const description = describePixels(instance);
   checkFrameIndex(description, frameIndex);
   const ts = describeTransferSyntax(instance.transferSyntaxUid);
+  const ds = instance.dataSet;
+  const littleEndian = ds.byteArrayParser === dicomParser.littleEndianByteArrayParser;
+  if (description.sampleFormat === 'float') {
+    const element = floatPixelDataElement(instance)!;
+    return decodeNativeFrame(elementBytes(ds, element), frameIndex, description, littleEndian, false);
+  }
   const element = pixelDataElement(instance);
   if (ts.codec === 'rle') {
     return decodeRleFrame(getEncapsulatedFrame(instance, frameIndex), description);
+  }
+  if (ts.codec === 'deflated-frame') {
+    return decodeNativeFrame(inflateFrame(instance, frameIndex), 0, description, true, false);
   }
   if (ts.codec === 'native' || (!element.encapsulatedPixelData && ts.codec === 'unknown')) {
     if (element.encapsulatedPixelData) {
       return decodeNativeFrame(getEncapsulatedFrame(instance, frameIndex), 0, description, true, false);
     }
-    const ds = instance.dataSet;
-    const available = Math.min(element.length, ds.byteArray.length - element.dataOffset);
-    const bytes = ds.byteArray.subarray(element.dataOffset, element.dataOffset + Math.max(0, available));
-    const littleEndian = ds.byteArrayParser === dicomParser.littleEndianByteArrayParser;
-    return decodeNativeFrame(bytes, frameIndex, description, littleEndian, element.vr === 'OW');
+    return decodeNativeFrame(
+      elementBytes(ds, element),
+      frameIndex,
+      description,
+      littleEndian,
+      element.vr === 'OW',
+    );
   }
   throw unsupported(`transfer syntax ${ts.uid} (${ts.name}) cannot be decoded yet`, {
     transferSyntaxUid: ts.uid,
   });
 }
 
+function elementBytes(ds: DataSet, element: Element): Uint8Array {
+  const available = Math.min(element.length, ds.byteArray.length - element.dataOffset);
+  return ds.byteArray.subarray(element.dataOffset, element.dataOffset + Math.max(0, available));
+}
+
+/** Deflated Image Frame Compression (1.2.840.10008.1.2.8.1): each frame is a raw deflate stream of its native
+ * little endian bytes, so a frame starts on a byte boundary even when it is 1-bit. */
+function inflateFrame(instance: DicomInstance, frameIndex: number): Uint8Array {
+  const compressed = getEncapsulatedFrame(instance, frameIndex);
+  const d = describePixels(instance);
+  try {
+    return inflateRawSync(compressed, { maxOutputLength: nativeFrameLength(d) + 16 });
+  } catch (err) {
+    throw corrupt(
+      `deflated frame ${frameIndex + 1} of ${d.numberOfFrames} cannot be inflated: ${err instanceof Error ? err.message : String(err)}`,
+      { tag: '(7FE0,0010)', frameIndex },
+    );
+  }
+}
+
 /** Bytes one native frame occupies. YBR_FULL_422 stores two luminance samples per chroma pair. */
-export function nativeFrameLength(d: PixelDescription): number {
+export function nativeFrameLength(
+  d: Pick<
+    PixelDescription,
+    'rows' | 'columns' | 'samplesPerPixel' | 'bitsAllocated' | 'photometricInterpretation'
+  >,
+): number {
   const samples = d.rows * d.columns * d.samplesPerPixel;
   if (d.bitsAllocated === 1) return Math.ceil(samples / 8);
   if (d.photometricInterpretation === 'YBR_FULL_422' && d.samplesPerPixel === 3) {
@@ -208,15 +280,27 @@ function frameTooShort(
   start: number,
   end: number,
 ): AppError {
+  const tag =
+    d.sampleFormat === 'float' ? (d.bitsAllocated === 64 ? '(7FE0,0009)' : '(7FE0,0008)') : '(7FE0,0010)';
   return corrupt(
-    `pixel data (7FE0,0010) holds ${length} bytes; frame ${frameIndex + 1} of ${d.numberOfFrames} needs bytes ${start} to ${end}`,
-    { tag: '(7FE0,0010)', frameIndex, available: length, needed: end },
+    `pixel data ${tag} holds ${length} bytes; frame ${frameIndex + 1} of ${d.numberOfFrames} needs bytes ${start} to ${end}`,
+    { tag, frameIndex, available: length, needed: end },
   );
+}
+
+type SampleKind = 'unsigned' | 'signed' | 'float';
+
+function sampleKind(d: PixelDescription): SampleKind {
+  if (d.sampleFormat === 'float') return 'float';
+  return d.pixelRepresentation === 1 ? 'signed' : 'unsigned';
 }
 
 /** Views (or, when unaligned or byte-swapped, copies) raw bytes as the typed array the pixel module implies. */
 function typedView(raw: Uint8Array, d: PixelDescription, swapWidth: number): PixelArray {
-  const width = d.bitsAllocated / 8;
+  return viewSamples(raw, d.bitsAllocated / 8, sampleKind(d), swapWidth);
+}
+
+function viewSamples(raw: Uint8Array, width: number, kind: SampleKind, swapWidth: number): PixelArray {
   let source = raw;
   if (swapWidth > 1) {
     source = new Uint8Array(raw.length);
@@ -228,22 +312,21 @@ function typedView(raw: Uint8Array, d: PixelDescription, swapWidth: number): Pix
     // A copy starts at offset 0 of a fresh buffer (Buffer#slice would only make another view).
     source = new Uint8Array(raw);
   }
-  const count = source.length / width;
-  const signed = d.pixelRepresentation === 1;
+  const count = Math.floor(source.length / width);
+  const { buffer, byteOffset } = source;
   // Plain typed arrays even when the file came as a Buffer, whose subarrays are Buffers too.
-  if (width === 1) {
-    return signed
-      ? new Int8Array(source.buffer, source.byteOffset, count)
-      : new Uint8Array(source.buffer, source.byteOffset, count);
+  if (kind === 'float') {
+    return width === 8
+      ? new Float64Array(buffer, byteOffset, count)
+      : new Float32Array(buffer, byteOffset, count);
   }
+  const signed = kind === 'signed';
+  if (width === 1)
+    return signed ? new Int8Array(buffer, byteOffset, count) : new Uint8Array(buffer, byteOffset, count);
   if (width === 2) {
-    return signed
-      ? new Int16Array(source.buffer, source.byteOffset, count)
-      : new Uint16Array(source.buffer, source.byteOffset, count);
+    return signed ? new Int16Array(buffer, byteOffset, count) : new Uint16Array(buffer, byteOffset, count);
   }
-  return signed
-    ? new Int32Array(source.buffer, source.byteOffset, count)
-    : new Uint32Array(source.buffer, source.byteOffset, count);
+  return signed ? new Int32Array(buffer, byteOffset, count) : new Uint32Array(buffer, byteOffset, count);
 }
 
 /** Keeps bits highBit-bitsStored+1 … highBit (the rest may hold overlays or garbage) and sign-extends. Returns
@@ -280,6 +363,8 @@ function maskToBitsStored(pixels: PixelArray, d: PixelDescription): PixelArray {
 }
 
 function allocLike(pixels: PixelArray, length: number): PixelArray {
+  if (pixels instanceof Float32Array) return new Float32Array(length);
+  if (pixels instanceof Float64Array) return new Float64Array(length);
   if (pixels instanceof Int8Array) return new Int8Array(length);
   if (pixels instanceof Uint16Array) return new Uint16Array(length);
   if (pixels instanceof Int16Array) return new Int16Array(length);
@@ -445,6 +530,11 @@ function fragmentsOfFrame(
   frameIndex: number,
   frames: number,
 ): [first: number, count: number] {
+  const extended = extendedOffsetTable(ds, frames);
+  if (extended) {
+    const range = rangeFromOffsetTable(fragments, extended, frameIndex);
+    if (range) return range;
+  }
   const table = element.basicOffsetTable ?? [];
   if (table.length === frames) {
     const range = rangeFromOffsetTable(fragments, table, frameIndex);
@@ -466,6 +556,31 @@ function fragmentsOfFrame(
     `cannot tell which of ${fragments.length} pixel data fragments hold frame ${frameIndex + 1} of ${frames}`,
     { fragments: fragments.length, frames },
   );
+}
+
+const EXTENDED_OFFSET_TABLE = 'x7fe00001';
+
+/** Extended Offset Table (7FE0,0001): 64-bit offsets, one per frame, for pixel data too large for the 32-bit
+ * Basic Offset Table (which is then empty). Offsets count from the first fragment's item tag, as in the basic
+ * table. */
+function extendedOffsetTable(ds: DataSet, frames: number): number[] | undefined {
+  const element = ds.elements[EXTENDED_OFFSET_TABLE];
+  if (
+    !element ||
+    element.length !== frames * 8 ||
+    element.dataOffset + element.length > ds.byteArray.length
+  ) {
+    return undefined;
+  }
+  const view = new DataView(
+    ds.byteArray.buffer,
+    ds.byteArray.byteOffset + element.dataOffset,
+    element.length,
+  );
+  const littleEndian = ds.byteArrayParser === dicomParser.littleEndianByteArrayParser;
+  const offsets: number[] = [];
+  for (let k = 0; k < frames; k++) offsets.push(Number(view.getBigUint64(k * 8, littleEndian)));
+  return offsets;
 }
 
 function rangeFromOffsetTable(
@@ -512,4 +627,114 @@ function joinFragments(
     o += f.length;
   }
   return out;
+}
+
+// ---- frames from codecs ----------------------------------------------------------------------------------
+
+/** What a codec (JPEG, JPEG-LS, JPEG 2000 …) wrote for one frame, in its own terms. */
+export interface DecodedSamples {
+  /** Samples in the platform's (little endian) byte order. */
+  data: Uint8Array;
+  rows: number;
+  columns: number;
+  samplesPerPixel: number;
+  bytesPerSample: 1 | 2 | 4;
+  /** All of the first sample, then all of the second …, rather than pixel by pixel. */
+  planar: boolean;
+  /** Whether the codestream itself says its samples are signed. */
+  signed: boolean;
+  /** Bits per sample the codestream declares. */
+  precision: number;
+  /** What the samples are: a codec that undid a colour transform reports RGB. */
+  photometricInterpretation: string;
+}
+
+/** A frame from a codec's output, reconciled with the pixel module. JPEG, JPEG-LS and many JPEG 2000 writers
+ * store signed samples as unsigned bit patterns; as pydicom and DCMTK do, PixelRepresentation 1 then turns the
+ * codestream's precision bits into two's complement. A codestream that says signed is believed. */
+export function frameFromDecodedSamples(s: DecodedSamples, d: PixelDescription): Frame {
+  const pixelCount = s.rows * s.columns;
+  const sampleCount = pixelCount * s.samplesPerPixel;
+  const needed = sampleCount * s.bytesPerSample;
+  if (s.data.length < needed) {
+    throw corrupt(
+      `the codec produced ${s.data.length} bytes for a ${s.columns}×${s.rows} frame that needs ${needed}`,
+    );
+  }
+  const containerBits = s.bytesPerSample * 8;
+  const precision = Math.min(containerBits, Math.max(1, s.precision || d.bitsStored));
+  const reinterpret = !s.signed && d.pixelRepresentation === 1;
+  const signed = s.signed || reinterpret;
+  let pixels = viewSamples(s.data.subarray(0, needed), s.bytesPerSample, signed ? 'signed' : 'unsigned', 1);
+  if (reinterpret && precision < containerBits) pixels = signExtend(pixels, precision);
+  if (s.samplesPerPixel === 3 && s.planar) pixels = interleavePlanes(pixels, pixelCount);
+  return {
+    rows: s.rows,
+    columns: s.columns,
+    samplesPerPixel: s.samplesPerPixel,
+    photometricInterpretation: s.photometricInterpretation,
+    bitsAllocated: containerBits,
+    bitsStored: precision,
+    pixelRepresentation: signed ? 1 : 0,
+    pixels,
+  };
+}
+
+/** Two's complement of the low `bits` bits of each sample (the view is signed, so it is copied first). */
+function signExtend(pixels: PixelArray, bits: number): PixelArray {
+  const out = allocLike(pixels, pixels.length);
+  const mask = (2 ** bits - 1) >>> 0;
+  const sign = 2 ** (bits - 1);
+  for (let i = 0; i < pixels.length; i++) {
+    const v = (pixels[i]! & mask) >>> 0;
+    out[i] = v >= sign ? v - 2 ** bits : v;
+  }
+  return out;
+}
+
+// ---- pixel aspect ----------------------------------------------------------------------------------------
+
+/** The physical height and width of a pixel, in any unit: only their ratio matters. */
+export interface PixelAspect {
+  vertical: number;
+  horizontal: number;
+}
+
+const PIXEL_SPACING = 'x00280030';
+const IMAGER_PIXEL_SPACING = 'x00181164';
+const NOMINAL_SCANNED_PIXEL_SPACING = 'x00182010';
+const PIXEL_ASPECT_RATIO = 'x00280034';
+const PIXEL_MEASURES_SEQUENCE = 'x00289110';
+
+function readPair(ds: DataSet | undefined, tag: string): PixelAspect | undefined {
+  const element = ds?.elements[tag];
+  if (!ds || !element || element.length <= 0 || element.dataOffset + element.length > ds.byteArray.length) {
+    return undefined;
+  }
+  const text = new TextDecoder('latin1').decode(
+    ds.byteArray.subarray(element.dataOffset, element.dataOffset + element.length),
+  );
+  const [first, second] = text.split('\\').map((v) => Math.abs(Number.parseFloat(v)));
+  if (first === undefined || !Number.isFinite(first) || first === 0) return undefined;
+  const other = second !== undefined && Number.isFinite(second) && second > 0 ? second : first;
+  return { vertical: first, horizontal: other };
+}
+
+/** Where the pixel shape comes from, in DCMTK's order: Pixel Spacing (top level, then the shared Pixel Measures
+ * of enhanced objects), Imager Pixel Spacing, Nominal Scanned Pixel Spacing, then Pixel Aspect Ratio. Undefined
+ * means square pixels. Ratios beyond 16:1 are taken for garbage and ignored. */
+export function readPixelAspect(instance: DicomInstance): PixelAspect | undefined {
+  const ds = instance.dataSet;
+  const shared = ds.elements[TAG.SharedFunctionalGroupsSequence]?.items?.[0]?.dataSet;
+  const measures = shared?.elements[PIXEL_MEASURES_SEQUENCE]?.items?.[0]?.dataSet;
+  const aspect =
+    readPair(ds, PIXEL_SPACING) ??
+    readPair(measures, PIXEL_SPACING) ??
+    readPair(ds, IMAGER_PIXEL_SPACING) ??
+    readPair(ds, NOMINAL_SCANNED_PIXEL_SPACING) ??
+    readPair(ds, PIXEL_ASPECT_RATIO);
+  if (!aspect) return undefined;
+  const ratio = aspect.vertical / aspect.horizontal;
+  if (ratio > 16 || ratio < 1 / 16) return undefined;
+  return aspect;
 }

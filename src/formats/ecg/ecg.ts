@@ -25,6 +25,13 @@ export interface EcgBeat {
   sampleCount: number;
 }
 
+/** A timed note carried by the source (EDF+ TAL annotations, device events), seconds from the record start. */
+export interface EcgAnnotation {
+  onsetSeconds: number;
+  durationSeconds?: number;
+  text: string;
+}
+
 export interface Ecg {
   /** All leads share `samplingFrequency` and have exactly `sampleCount` samples. */
   leads: EcgLead[];
@@ -43,6 +50,8 @@ export interface Ecg {
    * (ms for intervals, bpm for rates, degrees for axes). */
   measurements?: Partial<Record<EcgMeasurementName, number>>;
   medianBeat?: EcgBeat;
+  /** Timed annotations from the source file (EDF+). Free text written by the device or the technician. */
+  annotations?: EcgAnnotation[];
   patient: PatientInfo;
   source: { format: string };
 }

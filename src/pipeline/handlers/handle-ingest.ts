@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import type { Db } from '../../db/database.js';
 import type { CaseKind, FileRow } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
-import { type Inspection, inspectFile } from '../../formats/inspect.js';
+import { type EcgTriageSummary, type Inspection, inspectFile } from '../../formats/inspect.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { ObjectStore } from '../../storage/object-store.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
@@ -34,6 +34,20 @@ export async function handleIngest(
   const kind = inspection.kind ?? (await companionKind(db, file));
   const { caseId, duplicateOf } = await db.transaction().execute(async (trx) => {
     const caseId = await findOrCreateCase(trx, file, kind, inspection);
+    // ECG triage: a critical finding (asystole, pause, rate < 40 or > 150) makes the case stat, with the reason
+    // on the case so that routing and the reader see why it jumped the queue.
+    const triage = inspection.metadata.triage as EcgTriageSummary | undefined;
+    if (triage?.priority === 'stat') {
+      await trx
+        .updateTable('cases')
+        .set({
+          priority: 'stat',
+          priority_reason: triage.reason,
+          metadata: sql`metadata || jsonb_build_object('ecgFlags', ${JSON.stringify(triage.flags.filter((f) => f.critical).map((f) => f.code))}::jsonb)`,
+        })
+        .where('id', '=', caseId)
+        .execute();
+    }
     const sopInstanceUid = inspection.sopInstanceUid ?? null;
     // The same instance sent twice (same SOP Instance UID, same bytes) is stored once: this row points at the
     // first copy and its own object is dropped after the commit.

@@ -1,0 +1,278 @@
+/**
+ * One compressed frame → a Frame, through the maintained codec for its kind. Everything here takes and returns
+ * plain data (no DicomInstance), so the same function runs on the calling thread and in a decode worker.
+ */
+import { AppError, isAppError } from '../../errors.js';
+import {
+  type DecodedSamples,
+  type Frame,
+  frameFromDecodedSamples,
+  type PixelDescription,
+} from '../../formats/dicom/pixel-data.js';
+import { readJpegFrameHeader } from './jpeg-frame-header.js';
+import {
+  createLosslessJpegDecoder,
+  type LoadedCodec,
+  loadCharls,
+  loadDcmjsCodecs,
+  loadOpenJpeg,
+  loadOpenJph,
+} from './load-codecs.js';
+
+/** 'jpeg' covers the JPEG processes sharp cannot decode: 12-bit DCT and lossless. */
+export type CompressedCodec = 'jpeg' | 'jpeg-ls' | 'jpeg-2000' | 'htj2k';
+
+export interface CompressedFrameJob {
+  codec: CompressedCodec;
+  /** The frame's compressed bytes, fragments joined. */
+  bytes: Uint8Array;
+  pixel: PixelDescription;
+  /** Zero-based; for messages. */
+  frameIndex: number;
+  /** The longest side the caller will show. JPEG 2000 and HTJ2K frames are then decoded only to the
+   * resolution level that still covers it, which for a thumbnail of a large image skips most of the work. */
+  maxSize?: number;
+}
+
+const CODEC_NAMES: Record<CompressedCodec, string> = {
+  jpeg: 'JPEG',
+  'jpeg-ls': 'JPEG-LS',
+  'jpeg-2000': 'JPEG 2000',
+  htj2k: 'HTJ2K',
+};
+
+export async function decodeCompressedFrame(job: CompressedFrameJob): Promise<Frame> {
+  try {
+    const samples = await decodeSamples(job);
+    return frameFromDecodedSamples(samples, job.pixel);
+  } catch (err) {
+    if (isAppError(err)) throw err;
+    throw new AppError(
+      'CORRUPT_FILE',
+      `${CODEC_NAMES[job.codec]} frame ${job.frameIndex + 1} of ${job.pixel.numberOfFrames} cannot be decoded: ${describe(err)}`,
+      { retryable: false, cause: err, details: { frameIndex: job.frameIndex } },
+    );
+  }
+}
+
+function decodeSamples(job: CompressedFrameJob): Promise<DecodedSamples> {
+  switch (job.codec) {
+    case 'jpeg':
+      return decodeJpeg(job);
+    case 'jpeg-ls':
+      return decodeJpegLs(job);
+    case 'jpeg-2000':
+      return decodeJpeg2000(job);
+    case 'htj2k':
+      return decodeHtj2k(job);
+  }
+}
+
+/** Emscripten throws numbers (C++ exception pointers) or strings as well as Errors. */
+function describe(err: unknown): string {
+  if (err instanceof Error) return err.message;
+  // A C++ exception thrown through WebAssembly arrives as a bare pointer, without its message.
+  if (typeof err === 'number') return 'the decoder rejected the codestream';
+  return String(err);
+}
+
+function bytesPerSampleFor(length: number, pixelCount: number, components: number): 1 | 2 | 4 {
+  if (pixelCount === 0 || components === 0) throw new Error('the decoder produced no image');
+  const width = length / (pixelCount * components);
+  if (width === 1 || width === 2 || width === 4) return width;
+  throw new Error(`the codec wrote ${length} bytes for ${pixelCount} pixels of ${components} samples`);
+}
+
+/** What a JPEG 2000, HTJ2K or JPEG-LS decoder hands back: JPEG 2000's reversible and irreversible component
+ * transforms are undone (RGB), and subsampled YCbCr comes back at full resolution (YBR_FULL). */
+function afterComponentTransform(photometricInterpretation: string): string {
+  if (photometricInterpretation === 'YBR_RCT' || photometricInterpretation === 'YBR_ICT') return 'RGB';
+  if (photometricInterpretation === 'YBR_FULL_422') return 'YBR_FULL';
+  return photometricInterpretation;
+}
+
+/** Runs a WASM decoder and copies its output out of the WebAssembly heap, which the next decode reuses. */
+async function withWasmDecoder<D extends { getEncodedBuffer(n: number): Uint8Array; delete(): void }>(
+  load: () => Promise<LoadedCodec<D>>,
+  bytes: Uint8Array,
+  run: (decoder: D) => DecodedSamples,
+): Promise<DecodedSamples> {
+  const codec = await load();
+  codec.messages.length = 0;
+  const decoder = codec.createDecoder();
+  try {
+    decoder.getEncodedBuffer(bytes.length).set(bytes);
+    return run(decoder);
+  } catch (err) {
+    const said = codec.messages.filter((m) => /error|warn/i.test(m)).slice(-3);
+    throw said.length ? new Error(`${describe(err)} (${said.join('; ')})`, { cause: err }) : err;
+  } finally {
+    decoder.delete();
+  }
+}
+
+/** The number of halvings that keep the longest side at twice maxSize or more. A resolution level is the
+ * wavelet's low-pass image, not an average of the pixels it replaces; keeping twice the output size and
+ * averaging the rest (resample-area.ts) stays within rounding of a full decode, even through narrow windows. */
+function reductionLevel(columns: number, rows: number, maxSize: number | undefined, limit: number): number {
+  if (!maxSize || maxSize <= 0) return 0;
+  let level = 0;
+  let longest = Math.max(columns, rows);
+  while (level < limit && Math.ceil(longest / 2) >= 2 * maxSize) {
+    longest = Math.ceil(longest / 2);
+    level++;
+  }
+  return level;
+}
+
+function decodeJpeg2000(job: CompressedFrameJob): Promise<DecodedSamples> {
+  return withWasmDecoder(loadOpenJpeg, job.bytes, (decoder) => {
+    const { columns, rows } = job.pixel;
+    const level = reductionLevel(columns, rows, job.maxSize, 5);
+    let size = { width: columns, height: rows };
+    if (level > 0) {
+      try {
+        decoder.decodeSubResolution(level, 0);
+        size = decoder.calculateSizeAtDecompositionLevel(level);
+      } catch {
+        // Fewer decomposition levels than asked for: decode in full instead.
+        decoder.decode();
+        size = decoder.calculateSizeAtDecompositionLevel(0);
+      }
+    } else {
+      decoder.decode();
+      size = decoder.calculateSizeAtDecompositionLevel(0);
+    }
+    const info = decoder.getFrameInfo();
+    return j2kSamples(
+      job,
+      decoder.getDecodedBuffer(),
+      size,
+      info.componentCount,
+      info.bitsPerSample,
+      !!info.isSigned,
+    );
+  });
+}
+
+function decodeHtj2k(job: CompressedFrameJob): Promise<DecodedSamples> {
+  return withWasmDecoder(loadOpenJph, job.bytes, (decoder) => {
+    decoder.readHeader();
+    const { columns, rows } = job.pixel;
+    const level = reductionLevel(columns, rows, job.maxSize, decoder.getNumDecompositions());
+    if (level > 0) decoder.decodeSubResolution(level);
+    else decoder.decode();
+    const size = decoder.calculateSizeAtDecompositionLevel(level);
+    const info = decoder.getFrameInfo();
+    return j2kSamples(
+      job,
+      decoder.getDecodedBuffer(),
+      size,
+      info.componentCount,
+      info.bitsPerSample,
+      !!info.isSigned,
+    );
+  });
+}
+
+function j2kSamples(
+  job: CompressedFrameJob,
+  decoded: Uint8Array,
+  size: { width: number; height: number },
+  components: number,
+  precision: number,
+  signed: boolean,
+): DecodedSamples {
+  const pixelCount = size.width * size.height;
+  return {
+    data: new Uint8Array(decoded),
+    rows: size.height,
+    columns: size.width,
+    samplesPerPixel: components,
+    bytesPerSample: bytesPerSampleFor(decoded.length, pixelCount, components),
+    planar: false,
+    signed,
+    precision,
+    photometricInterpretation: afterComponentTransform(job.pixel.photometricInterpretation),
+  };
+}
+
+function decodeJpegLs(job: CompressedFrameJob): Promise<DecodedSamples> {
+  return withWasmDecoder(loadCharls, job.bytes, (decoder) => {
+    decoder.decode();
+    const info = decoder.getFrameInfo();
+    const decoded = decoder.getDecodedBuffer();
+    const pixelCount = info.width * info.height;
+    return {
+      data: new Uint8Array(decoded),
+      rows: info.height,
+      columns: info.width,
+      samplesPerPixel: info.componentCount,
+      bytesPerSample: bytesPerSampleFor(decoded.length, pixelCount, info.componentCount),
+      // CharLS writes interleave mode "none" (0) plane by plane; line and sample interleaving pixel by pixel.
+      planar: info.componentCount > 1 && decoder.getInterleaveMode() === 0,
+      // JPEG-LS has no notion of sign: signed data is stored as its bit pattern.
+      signed: false,
+      precision: info.bitsPerSample,
+      photometricInterpretation: afterComponentTransform(job.pixel.photometricInterpretation),
+    };
+  });
+}
+
+async function decodeJpeg(job: CompressedFrameJob): Promise<DecodedSamples> {
+  const header = readJpegFrameHeader(job.bytes);
+  if (!header) throw new Error('no JPEG start-of-frame header');
+  if (header.lossless) return decodeLosslessJpeg(job, header.precision);
+  const { Context, NativeCodecs } = await loadDcmjsCodecs();
+  const { pixel } = job;
+  const colour = header.components === 3;
+  const context = new Context({
+    width: header.columns,
+    height: header.rows,
+    bitsAllocated: header.precision > 8 ? 16 : 8,
+    bitsStored: header.precision,
+    samplesPerPixel: header.components,
+    pixelRepresentation: 0,
+    planarConfiguration: 0,
+    photometricInterpretation: pixel.photometricInterpretation,
+    encodedBuffer: job.bytes,
+  });
+  // As DCMTK's default (+cp): YCbCr is converted when the photometric interpretation says so.
+  const converts = colour && pixel.photometricInterpretation.startsWith('YBR');
+  const decoded = NativeCodecs.decodeJpeg(context, { convertColorspaceToRgb: converts }).getDecodedBuffer();
+  if (!decoded) throw new Error('the IJG decoder returned no pixels');
+  const pixelCount = header.columns * header.rows;
+  return {
+    data: new Uint8Array(decoded),
+    rows: header.rows,
+    columns: header.columns,
+    samplesPerPixel: header.components,
+    bytesPerSample: bytesPerSampleFor(decoded.length, pixelCount, header.components),
+    planar: false,
+    signed: false,
+    precision: header.precision,
+    photometricInterpretation: converts ? 'RGB' : pixel.photometricInterpretation,
+  };
+}
+
+function decodeLosslessJpeg(job: CompressedFrameJob, precision: number): DecodedSamples {
+  const decoder = createLosslessJpegDecoder();
+  // The decoder reads the ArrayBuffer from the offset it is given, so hand it one that holds just this frame
+  // (a copy: Buffer#slice would only make another view of the whole file).
+  const own = new Uint8Array(job.bytes);
+  const decoded = decoder.decode(own.buffer, 0, own.length);
+  const data = new Uint8Array(decoded.buffer, decoded.byteOffset, decoded.byteLength);
+  const components = decoder.numComp || 1;
+  const pixelCount = decoder.xDim * decoder.yDim;
+  return {
+    data,
+    rows: decoder.yDim,
+    columns: decoder.xDim,
+    samplesPerPixel: components,
+    bytesPerSample: bytesPerSampleFor(data.length, pixelCount, components),
+    planar: false,
+    signed: false,
+    precision: decoder.precision ?? precision,
+    photometricInterpretation: job.pixel.photometricInterpretation,
+  };
+}

@@ -1,0 +1,120 @@
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, describe, expect, test } from 'vitest';
+import { type AppError, isAppError } from '../../src/errors.js';
+import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { closeDecodePool } from '../../src/imaging/decode-pool.js';
+import { decodeDicomFrame, renderDicomFrame, resolveVoi } from '../../src/imaging/render-dicom.js';
+import { corpusPath, hasCorpus, loadTruth, repoRoot, type TruthEntry } from '../corpus.js';
+import {
+  type DcmtkVoi,
+  hasDcmj2pnm,
+  hasDcml2pnm,
+  pearson,
+  renderWithDcmtk,
+  toGray,
+} from '../helpers/dcmtk.js';
+
+/**
+ * Teleread's renders against DCMTK's, file by file: the middle frame, the same VOI, 256 pixels on the longest
+ * side, compared as 8-bit grayscale. Files DCMTK cannot render (JPEG 2000, HTJ2K, float pixel data, segmented
+ * palettes, deflated frames) are compared with reference images checked by eye once and kept in
+ * test/fixtures/reference/dicom.
+ */
+
+const MIN_CORRELATION = 0.99;
+const SIZE = 256;
+const REFERENCE_DIR = path.join(repoRoot, 'test/fixtures/reference/dicom');
+
+const truth = loadTruth();
+const dicom = Object.entries(truth).filter(([, t]) => t.kind === 'dicom');
+
+const JPEG_LS = /^1\.2\.840\.10008\.1\.2\.4\.8[01]$/;
+
+/** The DCMTK tool that renders every frame of the file: dcmj2pnm where TRUTH says it did, dcml2pnm for JPEG-LS
+ * (which the dcmj2pnm build lacks). */
+function dcmtkTool(t: TruthEntry): 'dcmj2pnm' | 'dcml2pnm' | undefined {
+  if (t.dcmj2pnm_all_frames_rc === 0) return 'dcmj2pnm';
+  if (JPEG_LS.test(String(t.TransferSyntaxUID)) && t.dcmdump_rc === 0) return 'dcml2pnm';
+  return undefined;
+}
+
+function hasImagePixelModule(t: TruthEntry): boolean {
+  return typeof t.Rows === 'string' && typeof t.Columns === 'string';
+}
+
+function referencePath(rel: string): string {
+  return path.join(REFERENCE_DIR, `${rel.replace(/\//g, '__')}.png`);
+}
+
+/** Renders the middle frame at 256 px and says which VOI it used, in DCMTK's terms. */
+async function renderForComparison(rel: string): Promise<{ png: Buffer; voi: DcmtkVoi; frame: number }> {
+  const instance = parseDicom(readFileSync(corpusPath(rel)));
+  const frameIndex = Math.floor(instance.numberOfFrames / 2);
+  const frame = await decodeDicomFrame(instance, frameIndex);
+  const grayscale = frame.samplesPerPixel === 1 && frame.photometricInterpretation.startsWith('MONOCHROME');
+  const choice = grayscale ? resolveVoi(frame, instance) : undefined;
+  const window = choice?.kind === 'window' ? { center: choice.center, width: choice.width } : undefined;
+  const image = await renderDicomFrame(instance, {
+    frame: frameIndex,
+    size: SIZE,
+    ...(window ? { window } : {}),
+  });
+  const voi: DcmtkVoi = !choice ? 'none' : choice.kind === 'lut' ? { voiLut: 1 } : { window: window! };
+  return { png: image.data, voi, frame: frameIndex };
+}
+
+afterAll(closeDecodePool);
+
+const byDcmtk = dicom.filter(([, t]) => {
+  const tool = dcmtkTool(t);
+  return tool === 'dcmj2pnm' || (tool === 'dcml2pnm' && hasDcml2pnm);
+});
+
+describe.runIf(hasCorpus && hasDcmj2pnm)('DICOM renders against DCMTK', () => {
+  test('there are files to compare', () => {
+    expect(byDcmtk.length).toBeGreaterThan(50);
+  });
+
+  test.each(byDcmtk)(`%s correlates with DCMTK at ≥ ${MIN_CORRELATION}`, async (rel, t) => {
+    const ours = await renderForComparison(rel);
+    const image = await toGray(ours.png);
+    // DCMTK scales the longer axis to the size we drew and derives the other from the pixel aspect; the two
+    // must agree to the pixel.
+    const reference = await renderWithDcmtk(corpusPath(rel), {
+      tool: dcmtkTool(t)!,
+      frame: ours.frame,
+      voi: ours.voi,
+      width: image.width,
+      height: image.height,
+    });
+    expect([reference.width, reference.height]).toEqual([image.width, image.height]);
+    expect(pearson(image.data, reference.data)).toBeGreaterThanOrEqual(MIN_CORRELATION);
+  });
+});
+
+const withoutDcmtk = dicom.filter(([, t]) => dcmtkTool(t) === undefined && hasImagePixelModule(t));
+
+describe.runIf(hasCorpus)('DICOM renders DCMTK cannot make, against references checked by eye', () => {
+  test('there are files to compare', () => {
+    expect(withoutDcmtk.length).toBeGreaterThan(10);
+  });
+
+  test.each(withoutDcmtk)('%s matches its reference', async (rel, t) => {
+    if (!existsSync(referencePath(rel))) {
+      // No reference means nothing can be drawn: the pixel data ends before the frame does.
+      const error = await renderForComparison(rel).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(isAppError(error), String(error)).toBe(true);
+      expect((error as AppError).code).toBe('CORRUPT_FILE');
+      expect(String(t.dcmdump_fallback_options)).toContain('+Ep');
+      return;
+    }
+    const ours = await toGray((await renderForComparison(rel)).png);
+    const reference = await toGray(readFileSync(referencePath(rel)));
+    expect([reference.width, reference.height]).toEqual([ours.width, ours.height]);
+    expect(pearson(ours.data, reference.data)).toBeGreaterThanOrEqual(MIN_CORRELATION);
+  });
+});
