@@ -1,6 +1,7 @@
 import { Redis } from 'ioredis';
 import type { Config } from './config.js';
 import { createDatabase, type Db, migrateToLatest } from './db/database.js';
+import { closeDecodePool } from './imaging/decode-pool.js';
 import { createLogger, type Logger } from './log.js';
 import { createQueues, type Queues } from './pipeline/queues.js';
 import { createObjectStore } from './storage/create-object-store.js';
@@ -47,6 +48,8 @@ export async function createContext(
       await redis.quit().catch(() => redis.disconnect());
       await storage.close();
       await db.destroy();
+      // Decode threads start lazily on the first large compressed frame; ending them lets the process exit.
+      await closeDecodePool();
     },
   };
 }
