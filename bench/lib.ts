@@ -38,6 +38,11 @@ export interface BenchRow {
   better: 'lower' | 'higher';
   /** A hard limit checked here (and only here): the run fails when it is not met. */
   budget?: { limit: number; pass: boolean };
+  /**
+   * An issue's target, reported as met or not without failing the run: most are ratios against a reference
+   * that drift 20–30 % between runs on this machine, so one run decides nothing on its own.
+   */
+  goal?: { text: string; met: boolean };
   note?: string;
 }
 
@@ -459,7 +464,12 @@ export function markdownTable(rows: readonly BenchRow[]): string {
       r.ratio === undefined
         ? '–'
         : `${fmt(r.ratio.median)}×${r.ratio.n > 1 ? ` (${fmt(r.ratio.min)}–${fmt(r.ratio.max)})` : ''}`;
-    const budget = r.budget ? `${r.budget.pass ? 'PASS' : 'FAIL'} (limit ${fmt(r.budget.limit)})` : '';
+    const budget = [
+      r.budget ? `${r.budget.pass ? 'PASS' : 'FAIL'} (limit ${fmt(r.budget.limit)})` : '',
+      r.goal ? `goal ${r.goal.text}: ${r.goal.met ? 'met' : 'NOT met'}` : '',
+    ]
+      .filter(Boolean)
+      .join('; ');
     lines.push(
       `| ${r.bench} | ${r.measure} | ${r.unit} | ${fmtStats(r.teleread)} | ${ref} | ${ratio} | ${r.better} | ${budget} | ${r.note ?? ''} |`,
     );

@@ -5,151 +5,31 @@
  * Data: synthetic uncompressed CT 512² (16 bits allocated, 12 stored, rescaled, windowed) and CR 2048² (12 bit)
  * written with the test DICOM writer, plus the files of the shared corpus that both renderers accept.
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { parseDicom } from '../src/formats/dicom/parse-dicom.js';
-import { renderDicomFrame } from '../src/imaging/render-dicom.js';
+import { closeDecodePool } from '../src/imaging/decode-pool.js';
 import { corpusDir, hasCorpus } from '../test/corpus.js';
-import { imageElements, writeDicom } from '../test/helpers/dicom-writer.js';
+import { pass, renderOurs, throughput, timeDcmtk, timeOurs } from './dicom-timing.js';
 import {
   alternate,
   type BenchRow,
   Deadline,
   makeTempDir,
   median,
-  msSince,
+  onCleanup,
   row,
   run,
   runBench,
   stats,
   zip,
 } from './lib.js';
+import { instance } from './synthetic-dicom.js';
 
 /** Even, so the alternating order (ABBA) puts each side first equally often. */
 const PASSES = 4;
 const CT_COUNT = 10;
 const CR_COUNT = 5;
 const DCMJ2PNM = 'dcmj2pnm';
-
-/** Deterministic noise, so every run renders the same pixels. */
-function xorshift(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>> 0) / 4294967296;
-  };
-}
-
-/** A CT slice: a water-density body with a bone ring and two lungs, plus noise; stored = HU + 1024. */
-function ctPixels(size: number, seed: number): Uint16Array {
-  const random = xorshift(seed);
-  const out = new Uint16Array(size * size);
-  const c = size / 2;
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const dx = (x - c) / (size * 0.42);
-      const dy = (y - c) / (size * 0.32);
-      const r = Math.hypot(dx, dy);
-      let hu = -1000;
-      if (r < 1) hu = r > 0.9 ? 700 : 40;
-      const lung = Math.hypot((Math.abs(x - c) - size * 0.17) / (size * 0.11), (y - c) / (size * 0.18));
-      if (r < 0.9 && lung < 1) hu = -850;
-      out[y * size + x] = Math.max(0, Math.min(4095, Math.round(hu + 1024 + (random() - 0.5) * 60)));
-    }
-  }
-  return out;
-}
-
-/** A radiograph: a smooth exposure gradient with a brighter "chest" and noise, 12 bits. */
-function crPixels(size: number, seed: number): Uint16Array {
-  const random = xorshift(seed);
-  const out = new Uint16Array(size * size);
-  const c = size / 2;
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      const r = Math.hypot((x - c) / (size * 0.4), (y - c) / (size * 0.45));
-      const body = r < 1 ? 1800 * (1 - r * r) : 0;
-      out[y * size + x] = Math.max(
-        0,
-        Math.min(4095, Math.round(600 + body + (y / size) * 500 + random() * 120)),
-      );
-    }
-  }
-  return out;
-}
-
-function instance(kind: 'CT' | 'CR', index: number): Uint8Array {
-  const ct = kind === 'CT';
-  const size = ct ? 512 : 2048;
-  const uid = `2.25.${ct ? 1 : 2}${String(index).padStart(4, '0')}${Date.now() % 1_000_000}`;
-  const elements = imageElements({
-    rows: size,
-    columns: size,
-    bitsAllocated: 16,
-    bitsStored: 12,
-    pixelData: ct ? ctPixels(size, index + 1) : crPixels(size, index + 101),
-    extra: [
-      { tag: 0x00080016, vr: 'UI', value: ct ? '1.2.840.10008.5.1.4.1.1.2' : '1.2.840.10008.5.1.4.1.1.1' },
-      { tag: 0x00080018, vr: 'UI', value: uid },
-      { tag: 0x00080060, vr: 'CS', value: kind },
-      { tag: 0x00200013, vr: 'IS', value: String(index + 1) },
-      { tag: 0x00281050, vr: 'DS', value: ct ? '40' : '2048' },
-      { tag: 0x00281051, vr: 'DS', value: ct ? '400' : '4096' },
-      ...(ct
-        ? [
-            { tag: 0x00281052, vr: 'DS', value: '-1024' },
-            { tag: 0x00281053, vr: 'DS', value: '1' },
-          ]
-        : []),
-    ],
-  });
-  return writeDicom(elements, { encoding: 'explicit-le' });
-}
-
-async function renderOurs(file: string, out: string): Promise<void> {
-  const image = await renderDicomFrame(parseDicom(new Uint8Array(await readFile(file))), {
-    size: 256,
-    format: 'png',
-  });
-  await writeFile(out, image.data);
-}
-
-async function timeOurs(file: string, out: string): Promise<number> {
-  const started = process.hrtime.bigint();
-  await renderOurs(file, out);
-  return msSince(started);
-}
-
-async function timeDcmtk(file: string, out: string, windowArgs: string[] = ['+Wi', '1']): Promise<number> {
-  const result = await run(DCMJ2PNM, [...windowArgs, '+Sxv', '256', '+on', file, out], { timeoutMs: 30_000 });
-  if (result.code !== 0)
-    throw new Error(`dcmj2pnm ${file}: exit ${result.code}: ${result.stderr.slice(0, 300)}`);
-  return result.wallMs;
-}
-
-/** One pass over the set, sequentially: the time of each instance. */
-async function pass(files: string[], time: (file: string, i: number) => Promise<number>): Promise<number[]> {
-  const times: number[] = [];
-  for (const [i, f] of files.entries()) times.push(await time(f, i));
-  return times;
-}
-
-/** Instances per second with `inFlight` renders running at once, over `total` renders. */
-async function throughput(
-  total: number,
-  inFlight: number,
-  render: (i: number) => Promise<void>,
-): Promise<number> {
-  let next = 0;
-  const started = process.hrtime.bigint();
-  const lane = async () => {
-    while (next < total) await render(next++);
-  };
-  await Promise.all(Array.from({ length: inFlight }, lane));
-  return total / (msSince(started) / 1000);
-}
 
 async function listFiles(dir: string, depth = 0): Promise<string[]> {
   if (depth > 8) return [];
@@ -165,6 +45,7 @@ async function listFiles(dir: string, depth = 0): Promise<string[]> {
 async function main(): Promise<BenchRow[]> {
   const deadline = new Deadline(120_000);
   const dir = await makeTempDir('dicom');
+  onCleanup('close the decode thread pool', closeDecodePool);
   const rows: BenchRow[] = [];
 
   for (const kind of ['CT', 'CR'] as const) {

@@ -32,6 +32,8 @@ async function machine() {
     cpu: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
     memoryGb: Math.round(os.totalmem() / 1e9),
+    /** 1, 5 and 15 minute load averages when the report is written: other tenants' load shows here. */
+    loadAverage: os.loadavg().map((l) => Number(l.toFixed(2))),
     kernel: `${os.type()} ${os.release()}`,
     node: process.version,
     sharp: sharp.versions.sharp,
@@ -83,7 +85,8 @@ async function main(): Promise<number> {
   const heading =
     `Teleread benchmarks, ${date.toISOString().slice(0, 16).replace('T', ' ')} UTC, one run on ` +
     `${info.cores} × ${info.cpu}, ${info.memoryGb} GB, node ${info.node}, sharp ${info.sharp} (libvips ${info.sharpLibvips}), ` +
-    `${info.vipsCli ?? 'no vips CLI'}, ${info.dcmtk ?? 'no dcmtk'}, commit ${info.commit ?? '?'}.\n` +
+    `${info.vipsCli ?? 'no vips CLI'}, ${info.dcmtk ?? 'no dcmtk'}, commit ${info.commit ?? '?'}, ` +
+    `load average ${info.loadAverage.join(' / ')} (1/5/15 min) at the end.\n` +
     'ratio = Teleread ÷ reference, both measured in this run; "better" says which direction is good.';
   const problems = [
     ...unfinished.map((b) => `- ${b.name}: did not finish (exit ${b.exitCode}); see its output above`),

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Teleread's benchmarks: speed and memory figures, each against a reference tool measured in the same run.
 #
-#   bash bench/run.sh                 all of them (about 2–3 minutes on the 2-core machine)
-#   bash bench/run.sh upload slide    some of them: upload, dicom, slide, ecg
+#   bash bench/run.sh                      all of them (about 5 minutes on the 2-core machine)
+#   bash bench/run.sh imaging pathology    some of them: upload, dicom, imaging, pathology, ecg
+#                                          (slide is the former name of pathology and runs it)
 #
 # Results: bench/results/<date>.json (gitignored), and the Markdown table on stdout.
 # Exit status: 0 all good, 3 a budget failed (e.g. API RSS over 250 MB), 1 a benchmark did not finish.
@@ -12,13 +13,14 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$root"
 
-ALL=(upload dicom slide ecg)
+ALL=(upload dicom imaging pathology ecg)
 # Wall-clock limit per benchmark, in seconds; `timeout` sends SIGTERM and the benchmark cleans up after itself.
 limit_of() {
   case $1 in
   upload) echo 240 ;;
   dicom) echo 180 ;;
-  slide) echo 180 ;;
+  imaging) echo 420 ;;
+  pathology | slide) echo 260 ;;
   ecg) echo 60 ;;
   esac
 }
@@ -26,7 +28,8 @@ file_of() {
   case $1 in
   upload) echo bench/upload-rss.ts ;;
   dicom) echo bench/render-dicom.ts ;;
-  slide) echo bench/slide-thumbnail.ts ;;
+  imaging) echo bench/imaging.ts ;;
+  pathology | slide) echo bench/pathology.ts ;;
   ecg) echo bench/render-ecg.ts ;;
   esac
 }
@@ -60,9 +63,16 @@ need_tool() {
 for name in "${selected[@]}"; do
   case $name in
   dicom) need_tool dcmj2pnm dcmtk ;;
-  slide)
+  imaging)
+    need_tool dcmj2pnm dcmtk
+    need_tool dcml2pnm dcmtk
+    need_tool /usr/sbin/Orthanc orthanc
+    bash scripts/services.sh >&2 # Redis and PostgreSQL answer (reused, or private ones started)
+    ;;
+  pathology | slide)
     need_tool vips libvips-tools
     need_tool vipsthumbnail libvips-tools
+    need_tool openslide-write-png openslide-tools
     ;;
   upload) bash scripts/services.sh >&2 ;; # Redis and PostgreSQL answer (reused, or private ones started)
   esac

@@ -23,9 +23,21 @@ export interface Config {
   /** A file stuck this long between two pipeline steps is re-enqueued by the sweep. */
   stuckAfterSeconds: number;
   studyStableSeconds: number;
+  /** How long a reader's claim on a case lasts unless renewed by a heartbeat. */
+  leaseSeconds: number;
   dicomPort: number;
   dicomAeTitle: string;
   migrateOnStart: boolean;
+  /** Unfinished resumable uploads (tus, S3 multipart, open batches) idle this long are removed. */
+  uploadExpirySeconds: number;
+  /** Where partial tus uploads are kept; '' = `<root>/.tmp/tus` on the fs driver, ./data/tus-staging on S3. */
+  tusStagingDir: string;
+  /** Report webhooks (src/pipeline/handlers/handle-webhook.ts): parallel deliveries, tries per round, first retry
+   * delay (doubling each time) and per-request timeout. */
+  webhookConcurrency: number;
+  webhookAttempts: number;
+  webhookBackoffMs: number;
+  webhookTimeoutMs: number;
 }
 
 type Env = Record<string, string | undefined>;
@@ -169,6 +181,13 @@ export const CONFIG_FIELDS = {
     0,
     86400,
   ),
+  leaseSeconds: int(
+    'LEASE_SECONDS',
+    900,
+    "A reader's claim on a case lasts this long unless renewed by a heartbeat; then it returns to the pool",
+    1,
+    86400,
+  ),
   dicomPort: int('DICOM_PORT', 11112, 'DIMSE C-STORE/C-ECHO listener port (0 = any free port)', 0, 65535),
   dicomAeTitle: str('DICOM_AE_TITLE', 'TELEREAD', "Teleread's own AE title (called AE) for DIMSE", (v) =>
     /^[\x20-\x5b\x5d-\x7e]{1,16}$/.test(v) && v.trim() !== ''
@@ -176,6 +195,46 @@ export const CONFIG_FIELDS = {
       : 'must be 1-16 printable characters, no backslash',
   ),
   migrateOnStart: bool('MIGRATE_ON_START', true, 'Run database migrations when the API or a worker starts'),
+  uploadExpirySeconds: int(
+    'UPLOAD_EXPIRY_SECONDS',
+    72 * 3600,
+    'Unfinished resumable uploads (tus, S3 multipart, open batches) idle this long are removed by the sweep',
+    1,
+    30 * 86400,
+  ),
+  tusStagingDir: str(
+    'TUS_STAGING_DIR',
+    '',
+    'Partial tus uploads; empty = <root>/.tmp/tus on file:// storage, ./data/tus-staging on S3',
+  ),
+  webhookConcurrency: int(
+    'WEBHOOK_CONCURRENCY',
+    4,
+    'Parallel report webhook deliveries per worker process',
+    1,
+    256,
+  ),
+  webhookAttempts: int(
+    'WEBHOOK_ATTEMPTS',
+    8,
+    'Tries per report webhook before it is marked failed (ops can resend it)',
+    1,
+    50,
+  ),
+  webhookBackoffMs: int(
+    'WEBHOOK_BACKOFF_MS',
+    30_000,
+    'Wait before the first webhook retry; each later retry waits twice as long',
+    1,
+    86_400_000,
+  ),
+  webhookTimeoutMs: int(
+    'WEBHOOK_TIMEOUT_MS',
+    10_000,
+    'A webhook request not answered within this fails',
+    100,
+    300_000,
+  ),
 } as const;
 
 export function loadConfig(env: Env = process.env): Config {
@@ -225,8 +284,15 @@ export function loadConfig(env: Env = process.env): Config {
     jobLockSeconds: v.jobLockSeconds,
     stuckAfterSeconds: v.stuckAfterSeconds,
     studyStableSeconds: v.studyStableSeconds,
+    leaseSeconds: v.leaseSeconds,
     dicomPort: v.dicomPort,
     dicomAeTitle: v.dicomAeTitle,
     migrateOnStart: v.migrateOnStart,
+    uploadExpirySeconds: v.uploadExpirySeconds,
+    tusStagingDir: v.tusStagingDir,
+    webhookConcurrency: v.webhookConcurrency,
+    webhookAttempts: v.webhookAttempts,
+    webhookBackoffMs: v.webhookBackoffMs,
+    webhookTimeoutMs: v.webhookTimeoutMs,
   };
 }

@@ -11,6 +11,8 @@ export const ERROR_STATUS = {
   NOT_FOUND: 404,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
+  /** Too many failed authentications from one client address; `Retry-After` says when to try again. */
+  RATE_LIMITED: 429,
   INVALID_KEY: 400,
   STORAGE_UNAVAILABLE: 503,
   DATABASE_UNAVAILABLE: 503,

@@ -12,15 +12,28 @@ import Fastify, {
   type RawServerDefault,
 } from 'fastify';
 import type { Context } from '../context.js';
+import { createAuditWriter } from '../db/audit-queries.js';
 import { AppError, isAppError } from '../errors.js';
+import { registerAuditHook } from './audit-hook.js';
+import { createAuthFailureLimiter } from './auth.js';
+import { registerAuditRoutes } from './routes/audit.js';
 import { registerCaseRoutes } from './routes/cases.js';
+import { registerClaimRoutes } from './routes/claims.js';
 import { registerDicomwebRoutes } from './routes/dicomweb.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
 import { registerInstanceRoutes } from './routes/instances.js';
+import { registerKeyRoutes } from './routes/keys.js';
+import { createMetricsRegistry, registerMetricsRoutes } from './routes/metrics.js';
+import { registerMultipartUploadRoutes } from './routes/multipart-uploads.js';
 import { registerOpsRoutes } from './routes/ops.js';
+import { registerReportRoutes } from './routes/reports.js';
+import { registerRulesRoutes } from './routes/rules.js';
+import { registerSlaRoutes } from './routes/sla.js';
 import { registerSlideRoutes } from './routes/slides.js';
+import { registerTusRoutes } from './routes/tus.js';
 import { registerUploadRoutes } from './routes/uploads.js';
+import { registerWebhookRoutes } from './routes/webhooks.js';
 import { registerWorklistRoutes } from './routes/worklist.js';
 
 export type App = FastifyInstance<
@@ -32,6 +45,22 @@ export type App = FastifyInstance<
 >;
 
 const REQUEST_ID = /^[\w.:-]{1,100}$/;
+
+/** One registered route: what the security matrix test enumerates. */
+export interface RegisteredRoute {
+  method: string;
+  url: string;
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Every route, as registered (collected by an onRoute hook); auto-generated HEAD routes excluded. */
+    registeredRoutes: readonly RegisteredRoute[];
+  }
+}
+
+/** Health checks stay reachable from an address that is locked out for failed authentications. */
+const UNLIMITED_ROUTES = new Set(['/healthz', '/readyz']);
 
 /** Maps errors from Fastify and its plugins onto our stable codes. */
 function toAppError(err: FastifyError | Error): AppError {
@@ -92,6 +121,38 @@ export async function buildApp(ctx: Context): Promise<App> {
     reply.header('x-request-id', request.id);
   });
 
+  // Hooks on the root before any plugin is registered, so every scope (tus, DICOMweb) inherits them.
+  const routes: RegisteredRoute[] = [];
+  app.decorate('registeredRoutes', routes);
+  app.addHook('onRoute', (route) => {
+    for (const method of [route.method].flat()) {
+      // Fastify adds a HEAD twin right after every GET, with the same guards; only explicit routes are listed.
+      if (method === 'HEAD' && routes.some((r) => r.method === 'GET' && r.url === route.url)) continue;
+      routes.push({ method, url: route.url });
+    }
+  });
+
+  const limiter = createAuthFailureLimiter(ctx.redis, ctx.config.queuePrefix, ctx.log);
+  app.addHook('onRequest', async (request, reply) => {
+    if (UNLIMITED_ROUTES.has(request.routeOptions.url ?? '')) return;
+    const wait = limiter.retryAfter(request.ip);
+    if (wait > 0) {
+      void reply.header('retry-after', String(wait));
+      throw new AppError(
+        'RATE_LIMITED',
+        `too many failed authentications from this address; retry in ${wait} s`,
+      );
+    }
+  });
+  // Counted before the response leaves, so a client's next attempt already sees the count.
+  app.addHook('onSend', async (request, reply) => {
+    if (reply.statusCode === 401) await limiter.recordFailure(request.ip);
+  });
+
+  const audit = createAuditWriter(ctx.db, ctx.log);
+  registerAuditHook(app, audit);
+  app.addHook('onClose', async () => audit.close());
+
   await app.register(swagger, {
     openapi: {
       info: {
@@ -116,12 +177,23 @@ export async function buildApp(ctx: Context): Promise<App> {
 
   registerHealthRoutes(app, ctx);
   registerUploadRoutes(app, ctx);
+  const metrics = createMetricsRegistry(ctx);
+  registerTusRoutes(app, ctx, metrics);
+  registerMultipartUploadRoutes(app, ctx);
+  registerMetricsRoutes(app, ctx, metrics);
   registerFileRoutes(app, ctx);
   registerCaseRoutes(app, ctx);
   registerInstanceRoutes(app, ctx);
   registerSlideRoutes(app, ctx);
   registerWorklistRoutes(app, ctx);
+  registerClaimRoutes(app, ctx);
+  registerReportRoutes(app, ctx);
+  registerRulesRoutes(app, ctx);
   registerOpsRoutes(app, ctx);
+  registerWebhookRoutes(app, ctx);
+  registerSlaRoutes(app, ctx);
+  registerAuditRoutes(app, ctx);
+  registerKeyRoutes(app, ctx);
   registerDicomwebRoutes(app, ctx);
   return app;
 }

@@ -8,7 +8,7 @@ export const ErrorBody = Type.Object(
 export const Priority = Type.Union([Type.Literal('stat'), Type.Literal('urgent'), Type.Literal('routine')]);
 export const CaseKind = Type.Union([Type.Literal('imaging'), Type.Literal('ecg'), Type.Literal('pathology')]);
 export const CaseStatus = Type.Union(
-  ['receiving', 'processing', 'ready', 'routed', 'failed'].map((s) => Type.Literal(s)),
+  ['receiving', 'processing', 'ready', 'routed', 'reported', 'failed'].map((s) => Type.Literal(s)),
 );
 export const FileStatus = Type.Union(
   ['received', 'processing', 'processed', 'failed'].map((s) => Type.Literal(s)),

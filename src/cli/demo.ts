@@ -4,15 +4,37 @@ import { startApi } from '../api/start-api.js';
 import { collectBatches, uploadBatch } from '../client/upload-client.js';
 import { loadConfig } from '../config.js';
 import { createContext } from '../context.js';
+import { getRules } from '../db/rule-queries.js';
 import { runWorkers } from '../pipeline/run-worker.js';
 import { onShutdown } from '../shutdown.js';
 import { addReader, addSite, createKey } from './admin-commands.js';
+import { loadRulesFile } from './rules-command.js';
 
 const DEMO_SITE = { id: 'demo-clinic', name: 'Demo rural clinic', jurisdiction: 'KE' };
 const DEMO_READERS = [
-  { id: 'dr-cardio', name: 'Dr. A. Cardiologist', specialties: 'cardiology', jurisdictions: 'KE,UG' },
-  { id: 'dr-radio', name: 'Dr. B. Radiologist', specialties: 'radiology', jurisdictions: 'KE' },
-  { id: 'dr-patho', name: 'Dr. C. Pathologist', specialties: 'pathology', jurisdictions: 'KE,TZ' },
+  {
+    id: 'dr-cardio',
+    name: 'Dr. A. Cardiologist',
+    specialties: 'cardiology',
+    jurisdictions: 'KE,UG',
+    languages: 'en,sw',
+  },
+  {
+    id: 'dr-radio',
+    name: 'Dr. B. Radiologist',
+    specialties: 'radiology',
+    subspecialties: 'body,chest',
+    jurisdictions: 'KE',
+    languages: 'en',
+  },
+  {
+    id: 'dr-patho',
+    name: 'Dr. C. Pathologist',
+    specialties: 'pathology',
+    subspecialties: 'histology',
+    jurisdictions: 'KE,TZ',
+    languages: 'en,fr',
+  },
 ];
 
 interface CaseView {
@@ -21,6 +43,7 @@ interface CaseView {
   status: string;
   priority: string;
   assignedReader: { id: string } | null;
+  routeNote: string | null;
   files: Array<{ name: string; status: string; error: { code: string; message: string } | null }>;
   artifacts: Array<{ name: string; url: string }>;
 }
@@ -38,6 +61,11 @@ export async function demoCommand(options: { once: boolean; fixturesDir: string 
   const say = (s: string) => process.stdout.write(`${s}\n`);
   await addSite(ctx.db, DEMO_SITE);
   for (const r of DEMO_READERS) await addReader(ctx.db, r);
+  // The example rule set, unless this database already has rules of its own (the demo never replaces them).
+  if ((await getRules(ctx.db)).length === 0) {
+    const loaded = await loadRulesFile(ctx.db, path.join(options.fixturesDir, 'rules.yaml'));
+    say(`loaded ${loaded.length} routing rules from fixtures/rules.yaml`);
+  }
   const clinicKey = (await createKey(ctx.db, { role: 'clinic', site: DEMO_SITE.id, label: 'demo' })).key;
   const opsKey = (await createKey(ctx.db, { role: 'ops', label: 'demo' })).key;
   const readerKeys = new Map<string, string>();
@@ -92,7 +120,7 @@ export async function demoCommand(options: { once: boolean; fixturesDir: string 
       if (settled && routed && caseIds.size > 0) {
         for (const c of cases) {
           say(
-            `case ${c.id}  ${c.kind.padEnd(9)} ${c.status.padEnd(7)} → ${c.assignedReader?.id ?? '(none)'}`,
+            `case ${c.id}  ${c.kind.padEnd(9)} ${c.status.padEnd(7)} → ${c.assignedReader?.id ?? 'pool'}  (${c.routeNote ?? ''})`,
           );
           for (const f of c.files.filter((x) => x.error))
             say(`   ${f.name}: ${f.error!.code} ${f.error!.message}`);
@@ -108,16 +136,38 @@ export async function demoCommand(options: { once: boolean; fixturesDir: string 
       await sleep(250);
     }
 
-    say('\nWorklists:');
+    say('\nWorklists (assigned: pushed to the reader; claimable: in a pool the reader may claim from):');
     for (const r of DEMO_READERS) {
       const wl = await api<{
-        cases: Array<{ id: string; kind: string; priority: string; thumbnailUrl: string | null }>;
+        cases: Array<{
+          id: string;
+          kind: string;
+          priority: string;
+          state: string;
+          dueAt: string;
+          thumbnailUrl: string | null;
+        }>;
       }>(readerKeys.get(r.id)!, '/v1/worklist');
       say(`  ${r.id} (${r.specialties}): ${wl.cases.length} case(s)`);
       for (const c of wl.cases)
-        say(`    ${c.priority.padEnd(7)} ${c.kind.padEnd(9)} ${c.id}  ${c.thumbnailUrl ?? ''}`);
+        say(
+          `    ${c.priority.padEnd(7)} ${c.kind.padEnd(9)} ${c.state.padEnd(9)} due ${c.dueAt}  ${c.id}  ${c.thumbnailUrl ?? ''}`,
+        );
       const mine = wl.cases.filter((c) => caseIds.has(c.id));
       if (mine.length === 0) ok = false;
+      // A pool case is read by whoever claims it first: show the lease a claim takes.
+      const claimable = mine.find((c) => c.state === 'claimable');
+      if (claimable) {
+        const res = await fetch(new URL(`/v1/cases/${claimable.id}/claim`, url), {
+          method: 'POST',
+          headers: { authorization: `Bearer ${readerKeys.get(r.id)}` },
+        });
+        const lease = (await res.json()) as { leaseExpiresAt?: string };
+        if (res.status !== 200) ok = false;
+        say(
+          `    ${r.id} claimed ${claimable.id}: lease until ${lease.leaseExpiresAt ?? `(refused ${res.status})`}`,
+        );
+      }
     }
     say('\nKeys for this run (shown once):');
     say(`  clinic   ${clinicKey}`);

@@ -1,20 +1,14 @@
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { type ParseArgsConfig, parseArgs } from 'node:util';
-import { startWorkerProcess } from '../../workers/worker.js';
-import { startApi } from '../api/start-api.js';
 import { CONFIG_FIELDS, loadConfig } from '../config.js';
 import { createContext } from '../context.js';
 import { createDatabase, migrateToLatest } from '../db/database.js';
-import { startDimseServer } from '../dimse/start-dimse-server.js';
 import { isAppError } from '../errors.js';
 import { onShutdown } from '../shutdown.js';
-import { addReader, addSite, createKey } from './admin-commands.js';
-import { deidentifyCommand } from './deidentify-command.js';
-import { demoCommand } from './demo.js';
-import { inspectCommand, qrsCommand, renderCommand } from './file-commands.js';
-import { uploadCommand } from './upload-command.js';
 
+// Each command imports what it needs when it runs: an API process should not carry sharp, the codecs, the
+// DIMSE stack and the uploader in memory (RSS is budgeted; see docs/benchmarks.md).
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 const USAGE = `teleread <command> [options]
@@ -25,15 +19,26 @@ const USAGE = `teleread <command> [options]
   dimse                              run the DICOM C-STORE/C-ECHO listener on DICOM_PORT
   migrate                            apply database migrations
   sites add ID --jurisdiction J [--name N] [--ae-titles AE1,AE2]
+            [--cross-border never|deidentified|identified] [--sla stat=60,urgent=240,routine=1440]
+            [--webhook-url URL --webhook-secret S]   report webhooks (--webhook-url '' removes it)
   readers add ID --specialties a,b --jurisdictions X,Y [--name N] [--max-active N]
-  keys create --role clinic|reader|ops|admin [--site S | --reader R] [--label L]
+            [--subspecialties neuro,chest] [--languages en,fr] [--time-zone Africa/Nairobi]
+            [--shifts "mon-fri 08:00-17:00; sat 22:00-06:00" | --shifts always]
+            [--exceptions "2025-12-25 off; 2025-12-27 extra 08:00-12:00"] [--active true|false]
+  rules load FILE.yaml               replace the routing rules with a YAML rule set (fixtures/rules.yaml)
+  rules list [--json]                the routing rules in evaluation order
+  keys create --role clinic|reader|ops|admin [--site S | --reader R] [--label L] [--expires-in 30d]
+  keys revoke ID                     refuse the key from its next request on
+  keys list                          every key: id, prefix, role, scope, state (never the key)
   inspect FILE… [--json]             detected kind, format and metadata per file
   render FILE -o OUT.png [--size N] [--frame K]
                                      the thumbnail the pipeline would make (DICOM: frame K, 1-based)
   deidentify IN OUT [--secret S] [--pseudonym P]
                                      PS3.15 Basic Profile + Modified Dates + Clean Descriptors (files or folders)
   qrs FILE                           detected R-peak times (s), one a line
-  upload --server URL --key K [--priority P] [--notes T] FILE|DIR…
+  upload --server URL --key K [--priority P] [--notes T] [--parallel N] [--state-dir D] [--dry-run] FILE|DIR…
+                                     resumable upload (tus): skips what the site already sent, resumes
+                                     where a killed run stopped (state in --state-dir, ~/.teleread/uploads)
   config                             list the environment variables and their defaults
 `;
 
@@ -56,11 +61,14 @@ async function main(argv: string[]): Promise<number> {
   switch (command) {
     case 'demo': {
       const { values } = args({ once: { type: 'boolean', default: false } });
-      return demoCommand({ once: Boolean(values.once), fixturesDir: path.join(repoRoot, 'fixtures') });
+      return (await import('./demo.js')).demoCommand({
+        once: Boolean(values.once),
+        fixturesDir: path.join(repoRoot, 'fixtures'),
+      });
     }
     case 'api': {
       const ctx = await createContext(loadConfig());
-      const { app, url } = await startApi(ctx);
+      const { app, url } = await (await import('../api/start-api.js')).startApi(ctx);
       ctx.log.info({ url }, 'api listening');
       onShutdown(ctx.log, async () => {
         await app.close();
@@ -70,7 +78,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'dimse': {
       const ctx = await createContext(loadConfig());
-      const server = await startDimseServer(ctx);
+      const server = await (await import('../dimse/start-dimse-server.js')).startDimseServer(ctx);
       ctx.log.info({ port: server.port, aeTitle: ctx.config.dicomAeTitle }, 'DIMSE listener ready');
       onShutdown(ctx.log, async () => {
         await server.close();
@@ -80,7 +88,7 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'worker': {
       const { values } = args({ queues: { type: 'string' } });
-      await startWorkerProcess(values.queues as string | undefined);
+      await (await import('../../workers/worker.js')).startWorkerProcess(values.queues as string | undefined);
       return new Promise(() => undefined);
     }
     case 'migrate': {
@@ -103,27 +111,59 @@ async function main(argv: string[]): Promise<number> {
         jurisdictions: { type: 'string' },
         'max-active': { type: 'string' },
         'ae-titles': { type: 'string' },
+        'cross-border': { type: 'string' },
+        'webhook-url': { type: 'string' },
+        'webhook-secret': { type: 'string' },
+        sla: { type: 'string' },
+        subspecialties: { type: 'string' },
+        languages: { type: 'string' },
+        'time-zone': { type: 'string' },
+        shifts: { type: 'string' },
+        exceptions: { type: 'string' },
+        active: { type: 'string' },
       });
       const [verb, id] = positionals;
       if (verb !== 'add' || !id) throw new Error(`usage: teleread ${command} add ID …`);
       const v = values as Record<string, string | undefined>;
-      await withDb((db) =>
+      const given = (flag: string, key: string) => (v[flag] !== undefined ? { [key]: v[flag] } : {});
+      if (v.active !== undefined && !/^(true|false)$/.test(v.active))
+        throw new Error('--active must be true or false');
+      await withDb(async (db) =>
         command === 'sites'
-          ? addSite(db, {
+          ? (await import('./admin-commands.js')).addSite(db, {
               id,
               jurisdiction: v.jurisdiction ?? '',
               ...(v.name ? { name: v.name } : {}),
-              ...(v['ae-titles'] !== undefined ? { aeTitles: v['ae-titles'] } : {}),
+              ...given('ae-titles', 'aeTitles'),
+              ...given('cross-border', 'crossBorder'),
+              ...given('sla', 'sla'),
+              ...given('webhook-url', 'webhookUrl'),
+              ...given('webhook-secret', 'webhookSecret'),
             })
-          : addReader(db, {
+          : (await import('./admin-commands.js')).addReader(db, {
               id,
               specialties: v.specialties ?? '',
               jurisdictions: v.jurisdictions ?? '',
               ...(v.name ? { name: v.name } : {}),
               ...(v['max-active'] ? { maxActive: Number(v['max-active']) } : {}),
+              ...given('subspecialties', 'subspecialties'),
+              ...given('languages', 'languages'),
+              ...given('time-zone', 'timeZone'),
+              ...given('shifts', 'shifts'),
+              ...given('exceptions', 'exceptions'),
+              ...(v.active !== undefined ? { active: v.active === 'true' } : {}),
             }),
       );
       console.log(`${command === 'sites' ? 'site' : 'reader'} ${id} saved`);
+      return 0;
+    }
+    case 'rules': {
+      const { values, positionals } = args({ json: { type: 'boolean', default: false } });
+      const [verb, ...files] = positionals;
+      const out = await withDb(async (db) =>
+        (await import('./rules-command.js')).rulesCommand(db, verb, files, Boolean(values.json)),
+      );
+      process.stdout.write(out);
       return 0;
     }
     case 'keys': {
@@ -132,15 +172,28 @@ async function main(argv: string[]): Promise<number> {
         site: { type: 'string' },
         reader: { type: 'string' },
         label: { type: 'string' },
+        'expires-in': { type: 'string' },
       });
-      if (positionals[0] !== 'create') throw new Error('usage: teleread keys create --role …');
+      const [verb, id] = positionals;
+      if (verb === 'revoke') {
+        if (!id) throw new Error('usage: teleread keys revoke ID');
+        const revoked = await withDb(async (db) => (await import('./admin-commands.js')).revokeKey(db, id));
+        console.log(`key ${revoked.id} revoked at ${revoked.revokedAt.toISOString()}`);
+        return 0;
+      }
+      if (verb === 'list') {
+        process.stdout.write(await withDb(async (db) => (await import('./admin-commands.js')).listKeys(db)));
+        return 0;
+      }
+      if (verb !== 'create') throw new Error('usage: teleread keys create|revoke|list …');
       const v = values as Record<string, string | undefined>;
-      const created = await withDb((db) =>
-        createKey(db, {
+      const created = await withDb(async (db) =>
+        (await import('./admin-commands.js')).createKey(db, {
           role: v.role ?? '',
           ...(v.site ? { site: v.site } : {}),
           ...(v.reader ? { reader: v.reader } : {}),
           ...(v.label ? { label: v.label } : {}),
+          ...(v['expires-in'] ? { expiresIn: v['expires-in'] } : {}),
         }),
       );
       // The key is printed once and never stored in clear.
@@ -150,12 +203,12 @@ async function main(argv: string[]): Promise<number> {
     case 'inspect': {
       const { values, positionals } = args({ json: { type: 'boolean', default: false } });
       if (positionals.length === 0) throw new Error('usage: teleread inspect FILE… [--json]');
-      return inspectCommand(positionals, Boolean(values.json));
+      return (await import('./file-commands.js')).inspectCommand(positionals, Boolean(values.json));
     }
     case 'qrs': {
       const { positionals } = args({});
       if (positionals.length !== 1) throw new Error('usage: teleread qrs FILE');
-      return qrsCommand(positionals[0]!);
+      return (await import('./file-commands.js')).qrsCommand(positionals[0]!);
     }
     case 'render': {
       const { values, positionals } = args({
@@ -167,7 +220,7 @@ async function main(argv: string[]): Promise<number> {
       if (positionals.length !== 1 || !v.out) {
         throw new Error('usage: teleread render FILE -o OUT.png [--size N] [--frame K]');
       }
-      return renderCommand(
+      return (await import('./file-commands.js')).renderCommand(
         positionals[0]!,
         v.out,
         Number(v.size ?? 256),
@@ -179,7 +232,7 @@ async function main(argv: string[]): Promise<number> {
       const v = values as Record<string, string | undefined>;
       if (positionals.length !== 2)
         throw new Error('usage: teleread deidentify IN OUT [--secret S] [--pseudonym P]');
-      return deidentifyCommand(positionals[0]!, positionals[1]!, {
+      return (await import('./deidentify-command.js')).deidentifyCommand(positionals[0]!, positionals[1]!, {
         ...(v.secret ? { secret: v.secret } : {}),
         ...(v.pseudonym ? { pseudonym: v.pseudonym } : {}),
       });
@@ -190,14 +243,41 @@ async function main(argv: string[]): Promise<number> {
         key: { type: 'string' },
         priority: { type: 'string' },
         notes: { type: 'string' },
+        parallel: { type: 'string' },
+        'state-dir': { type: 'string' },
+        'dry-run': { type: 'boolean', default: false },
+        'chunk-mb': { type: 'string' },
       });
-      const v = values as Record<string, string | undefined>;
-      const server = v.server ?? process.env.TELEREAD_SERVER;
-      const key = v.key ?? process.env.TELEREAD_KEY;
+      const v = values as Record<string, string | boolean | undefined>;
+      const server = (v.server as string | undefined) ?? process.env.TELEREAD_SERVER;
+      const key = (v.key as string | undefined) ?? process.env.TELEREAD_KEY;
       if (!server || !key || positionals.length === 0) {
-        throw new Error('usage: teleread upload --server URL --key K FILE|DIR…');
+        throw new Error(
+          'usage: teleread upload --server URL --key K [--priority P] [--notes T] [--parallel N] [--state-dir D] [--dry-run] FILE|DIR…',
+        );
       }
-      return uploadCommand(server, key, positionals, v.priority as 'stat' | undefined, v.notes);
+      const priority = v.priority as string | undefined;
+      if (priority !== undefined && !['stat', 'urgent', 'routine'].includes(priority)) {
+        throw new Error('--priority must be stat, urgent or routine');
+      }
+      const number = (name: string, min: number, max: number): number | undefined => {
+        const raw = v[name] as string | undefined;
+        if (raw === undefined) return undefined;
+        const n = Number(raw);
+        if (!Number.isFinite(n) || n < min || n > max)
+          throw new Error(`--${name} must be a number from ${min} to ${max}`);
+        return n;
+      };
+      return (await import('./upload-command.js')).uploadCommand(positionals, {
+        server,
+        key,
+        priority: priority as 'stat' | 'urgent' | 'routine' | undefined,
+        notes: v.notes as string | undefined,
+        parallel: number('parallel', 1, 64),
+        stateDir: v['state-dir'] as string | undefined,
+        dryRun: Boolean(v['dry-run']),
+        chunkMb: number('chunk-mb', 0.0625, 4096),
+      });
     }
     case 'config': {
       for (const f of Object.values(CONFIG_FIELDS))
@@ -215,6 +295,12 @@ async function main(argv: string[]): Promise<number> {
       return 2;
   }
 }
+
+// `teleread qrs FILE | head` closes the pipe early; that is the reader's choice, not an error.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 main(process.argv.slice(2)).then(
   (code) => process.exit(code),

@@ -1,35 +1,124 @@
-import { type Expression, type ExpressionBuilder, type SqlBool, sql } from 'kysely';
+import { type Expression, type ExpressionBuilder, type RawBuilder, type SqlBool, sql } from 'kysely';
 import type { Principal } from '../api/auth.js';
+import { mayReceiveIdentified } from '../domain/routing.js';
+import { SPECIALTY_FOR_KIND } from '../domain/rules.js';
+import { PRIORITY_RANK } from '../domain/sla.js';
+import { AppError } from '../errors.js';
 import type { Db } from './database.js';
-import type { CaseKind, CaseStatus, Database } from './schema.js';
+import type { CaseKind, CaseStatus, Database, Priority } from './schema.js';
 
 /**
- * The visibility rule, in one place: a clinic sees its site's cases, a reader only the cases routed to them,
- * ops and admin everything. Callers answer 404 (not 403) for an invisible case, so ids do not leak.
+ * Case states a reader works on. Cases leave worklists (and pools) when they leave these states; a later
+ * status (reported, signed) is added here, not scattered over the queries.
+ */
+export const WORKLIST_STATUSES: readonly CaseStatus[] = ['routed'];
+
+/** A lease is live while it has not expired; an expired one is ignored everywhere, no job needs to clear it. */
+const leaseLive = sql<SqlBool>`(cases.lease_expires_at IS NOT NULL AND cases.lease_expires_at > now())`;
+const leaseFree = sql<SqlBool>`(cases.lease_expires_at IS NULL OR cases.lease_expires_at <= now())`;
+/** `assigned_reader_id` mirrors the live assignment (trigger `assignments_to_case`), so one column answers. */
+const unassigned = sql<SqlBool>`cases.assigned_reader_id IS NULL`;
+
+/** What a pool admission needs to know about a reader, as SQL: their columns, or values already loaded. */
+interface ReaderQualificationSql {
+  specialties: RawBuilder<string[]>;
+  subspecialties: RawBuilder<string[]>;
+  languages: RawBuilder<string[]>;
+  jurisdictions: RawBuilder<string[]>;
+}
+
+/**
+ * Whether a reader belongs to the case's pool: the SQL twin of `qualifiesFor` and `mayReceiveIdentified` in
+ * src/domain/routing.ts. A reader abroad is admitted only when the site allows identified cross-border
+ * reading, so no query can hand identified data across a border.
+ */
+function poolAdmits(
+  r: ReaderQualificationSql,
+  site: { jurisdiction: RawBuilder<string>; policy: RawBuilder<string> },
+): RawBuilder<SqlBool> {
+  return sql<SqlBool>`(cases.pool_specialty = ANY(${r.specialties})
+    AND (cases.pool_subspecialty IS NULL OR cases.pool_subspecialty = ANY(${r.subspecialties}))
+    AND (cases.pool_language IS NULL OR cases.pool_language = ANY(${r.languages}))
+    AND (cases.pool_jurisdiction IS NULL OR cases.pool_jurisdiction = ANY(${r.jurisdictions}))
+    AND (${site.jurisdiction} = ANY(${r.jurisdictions}) OR ${site.policy} = 'identified'))`;
+}
+
+const worklistStatus = sql<SqlBool>`cases.status IN (${sql.join(WORKLIST_STATUSES.map((s) => sql.lit(s)))})`;
+
+/** A pool case nobody holds: routed, not pushed to anyone, no live lease. Readers' qualification comes on top. */
+const inFreePool = sql<SqlBool>`(${worklistStatus} AND cases.pool_specialty IS NOT NULL AND ${unassigned} AND ${leaseFree})`;
+
+const columnsOf = (alias: string): ReaderQualificationSql => ({
+  specialties: sql.ref(`${alias}.specialties`),
+  subspecialties: sql.ref(`${alias}.subspecialties`),
+  languages: sql.ref(`${alias}.languages`),
+  jurisdictions: sql.ref(`${alias}.jurisdictions`),
+});
+
+/** Whether the case sits in a pool the (active) reader belongs to and is pushed to nobody, held or not. */
+function inPoolOf(readerId: string): RawBuilder<SqlBool> {
+  return sql<SqlBool>`(cases.pool_specialty IS NOT NULL AND ${unassigned} AND EXISTS (
+    SELECT 1 FROM readers r JOIN sites s ON s.id = cases.site_id
+    WHERE r.id = ${readerId} AND r.active
+      AND ${poolAdmits(columnsOf('r'), { jurisdiction: sql.ref('s.jurisdiction'), policy: sql.ref('s.cross_border_policy') })}))`;
+}
+
+/** Whether reader `readerId` may claim the case now (free pool case, qualified, active). */
+export function claimableBy(readerId: string): RawBuilder<SqlBool> {
+  return sql<SqlBool>`(${worklistStatus} AND ${leaseFree} AND ${inPoolOf(readerId)})`;
+}
+
+/** Whether the reader signed the case's report: a reader keeps access to the cases they reported. */
+export function signedBy(readerId: string): RawBuilder<SqlBool> {
+  return sql<SqlBool>`EXISTS (SELECT 1 FROM reports rp WHERE rp.case_id = cases.id AND rp.signer_reader_id = ${readerId})`;
+}
+
+/** Whether the case is assigned (pushed) to the reader. */
+export function assignedTo(readerId: string): RawBuilder<SqlBool> {
+  return sql<SqlBool>`cases.assigned_reader_id = ${readerId}`;
+}
+
+/** Whether the reader holds a live lease on the case. */
+export function leasedBy(readerId: string): RawBuilder<SqlBool> {
+  return sql<SqlBool>`(cases.lease_reader_id = ${readerId} AND ${leaseLive})`;
+}
+
+/**
+ * Cases a reader holds now, in a worklist status: those pushed to them plus live claims of pool cases. What
+ * `max_active` caps and what push routing balances.
+ */
+export function readerLoad(readerId: RawBuilder<string> | string): RawBuilder<number> {
+  const id = typeof readerId === 'string' ? sql`${readerId}` : readerId;
+  const status = sql`lc.status IN (${sql.join(WORKLIST_STATUSES.map((s) => sql.lit(s)))})`;
+  return sql<number>`((SELECT count(*) FROM cases lc WHERE lc.assigned_reader_id = ${id} AND ${status})
+    + (SELECT count(*) FROM cases lc WHERE lc.lease_reader_id = ${id} AND lc.lease_expires_at > now()
+       AND lc.assigned_reader_id IS NULL AND ${status}))::int`;
+}
+
+/**
+ * The visibility rule, in one place: a clinic sees its site's cases; a reader the cases assigned to them,
+ * claimed by them, claimable by them, or reported by them; ops and admin everything. Callers answer 404 (not 403) for an
+ * invisible case, so ids do not leak.
  */
 export function visibleTo(who: Principal) {
   return (eb: ExpressionBuilder<Database, 'cases'>): Expression<SqlBool> => {
     if (who.role === 'clinic') return eb('cases.site_id', '=', who.siteId ?? '');
     if (who.role === 'reader') {
-      return eb.exists(
-        eb
-          .selectFrom('assignments')
-          .select(sql`1`.as('one'))
-          .whereRef('assignments.case_id', '=', 'cases.id')
-          .where('assignments.reader_id', '=', who.readerId ?? '')
-          .where('assignments.released_at', 'is', null),
-      );
+      const id = who.readerId ?? '';
+      return sql<SqlBool>`(${assignedTo(id)} OR ${leasedBy(id)} OR ${claimableBy(id)} OR ${signedBy(id)})`;
     }
     return sql<SqlBool>`true`;
   };
 }
 
+/** The reader responsible now: the one the case was pushed to, else the one holding a live claim. */
+const responsibleReader = sql<
+  string | null
+>`coalesce(cases.assigned_reader_id, CASE WHEN ${leaseLive} THEN cases.lease_reader_id END)`;
+
 function caseSummaries(db: Db) {
   return db
     .selectFrom('cases')
-    .leftJoin('assignments', (j) =>
-      j.onRef('assignments.case_id', '=', 'cases.id').on('assignments.released_at', 'is', null),
-    )
     .leftJoin('artifacts', (j) =>
       j.onRef('artifacts.case_id', '=', 'cases.id').on('artifacts.name', '=', 'thumbnail'),
     )
@@ -42,7 +131,7 @@ function caseSummaries(db: Db) {
       'cases.site_id',
       'cases.created_at',
       'cases.routed_at',
-      'assignments.reader_id',
+      responsibleReader.as('reader_id'),
       'artifacts.name as thumbnail',
     ]);
 }
@@ -65,20 +154,226 @@ export async function getCasesForPrincipal(
     .execute();
 }
 
-/** A reader's worklist: their live assignments, most urgent first, then oldest first (first in, first read). */
-export async function getWorklistForReader(
-  db: Db,
-  readerId: string,
-  limit: number,
-): Promise<CaseSummaryRow[]> {
-  return caseSummaries(db)
-    .where('assignments.reader_id', '=', readerId)
-    .orderBy(sql`array_position(ARRAY['stat','urgent','routine'], cases.priority)`)
-    .orderBy('cases.created_at')
-    .orderBy('cases.id')
-    .limit(limit)
-    .execute();
+// ---- worklist ----
+
+export type WorklistState = 'assigned' | 'claimed' | 'claimable';
+
+/** Worklist counts are exact up to this many cases per part (own, pool); beyond it they say `capped`. */
+export const WORKLIST_COUNT_CAP = 1000;
+
+export interface WorklistFilter {
+  kind?: CaseKind | undefined;
+  priority?: Priority | undefined;
+  state?: WorklistState | undefined;
+  /** Opaque, from a previous page's `nextCursor`. */
+  cursor?: string | undefined;
+  limit: number;
 }
+
+export interface WorklistReader {
+  id: string;
+  active: boolean;
+  specialties: string[];
+  subspecialties: string[];
+  languages: string[];
+  jurisdictions: string[];
+}
+
+/** The keyset a page ends on: worklist order is (priority rank, due time, id). */
+interface CursorKey {
+  rank: number;
+  /** ISO 8601 with microseconds: PostgreSQL keeps them and a millisecond Date would skip or repeat rows. */
+  due: string;
+  id: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const ISO_MICROS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z$/;
+
+export function encodeCursor(key: CursorKey): string {
+  return Buffer.from(JSON.stringify([key.rank, key.due, key.id])).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): CursorKey {
+  let v: unknown;
+  try {
+    v = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8'));
+  } catch {
+    v = null;
+  }
+  if (
+    !Array.isArray(v) ||
+    v.length !== 3 ||
+    !Number.isInteger(v[0]) ||
+    typeof v[1] !== 'string' ||
+    !ISO_MICROS.test(v[1]) ||
+    typeof v[2] !== 'string' ||
+    !UUID.test(v[2])
+  ) {
+    throw new AppError('VALIDATION_FAILED', 'cursor is not one this API returned');
+  }
+  return { rank: v[0] as number, due: v[1], id: v[2] };
+}
+
+export async function getWorklistReader(db: Db, readerId: string): Promise<WorklistReader | undefined> {
+  return db
+    .selectFrom('readers')
+    .select(['id', 'active', 'specialties', 'subspecialties', 'languages', 'jurisdictions'])
+    .where('id', '=', readerId)
+    .executeTakeFirst();
+}
+
+/**
+ * A reader's worklist: cases assigned to them, cases they have claimed, and pool cases they may claim, most
+ * urgent first (priority, then due time, then id), one keyset page at a time, with counts over all pages.
+ */
+export async function getWorklistForReader(db: Db, reader: WorklistReader, filter: WorklistFilter) {
+  const array = (a: string[]) => sql<string[]>`${a}::text[]`;
+  const claimable = reader.active
+    ? sql<SqlBool>`(${inFreePool} AND ${poolAdmits(
+        {
+          specialties: array(reader.specialties),
+          subspecialties: array(reader.subspecialties),
+          languages: array(reader.languages),
+          jurisdictions: array(reader.jurisdictions),
+        },
+        { jurisdiction: sql.ref('sites.jurisdiction'), policy: sql.ref('sites.cross_border_policy') },
+      )})`
+    : sql<SqlBool>`false`;
+  const assigned = assignedTo(reader.id);
+  const claimed = sql<SqlBool>`(${unassigned} AND ${leasedBy(reader.id)})`;
+  // The caller's own cases and the free pool cases are read as separate parts, each in worklist order from its
+  // own index (cases_assigned_queue, cases_pool_queue) and cut at the page size, then merged: no request sorts
+  // a whole pool.
+  const own =
+    filter.state === 'assigned'
+      ? assigned
+      : filter.state === 'claimed'
+        ? claimed
+        : sql<SqlBool>`(${assigned} OR ${claimed})`;
+  const parts = [
+    ...(filter.state === 'claimable'
+      ? []
+      : [
+          { where: own, state: sql<WorklistState>`CASE WHEN ${assigned} THEN 'assigned' ELSE 'claimed' END` },
+        ]),
+    // One part per specialty, so each reads its own range of cases_pool_queue (pool_specialty first) in order.
+    ...(filter.state === undefined || filter.state === 'claimable'
+      ? reader.specialties.map((specialty) => ({
+          where: sql<SqlBool>`(cases.pool_specialty = ${specialty} AND ${claimable})`,
+          state: sql<WorklistState>`'claimable'::text`,
+        }))
+      : []),
+  ];
+  const filtered = (where: RawBuilder<SqlBool>) => {
+    let q = db
+      .selectFrom('cases')
+      .innerJoin('sites', 'sites.id', 'cases.site_id')
+      .where(worklistStatus)
+      .where(where);
+    if (filter.kind) q = q.where('cases.kind', '=', filter.kind);
+    // By rank, the leading ordered column of both worklist indexes, so the filter narrows the index range.
+    if (filter.priority) q = q.where('cases.priority_rank', '=', PRIORITY_RANK[filter.priority]);
+    return q;
+  };
+  const after = filter.cursor ? decodeCursor(filter.cursor) : null;
+  const pageOf = (part: (typeof parts)[number]) => {
+    let q = filtered(part.where).select([
+      'cases.id',
+      'cases.kind',
+      'cases.status',
+      'cases.priority',
+      'cases.priority_reason',
+      'cases.site_id',
+      'cases.created_at',
+      'cases.routed_at',
+      'cases.due_at',
+      'cases.flags',
+      'cases.pool_id',
+      'cases.queue_rank',
+      responsibleReader.as('reader_id'),
+      part.state.as('state'),
+      sql<Date | null>`CASE WHEN ${leasedBy(reader.id)} THEN cases.lease_expires_at END`.as(
+        'lease_expires_at',
+      ),
+      sql<string>`to_char(cases.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('due_key'),
+    ]);
+    if (after) {
+      q = q.where(
+        sql<SqlBool>`(cases.queue_rank, cases.due_at, cases.id) > (${after.rank}, ${after.due}::timestamptz, ${after.id}::uuid)`,
+      );
+    }
+    return q
+      .orderBy('cases.queue_rank')
+      .orderBy('cases.due_at')
+      .orderBy('cases.id')
+      .limit(filter.limit + 1);
+  };
+  // Counting stops at the cap: a pool of 50,000 cases would otherwise cost a full scan on every request. Pool
+  // cases are counted per specialty, like the page, so each count reads one range of cases_pool_queue.
+  const countOf = async (wheres: RawBuilder<SqlBool>[]) => {
+    if (wheres.length === 0) return 0;
+    const [head, ...tail] = wheres.map((where, i) =>
+      db
+        .selectFrom(
+          filtered(where)
+            .select(sql`1`.as('one'))
+            // The worklist order steers the planner to the index range; without it, a LIMIT tempts it into a
+            // sequential scan that finds nothing when the pool holds no match.
+            .orderBy('cases.queue_rank')
+            .orderBy('cases.due_at')
+            .orderBy('cases.id')
+            .limit(WORKLIST_COUNT_CAP + 1)
+            .as(`c${i}`),
+        )
+        .selectAll(),
+    );
+    const all = tail.reduce((u, q) => u.unionAll(q), head!);
+    const row = await db
+      .selectFrom(all.as('c'))
+      .select(sql<number>`count(*)::int`.as('n'))
+      .executeTakeFirstOrThrow();
+    return row.n;
+  };
+
+  // A reader with no specialty and a claimable-only filter has nothing to list; the own part (never true
+  // then) keeps the query well-formed.
+  const [first, ...rest] = (
+    parts.length > 0 ? parts : [{ where: sql<SqlBool>`false`, state: sql<WorklistState>`'claimable'::text` }]
+  ).map((part, i) => db.selectFrom(pageOf(part).as(`p${i}`)).selectAll());
+  const merged = rest.reduce((u, q) => u.unionAll(q), first!);
+  const [rows, mine, pool] = await Promise.all([
+    db
+      .selectFrom(merged.as('w'))
+      .leftJoin('artifacts', (j) =>
+        j.onRef('artifacts.case_id', '=', 'w.id').on('artifacts.name', '=', 'thumbnail'),
+      )
+      .selectAll('w')
+      .select('artifacts.name as thumbnail')
+      .orderBy('w.queue_rank')
+      .orderBy('w.due_at')
+      .orderBy('w.id')
+      .limit(filter.limit + 1)
+      .execute(),
+    filter.state === 'claimable' ? 0 : countOf([own]),
+    countOf(parts.filter((p) => p.where !== own).map((p) => p.where)),
+  ]);
+  const more = rows.length > filter.limit;
+  const items = more ? rows.slice(0, filter.limit) : rows;
+  const last = items.at(-1);
+  return {
+    items,
+    nextCursor: more && last ? encodeCursor({ rank: last.queue_rank, due: last.due_key, id: last.id }) : null,
+    counts: {
+      assigned: Math.min(mine, WORKLIST_COUNT_CAP),
+      claimable: Math.min(pool, WORKLIST_COUNT_CAP),
+      total: Math.min(mine, WORKLIST_COUNT_CAP) + Math.min(pool, WORKLIST_COUNT_CAP),
+      capped: mine > WORKLIST_COUNT_CAP || pool > WORKLIST_COUNT_CAP,
+    },
+  };
+}
+
+export type WorklistRow = Awaited<ReturnType<typeof getWorklistForReader>>['items'][number];
 
 export async function getCaseForPrincipal(db: Db, who: Principal, caseId: string) {
   return db
@@ -99,13 +394,292 @@ export async function getCaseDetailParts(db: Db, caseId: string) {
       .orderBy('name')
       .execute(),
     db.selectFrom('artifacts').selectAll().where('case_id', '=', caseId).orderBy('name').execute(),
-    db
-      .selectFrom('assignments')
-      .innerJoin('readers', 'readers.id', 'assignments.reader_id')
-      .select(['readers.id', 'readers.name', 'assignments.assigned_at', 'assignments.reason'])
-      .where('assignments.case_id', '=', caseId)
-      .where('assignments.released_at', 'is', null)
-      .executeTakeFirst(),
+    getResponsibleReader(db, caseId),
   ]);
   return { files, artifacts, assignment };
+}
+
+/** Who is responsible for a case now: its live assignment, else the holder of a live claim. */
+async function getResponsibleReader(db: Db, caseId: string) {
+  const assigned = await db
+    .selectFrom('assignments')
+    .innerJoin('readers', 'readers.id', 'assignments.reader_id')
+    .select(['readers.id', 'readers.name', 'assignments.assigned_at', 'assignments.reason'])
+    .where('assignments.case_id', '=', caseId)
+    .where('assignments.released_at', 'is', null)
+    .executeTakeFirst();
+  if (assigned) return assigned;
+  const claimed = await db
+    .selectFrom('cases')
+    .innerJoin('readers', 'readers.id', 'cases.lease_reader_id')
+    .select([
+      'readers.id',
+      'readers.name',
+      sql<Date>`coalesce(cases.claimed_at, now())`.as('assigned_at'),
+      sql<string>`'claimed from pool ' || coalesce(cases.pool_id, '?')`.as('reason'),
+    ])
+    .where('cases.id', '=', caseId)
+    .where(leaseLive)
+    .executeTakeFirst();
+  return claimed;
+}
+
+// ---- claims and leases ----
+
+export interface Lease {
+  caseId: string;
+  readerId: string;
+  leaseExpiresAt: Date;
+}
+
+async function audit(
+  trx: Db,
+  who: Principal,
+  requestId: string,
+  action: string,
+  caseId: string,
+  detail: Record<string, unknown>,
+): Promise<void> {
+  await trx
+    .insertInto('audit_events')
+    .values({
+      action,
+      actor_key_id: who.keyId,
+      actor_role: who.role,
+      case_id: caseId,
+      request_id: requestId,
+      detail: JSON.stringify(detail),
+    })
+    .execute();
+}
+
+/**
+ * Takes (or renews) the caller's lease on a case: one atomic UPDATE whose WHERE requires the lease to be free
+ * (or already the caller's). Concurrent claims queue on the row lock; when the first commits, PostgreSQL
+ * re-checks the WHERE of each waiting UPDATE against the new row, finds the lease taken and updates nothing,
+ * so exactly one claim wins and the others get CONFLICT. The reader's row is locked first so that two claims
+ * by the same reader cannot both slip under `max_active`.
+ */
+export async function claimCase(
+  db: Db,
+  who: Principal,
+  caseId: string,
+  leaseSeconds: number,
+  requestId: string,
+): Promise<Lease> {
+  const readerId = who.readerId ?? '';
+  return db.transaction().execute(async (trx) => {
+    const reader = await trx
+      .selectFrom('readers')
+      .select(['id', 'max_active', readerLoad(sql.ref('readers.id')).as('load')])
+      .where('id', '=', readerId)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!reader) throw new AppError('NOT_FOUND', `no case ${caseId}`);
+    const hasRoom = reader.load < reader.max_active;
+    const won = await trx
+      .updateTable('cases')
+      .set({
+        lease_reader_id: readerId,
+        lease_expires_at: sql`now() + make_interval(secs => ${leaseSeconds})`,
+        // SET sees the old row: a renewal keeps the time of the first claim.
+        claimed_at: sql`CASE WHEN ${leasedBy(readerId)} THEN cases.claimed_at ELSE now() END`,
+        updated_at: sql`now()`,
+      })
+      .where('cases.id', '=', caseId)
+      .where(worklistStatus)
+      .where(
+        sql<SqlBool>`(${assignedTo(readerId)} OR ${leasedBy(readerId)} OR (${claimableBy(readerId)} AND ${hasRoom}))`,
+      )
+      .returning(['cases.lease_expires_at', 'cases.claimed_at'])
+      .executeTakeFirst();
+    if (!won) throw await whyNotClaimed(trx, readerId, caseId, reader);
+    await audit(trx, who, requestId, 'case.claimed', caseId, {
+      readerId,
+      leaseExpiresAt: won.lease_expires_at!.toISOString(),
+    });
+    return { caseId, readerId, leaseExpiresAt: won.lease_expires_at! };
+  });
+}
+
+/** The error for a claim that did not win, worded so it says nothing about cases the reader may not see. */
+async function whyNotClaimed(
+  trx: Db,
+  readerId: string,
+  caseId: string,
+  reader: { max_active: number; load: number },
+): Promise<AppError> {
+  const row = await trx
+    .selectFrom('cases')
+    .select([
+      'cases.status',
+      'cases.lease_expires_at',
+      sql<boolean>`${inPoolOf(readerId)}`.as('in_pool'),
+      sql<boolean>`${leaseLive}`.as('leased'),
+    ])
+    .where('cases.id', '=', caseId)
+    .executeTakeFirst();
+  if (!row?.in_pool) return new AppError('NOT_FOUND', `no case ${caseId}`);
+  if (!WORKLIST_STATUSES.includes(row.status)) {
+    return new AppError('CONFLICT', `case ${caseId} is ${row.status}, not open for reading`);
+  }
+  if (row.leased) {
+    return new AppError(
+      'CONFLICT',
+      `case ${caseId} is being read by another reader (lease until ${row.lease_expires_at!.toISOString()})`,
+    );
+  }
+  return new AppError(
+    'CONFLICT',
+    `you hold ${reader.load} active case(s), your maximum is ${reader.max_active}; release one first`,
+  );
+}
+
+/** Renews the caller's live lease. An expired lease is not revived: the case went back to the pool. */
+export async function renewLease(
+  db: Db,
+  who: Principal,
+  caseId: string,
+  leaseSeconds: number,
+): Promise<Lease> {
+  const readerId = who.readerId ?? '';
+  const renewed = await db
+    .updateTable('cases')
+    .set({ lease_expires_at: sql`now() + make_interval(secs => ${leaseSeconds})` })
+    .where('cases.id', '=', caseId)
+    .where(worklistStatus)
+    .where(leasedBy(readerId))
+    .returning('cases.lease_expires_at')
+    .executeTakeFirst();
+  if (renewed) return { caseId, readerId, leaseExpiresAt: renewed.lease_expires_at! };
+  if (!(await getCaseForPrincipal(db, who, caseId))) throw new AppError('NOT_FOUND', `no case ${caseId}`);
+  throw new AppError('CONFLICT', `you hold no live lease on case ${caseId}; claim it again`);
+}
+
+/**
+ * Gives a case back: the caller's lease ends and, if the case was pushed to them, so does the assignment.
+ * The case returns to its pool, claimable by every qualified reader.
+ */
+export async function releaseCase(
+  db: Db,
+  who: Principal,
+  caseId: string,
+  requestId: string,
+): Promise<{ caseId: string; poolId: string | null }> {
+  const readerId = who.readerId ?? '';
+  return db.transaction().execute(async (trx) => {
+    const released = await trx
+      .updateTable('cases')
+      .set({ lease_reader_id: null, lease_expires_at: null, claimed_at: null, updated_at: sql`now()` })
+      .where('cases.id', '=', caseId)
+      .where(sql<SqlBool>`(${assignedTo(readerId)} OR ${leasedBy(readerId)})`)
+      .returning(['cases.pool_id'])
+      .executeTakeFirst();
+    if (!released) {
+      if (!(await getCaseForPrincipal(trx, who, caseId)))
+        throw new AppError('NOT_FOUND', `no case ${caseId}`);
+      throw new AppError('CONFLICT', `case ${caseId} is neither assigned to you nor claimed by you`);
+    }
+    const ended = await trx
+      .updateTable('assignments')
+      .set({ released_at: sql`now()` })
+      .where('case_id', '=', caseId)
+      .where('reader_id', '=', readerId)
+      .where('released_at', 'is', null)
+      .returning('id')
+      .execute();
+    await audit(trx, who, requestId, 'case.released', caseId, {
+      readerId,
+      assignmentEnded: ended.length > 0,
+      poolId: released.pool_id,
+    });
+    return { caseId, poolId: released.pool_id };
+  });
+}
+
+/**
+ * Ops hand a case to a named reader, whatever its state (routed, or ready and waiting for a reader). The reader
+ * must be active, hold the case's specialty and be allowed to see its data across any border; their cap is not
+ * checked, ops override it knowingly. Any claim on the case ends.
+ */
+export async function reassignCase(
+  db: Db,
+  who: Principal,
+  caseId: string,
+  toReaderId: string,
+  note: string | undefined,
+  requestId: string,
+): Promise<{ caseId: string; readerId: string; previousReaderId: string | null }> {
+  return db.transaction().execute(async (trx) => {
+    const kase = await trx
+      .selectFrom('cases')
+      .innerJoin('sites', 'sites.id', 'cases.site_id')
+      .select([
+        'cases.id',
+        'cases.kind',
+        'cases.status',
+        'cases.pool_specialty',
+        'sites.jurisdiction',
+        'sites.cross_border_policy',
+      ])
+      .where('cases.id', '=', caseId)
+      .forUpdate('cases')
+      .executeTakeFirst();
+    if (!kase) throw new AppError('NOT_FOUND', `no case ${caseId}`);
+    if (kase.status !== 'ready' && !WORKLIST_STATUSES.includes(kase.status)) {
+      throw new AppError('CONFLICT', `case ${caseId} is ${kase.status}; only cases ready or in reading move`);
+    }
+    const reader = await trx
+      .selectFrom('readers')
+      .select(['id', 'active', 'specialties', 'jurisdictions'])
+      .where('id', '=', toReaderId)
+      .executeTakeFirst();
+    if (!reader) throw new AppError('VALIDATION_FAILED', `no reader ${toReaderId}`);
+    const specialty = kase.pool_specialty ?? SPECIALTY_FOR_KIND[kase.kind];
+    if (!reader.active) throw new AppError('CONFLICT', `reader ${toReaderId} is inactive`);
+    if (!reader.specialties.includes(specialty)) {
+      throw new AppError('CONFLICT', `reader ${toReaderId} does not read ${specialty}`);
+    }
+    if (
+      !mayReceiveIdentified(reader, {
+        jurisdiction: kase.jurisdiction,
+        crossBorderPolicy: kase.cross_border_policy,
+      })
+    ) {
+      throw new AppError(
+        'CONFLICT',
+        `reader ${toReaderId} is not licensed in ${kase.jurisdiction} and the site's cross-border policy is ${kase.cross_border_policy}`,
+      );
+    }
+    const previous = await trx
+      .updateTable('assignments')
+      .set({ released_at: sql`now()` })
+      .where('case_id', '=', caseId)
+      .where('released_at', 'is', null)
+      .returning('reader_id')
+      .executeTakeFirst();
+    const reason = `reassigned by ${who.role}${note ? `: ${note}` : ''}`;
+    await trx.insertInto('assignments').values({ case_id: caseId, reader_id: toReaderId, reason }).execute();
+    await trx
+      .updateTable('cases')
+      .set({
+        status: 'routed',
+        routed_at: sql`coalesce(routed_at, now())`,
+        route_note: reason,
+        lease_reader_id: null,
+        lease_expires_at: null,
+        claimed_at: null,
+        pool_specialty: sql`coalesce(pool_specialty, ${specialty})`,
+        pool_id: sql`coalesce(pool_id, ${specialty})`,
+        updated_at: sql`now()`,
+      })
+      .where('id', '=', caseId)
+      .execute();
+    await audit(trx, who, requestId, 'case.reassigned', caseId, {
+      from: previous?.reader_id ?? null,
+      to: toReaderId,
+      ...(note ? { note } : {}),
+    });
+    return { caseId, readerId: toReaderId, previousReaderId: previous?.reader_id ?? null };
+  });
 }

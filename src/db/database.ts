@@ -3,6 +3,11 @@ import pg from 'pg';
 import { AppError } from '../errors.js';
 import * as m0001 from './migrations/0001-initial.js';
 import * as m0002 from './migrations/0002-imaging.js';
+import * as m0003 from './migrations/0003-workflow.js';
+import * as m0004 from './migrations/0004-uploads.js';
+import * as m0005 from './migrations/0005-reports.js';
+import * as m0006 from './migrations/0006-sla-audit.js';
+import * as m0007 from './migrations/0007-escalated-worklist.js';
 import type { Database } from './schema.js';
 
 // bigint columns (bytes, counts) come back as strings by default; keep them as strings in the row types but
@@ -20,7 +25,15 @@ export function createDatabase(databaseUrl: string, options: { max?: number } = 
 /** Migrations are imported statically, so they work the same under tsx, in a bundle, or in a container. */
 const provider: MigrationProvider = {
   async getMigrations(): Promise<Record<string, Migration>> {
-    return { '0001-initial': m0001, '0002-imaging': m0002 };
+    return {
+      '0001-initial': m0001,
+      '0002-imaging': m0002,
+      '0003-workflow': m0003,
+      '0004-uploads': m0004,
+      '0005-reports': m0005,
+      '0006-sla-audit': m0006,
+      '0007-escalated-worklist': m0007,
+    };
   },
 };
 

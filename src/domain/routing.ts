@@ -1,54 +1,207 @@
-import type { CaseKind, Priority } from '../db/schema.js';
+import {
+  type CrossBorderPolicy,
+  firstMatchingRule,
+  type PoolTarget,
+  poolIdOf,
+  type RoutingRule,
+  type RuleCase,
+} from './rules.js';
+import { isOnShift, type Schedule } from './shifts.js';
 
-/** Which specialty reads which kind of case. */
-export const SPECIALTY_FOR_KIND: Record<CaseKind, string> = {
-  ecg: 'cardiology',
-  imaging: 'radiology',
-  pathology: 'pathology',
-};
+export { PRIORITY_RANK } from './sla.js';
 
-/** Lower sorts first on a worklist. */
-export const PRIORITY_RANK: Record<Priority, number> = { stat: 0, urgent: 1, routine: 2 };
-
-export interface RoutingCase {
-  kind: CaseKind;
+/** The case as routing sees it: technical attributes, where it comes from, and who read this patient before. */
+export interface RoutingCase extends RuleCase {
+  /** The site's jurisdiction: where the data may be seen identified. */
   jurisdiction: string;
+  crossBorderPolicy: CrossBorderPolicy;
+  /** Readers of earlier cases of the same patient at the same site, most recent first. Ids only. */
+  priorReaderIds: string[];
 }
 
-export interface RoutingCandidate {
+export interface RoutingReader {
   id: string;
-  specialties: string[];
-  jurisdictions: string[];
   active: boolean;
+  specialties: string[];
+  subspecialties: string[];
+  jurisdictions: string[];
+  languages: string[];
   maxActive: number;
-  /** Live assignments now. */
+  /** Cases the reader holds now (live assignments and live claims). */
   load: number;
+  schedule: Schedule;
 }
 
-export type RoutingDecision = { readerId: string; reason: string } | { readerId: null; reason: string };
+interface DecisionBase {
+  reason: string;
+  /** The rule that decided (null: the built-in default for the kind). */
+  ruleName: string | null;
+}
+
+export type RoutingDecision =
+  | (DecisionBase & {
+      policy: 'push';
+      readerId: string;
+      poolId: string;
+      target: PoolTarget;
+      /** The pools after the one used, wider each: what escalation may open the case to. */
+      fallbacks: PoolTarget[];
+      fallbackUsed: boolean;
+    })
+  | (DecisionBase & {
+      policy: 'pull';
+      poolId: string;
+      target: PoolTarget;
+      fallbacks: PoolTarget[];
+      fallbackUsed: boolean;
+    })
+  | (DecisionBase & { policy: 'none'; fallbackUsed: false });
 
 /**
- * Picks the reader for a case: the qualified reader (specialty, licensed in the case's jurisdiction, active,
- * under their cap) with the fewest live cases; ties go to the lowest id so the choice is deterministic.
+ * Whether a reader may receive this case's identified data. A reader licensed in the case's jurisdiction
+ * always may; a reader abroad only when the site allows identified cross-border reading. A "deidentified"
+ * site's case cannot go abroad yet: the de-identified copy that such a reader would get is not wired into
+ * routing (the lead wires it), and until it is, sending the case would send identified data.
  */
-export function chooseReader(c: RoutingCase, candidates: readonly RoutingCandidate[]): RoutingDecision {
-  const specialty = SPECIALTY_FOR_KIND[c.kind];
-  const qualified = candidates.filter(
-    (r) => r.active && r.specialties.includes(specialty) && r.jurisdictions.includes(c.jurisdiction),
+export function mayReceiveIdentified(
+  reader: Pick<RoutingReader, 'jurisdictions'>,
+  c: Pick<RoutingCase, 'jurisdiction' | 'crossBorderPolicy'>,
+): boolean {
+  return reader.jurisdictions.includes(c.jurisdiction) || c.crossBorderPolicy === 'identified';
+}
+
+/** Whether a reader belongs to a pool: specialty, and subspecialty, language and licence when the pool names them. */
+export function qualifiesFor(
+  reader: Pick<RoutingReader, 'specialties' | 'subspecialties' | 'languages' | 'jurisdictions'>,
+  t: PoolTarget,
+): boolean {
+  return (
+    reader.specialties.includes(t.specialty) &&
+    (t.subspecialty === undefined || reader.subspecialties.includes(t.subspecialty)) &&
+    (t.language === undefined || reader.languages.includes(t.language)) &&
+    (t.jurisdiction === undefined || reader.jurisdictions.includes(t.jurisdiction))
   );
-  if (qualified.length === 0) {
-    return { readerId: null, reason: `no active ${specialty} reader licensed in ${c.jurisdiction}` };
+}
+
+function byLoadThenId(a: RoutingReader, b: RoutingReader): number {
+  return a.load - b.load || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}
+
+function describePool(t: PoolTarget, c: RoutingCase): string {
+  const licence = t.jurisdiction ?? c.jurisdiction;
+  return `${poolIdOf(t)} (licensed in ${licence}${c.crossBorderPolicy === 'identified' && !t.jurisdiction ? ' or abroad' : ''})`;
+}
+
+/**
+ * Routes one case: picks the first enabled rule that matches (or the default for its kind), then
+ *
+ * 1. a follow-up of the same patient goes to the prior case's reader, when that reader belongs to one of the
+ *    rule's pools and can take it now (active, on shift, under their cap, allowed to see the data);
+ * 2. otherwise the rule's pool, then each fallback pool in order, is tried:
+ *    - push: the least-loaded qualified reader on shift and under their cap (ties: lowest id);
+ *    - pull: the first pool with a qualified reader on shift becomes the case's pool worklist, or, when
+ *      nobody is on shift anywhere, the first pool that has qualified readers at all (they see it when they
+ *      come on);
+ * 3. with nobody to take it, the decision is `none` and says why; the case waits and is routed again.
+ *
+ * Every candidate must be allowed to receive identified data from the case's jurisdiction. Pure: the clock is
+ * an argument.
+ */
+export function evaluateRules(
+  c: RoutingCase,
+  rules: readonly RoutingRule[],
+  readers: readonly RoutingReader[],
+  now: Date,
+): RoutingDecision {
+  const rule = firstMatchingRule(c, rules);
+  const ruleName = rules.includes(rule) ? rule.name : null;
+  const label = ruleName === null ? '' : `rule "${ruleName}": `;
+  const pools = [rule.target, ...rule.fallbacks];
+  const eligible = readers.filter((r) => r.active && mayReceiveIdentified(r, c));
+  const onShift = (r: RoutingReader) => isOnShift(r.schedule, now);
+  const hasRoom = (r: RoutingReader) => r.load < r.maxActive;
+
+  if (rule.preferPriorReader) {
+    for (const priorId of c.priorReaderIds) {
+      const prior = eligible.find((r) => r.id === priorId);
+      if (!prior) continue;
+      const index = pools.findIndex((p) => qualifiesFor(prior, p));
+      if (index < 0 || !onShift(prior) || !hasRoom(prior)) continue;
+      return {
+        policy: 'push',
+        readerId: prior.id,
+        poolId: poolIdOf(pools[index]!),
+        target: pools[index]!,
+        fallbacks: pools.slice(index + 1),
+        fallbackUsed: false,
+        ruleName,
+        reason: `${label}follow-up of the same patient, to the prior case's reader (${prior.load} active)`,
+      };
+    }
   }
-  const available = qualified.filter((r) => r.load < r.maxActive);
-  if (available.length === 0) {
+
+  const skipped: string[] = [];
+  let firstStaffed = -1;
+  for (const [index, pool] of pools.entries()) {
+    const qualified = eligible.filter((r) => qualifiesFor(r, pool));
+    const present = qualified.filter(onShift);
+    if (qualified.length > 0 && firstStaffed < 0) firstStaffed = index;
+    const fallbackUsed = index > 0;
+    const via = fallbackUsed ? `${skipped.join('; ')}; fallback ` : '';
+    if (rule.policy === 'push') {
+      const best = present.filter(hasRoom).sort(byLoadThenId)[0];
+      if (best) {
+        return {
+          policy: 'push',
+          readerId: best.id,
+          poolId: poolIdOf(pool),
+          target: pool,
+          fallbacks: pools.slice(index + 1),
+          fallbackUsed,
+          ruleName,
+          reason: `${label}${via}${describePool(pool, c)}, least loaded on shift (${best.load} active)`,
+        };
+      }
+    } else if (present.length > 0) {
+      return {
+        policy: 'pull',
+        poolId: poolIdOf(pool),
+        target: pool,
+        fallbacks: pools.slice(index + 1),
+        fallbackUsed,
+        ruleName,
+        reason: `${label}${via}pool ${describePool(pool, c)}, ${present.length} qualified reader(s) on shift`,
+      };
+    }
+    skipped.push(
+      qualified.length === 0
+        ? `no active ${describePool(pool, c)} reader${abroadNote(readers, pool, c)}`
+        : present.length === 0
+          ? `no ${poolIdOf(pool)} reader on shift`
+          : `every ${poolIdOf(pool)} reader on shift is at capacity`,
+    );
+  }
+
+  if (rule.policy === 'pull' && firstStaffed >= 0) {
+    const pool = pools[firstStaffed]!;
     return {
-      readerId: null,
-      reason: `every ${specialty} reader licensed in ${c.jurisdiction} is at capacity`,
+      policy: 'pull',
+      poolId: poolIdOf(pool),
+      target: pool,
+      fallbacks: pools.slice(firstStaffed + 1),
+      fallbackUsed: firstStaffed > 0,
+      ruleName,
+      reason: `${label}${skipped.join('; ')}; waits in pool ${poolIdOf(pool)} until a reader comes on shift`,
     };
   }
-  const best = [...available].sort((a, b) => a.load - b.load || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0))[0]!;
-  return {
-    readerId: best.id,
-    reason: `${specialty}, licensed in ${c.jurisdiction}, least loaded (${best.load} active)`,
-  };
+  return { policy: 'none', fallbackUsed: false, ruleName, reason: `${label}${skipped.join('; ')}` };
+}
+
+/** Tells ops why qualified readers abroad were passed over, so a "never" policy is not mistaken for a bug. */
+function abroadNote(readers: readonly RoutingReader[], pool: PoolTarget, c: RoutingCase): string {
+  const abroad = readers.some((r) => r.active && qualifiesFor(r, pool) && !mayReceiveIdentified(r, c));
+  if (!abroad) return '';
+  return c.crossBorderPolicy === 'deidentified'
+    ? ' (readers abroad skipped: de-identified cross-border copies are not routed yet)'
+    : ' (readers abroad skipped: the site does not allow cross-border reading)';
 }

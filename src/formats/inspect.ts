@@ -188,14 +188,10 @@ export function inspectEcg(ecg: Ecg, format: string): Inspection {
 
 async function inspectWfdb(bytes: Uint8Array, name: string, siblings?: SiblingReader): Promise<Inspection> {
   const ecg = await loadWfdbRecord(bytes, name, siblings);
+  const base = inspectEcg(ecg, 'wfdb');
   return {
-    kind: 'ecg',
-    format: 'wfdb',
-    metadata: {
-      record: ecg.source.format === 'wfdb' ? name.replace(/\.hea$/i, '') : name,
-      ...ecgSummary(ecg),
-    },
-    patient: ecg.patient,
+    ...base,
+    metadata: { record: name.replace(/\.hea$/i, ''), ...base.metadata },
     companions: wfdbCompanions(parseWfdbHeader(new TextDecoder('latin1').decode(bytes))),
   };
 }

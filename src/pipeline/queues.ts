@@ -5,7 +5,7 @@ import type { Redis } from 'ioredis';
  * Queue names and job payloads. Jobs carry ids (and the requestId that started them), never bytes or
  * patient data: PostgreSQL holds the truth and every handler re-reads its row.
  */
-export const QUEUE_NAMES = ['ingest', 'process', 'route', 'maintenance'] as const;
+export const QUEUE_NAMES = ['ingest', 'process', 'route', 'maintenance', 'sla', 'webhook'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
 export interface JobPayloads {
@@ -13,6 +13,10 @@ export interface JobPayloads {
   process: { caseId: string; requestId?: string };
   route: { caseId: string; requestId?: string };
   maintenance: { task: 'sweep' };
+  /** An SLA escalation point of one case (src/pipeline/sla-jobs.ts), or the sweep that (re)schedules them. */
+  sla: { caseId: string; level: 1 | 2; dueAt: string } | { task: 'schedule' };
+  /** One report webhook delivery (src/pipeline/handlers/handle-webhook.ts), or the job that repairs lost ones. */
+  webhook: { deliveryId: string; round: number; requestId?: string } | { task: 'repair' };
 }
 
 export type JobOf<N extends QueueName> = JobPayloads[N];
@@ -40,6 +44,8 @@ export function createQueues(connection: Redis, prefix: string): Queues {
     process: make('process'),
     route: make('route'),
     maintenance: make('maintenance'),
+    sla: make('sla'),
+    webhook: make('webhook'),
   };
 }
 
@@ -79,5 +85,29 @@ export async function enqueueRoute(queues: Queues, caseId: string, requestId?: s
     'route',
     { caseId, ...(requestId ? { requestId } : {}) },
     { deduplication: { id: `route-${caseId}`, keepLastIfActive: true } },
+  );
+}
+
+/**
+ * A report webhook delivery, one job per round (`webhook-<id>-<round>`): retries within a round are BullMQ's,
+ * with exponential backoff from `backoffMs`; a resend by ops opens a new round and so a new job. The handler
+ * counts attempts on the delivery row and ends the round itself on its last try; the two spare BullMQ attempts
+ * only cover runs that failed before they could record anything.
+ */
+export async function enqueueWebhook(
+  queues: Queues,
+  delivery: { id: string; round: number },
+  options: { attempts: number; backoffMs: number; delayMs?: number },
+  requestId?: string,
+): Promise<void> {
+  await queues.webhook.add(
+    'deliver',
+    { deliveryId: delivery.id, round: delivery.round, ...(requestId ? { requestId } : {}) },
+    {
+      jobId: `webhook-${delivery.id}-${delivery.round}`,
+      attempts: options.attempts + 2,
+      backoff: { type: 'exponential', delay: options.backoffMs },
+      ...(options.delayMs ? { delay: options.delayMs } : {}),
+    },
   );
 }

@@ -4,7 +4,9 @@ import { isAppError } from '../errors.js';
 import { handleIngest } from './handlers/handle-ingest.js';
 import { handleProcess } from './handlers/handle-process.js';
 import { handleRoute } from './handlers/handle-route.js';
+import { ensureSlaJobs, handleSla } from './handlers/handle-sla.js';
 import { handleSweep } from './handlers/handle-sweep.js';
+import { handleWebhook } from './handlers/handle-webhook.js';
 import type { JobContext, JobOutcome } from './job-context.js';
 import { type JobPayloads, QUEUE_NAMES, type QueueName } from './queues.js';
 import { recordFileFailure } from './record-failure.js';
@@ -15,9 +17,19 @@ type Handler<N extends QueueName> = (jc: JobContext, data: JobPayloads[N]) => Pr
 const HANDLERS: { [N in QueueName]: Handler<N> } = {
   ingest: handleIngest,
   process: handleProcess,
-  route: handleRoute,
+  // A routed (or pooled) case has its SLA clock queued at once; the SLA sweep is the safety net.
+  route: async (jc, data) => {
+    const outcome = await handleRoute(jc, data);
+    await ensureSlaJobs(jc.ctx, data.caseId);
+    return outcome;
+  },
   maintenance: handleSweep,
+  sla: handleSla,
+  webhook: handleWebhook,
 };
+
+/** Escalation jobs are short transactions; the SLA queue needs no setting of its own. */
+const DEFAULT_SLA_CONCURRENCY = 4;
 
 export interface WorkerOptions {
   queues?: readonly QueueName[];
@@ -38,6 +50,21 @@ export async function runWorkers(ctx: Context, options: WorkerOptions = {}): Pro
       'sweep',
       { every: ctx.config.sweepIntervalSeconds * 1000 },
       { name: 'sweep', data: { task: 'sweep' } },
+    );
+  }
+  if (names.includes('webhook')) {
+    // Re-queues deliveries whose job was lost (see handle-webhook.ts); the rows, not Redis, are the truth.
+    await ctx.queues.webhook.upsertJobScheduler(
+      'webhook-repair',
+      { every: ctx.config.sweepIntervalSeconds * 1000 },
+      { name: 'repair', data: { task: 'repair' } },
+    );
+  }
+  if (names.includes('sla')) {
+    await ctx.queues.sla.upsertJobScheduler(
+      'sla-schedule',
+      { every: ctx.config.sweepIntervalSeconds * 1000 },
+      { name: 'schedule', data: { task: 'schedule' } },
     );
   }
   await Promise.all(workers.map((w) => w.waitUntilReady()));
@@ -72,7 +99,13 @@ function createWorker<N extends QueueName>(ctx: Context, name: N): Worker {
     {
       connection: ctx.redis,
       prefix: ctx.config.queuePrefix,
-      concurrency: ctx.config.concurrency[name],
+      concurrency: (
+        {
+          sla: DEFAULT_SLA_CONCURRENCY,
+          webhook: ctx.config.webhookConcurrency,
+          ...ctx.config.concurrency,
+        } as Record<QueueName, number>
+      )[name],
       // A job whose worker dies is handed to another once its lock lapses (BullMQ's stalled check).
       lockDuration: ctx.config.jobLockSeconds * 1000,
       stalledInterval: ctx.config.jobLockSeconds * 1000,

@@ -11,6 +11,7 @@ import type { Context } from '../../src/context.js';
 import { handleIngest } from '../../src/pipeline/handlers/handle-ingest.js';
 import { handleProcess } from '../../src/pipeline/handlers/handle-process.js';
 import { handleRoute } from '../../src/pipeline/handlers/handle-route.js';
+import { QUEUE_NAMES } from '../../src/pipeline/queues.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { repoRoot } from '../corpus.js';
 import { apiClient, waitFor } from '../helpers/api-client.js';
@@ -265,7 +266,7 @@ describe('API contract', () => {
       '/v1/ops/queues',
     );
     expect(res.status).toBe(200);
-    expect(Object.keys(res.body.queues).sort()).toEqual(['ingest', 'maintenance', 'process', 'route']);
+    expect(Object.keys(res.body.queues).sort()).toEqual([...QUEUE_NAMES].sort());
     expect(res.body.queues.ingest!.failed).toBeGreaterThanOrEqual(0);
   });
 

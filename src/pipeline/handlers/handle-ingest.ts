@@ -43,7 +43,8 @@ export async function handleIngest(
         .set({
           priority: 'stat',
           priority_reason: triage.reason,
-          metadata: sql`metadata || jsonb_build_object('ecgFlags', ${JSON.stringify(triage.flags.filter((f) => f.critical).map((f) => f.code))}::jsonb)`,
+          // Routing rules match on these (e.g. a stat cardiology pool for ASYSTOLE).
+          flags: sql`ARRAY(SELECT DISTINCT unnest(flags || ${triage.flags.filter((f) => f.critical).map((f) => f.code)}::text[]))`,
         })
         .where('id', '=', caseId)
         .execute();

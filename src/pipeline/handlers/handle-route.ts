@@ -1,13 +1,27 @@
 import { sql } from 'kysely';
-import { chooseReader } from '../../domain/routing.js';
+import { readerLoad } from '../../db/case-queries.js';
+import type { Db } from '../../db/database.js';
+import type { ReaderRow } from '../../db/schema.js';
+import {
+  evaluateRules,
+  mayReceiveIdentified,
+  type RoutingCase,
+  type RoutingReader,
+} from '../../domain/routing.js';
+import { parseRule, type RoutingRule } from '../../domain/rules.js';
+import { checkShiftExceptions, checkWeeklyShifts, isTimeZone, type Schedule } from '../../domain/shifts.js';
 import { AppError } from '../../errors.js';
+import type { Logger } from '../../log.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import type { JobOf } from '../queues.js';
 
+/** Most earlier readers of the same patient considered for a follow-up. */
+const PRIOR_READERS = 5;
+
 /**
- * route: assign a processed case to the least-loaded qualified reader. The case row is locked for the whole
- * decision and a unique index allows one live assignment per case, so two workers routing the same case
- * (a redelivered job after a crash) assign it once.
+ * route: evaluate the routing rules for a processed case and push it to a reader or put it in a pool. The
+ * case row is locked for the whole decision and a unique index allows one live assignment per case, so two
+ * workers routing the same case (a redelivered job after a crash) route it once.
  */
 export async function handleRoute(
   { ctx, log, requestId }: JobContext,
@@ -17,52 +31,103 @@ export async function handleRoute(
     const kase = await trx
       .selectFrom('cases')
       .innerJoin('sites', 'sites.id', 'cases.site_id')
-      .select(['cases.id', 'cases.kind', 'cases.status', 'cases.routed_at', 'sites.jurisdiction'])
+      .select([
+        'cases.id',
+        'cases.kind',
+        'cases.status',
+        'cases.priority',
+        'cases.site_id',
+        'cases.flags',
+        'cases.metadata',
+        'cases.routed_at',
+        'sites.jurisdiction',
+        'sites.cross_border_policy',
+      ])
       .where('cases.id', '=', job.caseId)
       .forUpdate('cases')
       .executeTakeFirst();
     if (!kase) throw new AppError('NOT_FOUND', `case ${job.caseId} does not exist`, { retryable: false });
     if (kase.routed_at || kase.status !== 'ready') return { kind: 'skipped' as const };
 
+    const files = await trx
+      .selectFrom('files')
+      .select(['format', 'metadata'])
+      .where('case_id', '=', kase.id)
+      .where('status', '!=', 'failed')
+      .orderBy('received_at')
+      .orderBy('name')
+      .execute();
+    const texts = (key: string) => [
+      ...new Set(
+        files
+          .map((f) => f.metadata[key])
+          .filter((v): v is string => typeof v === 'string' && v.trim() !== '')
+          .map((v) => v.trim().toUpperCase()),
+      ),
+    ];
+    const routingCase: RoutingCase = {
+      kind: kase.kind,
+      siteId: kase.site_id,
+      priority: kase.priority,
+      modalities: texts('modality'),
+      bodyParts: texts('bodyPartExamined'),
+      flags: kase.flags,
+      // Technical metadata only (patient demographics live in files.patient and never reach the rules).
+      metadata: { ...(files[0]?.metadata ?? {}), ...kase.metadata, format: files[0]?.format ?? null },
+      jurisdiction: kase.jurisdiction,
+      crossBorderPolicy: kase.cross_border_policy,
+      priorReaderIds: await getPriorReaderIds(trx, kase.id, kase.site_id),
+    };
+    const rules = await getRoutingRules(trx, log);
+
     // Load is counted under a lock on the candidates' rows, so two cases routed at once see each other's picks.
-    const candidates = await trx
+    const rows = await trx
       .selectFrom('readers')
-      .select([
-        'readers.id',
-        'readers.specialties',
-        'readers.jurisdictions',
-        'readers.active',
-        'readers.max_active',
-        sql<number>`(SELECT count(*) FROM assignments a WHERE a.reader_id = readers.id AND a.released_at IS NULL)::int`.as(
-          'load',
-        ),
-      ])
+      .selectAll('readers')
+      .select(readerLoad(sql.ref('readers.id')).as('load'))
       .where('readers.active', '=', true)
       .orderBy('readers.id')
       .forUpdate()
       .execute();
-    const decision = chooseReader(
-      { kind: kase.kind, jurisdiction: kase.jurisdiction },
-      candidates.map((r) => ({
-        id: r.id,
-        specialties: r.specialties,
-        jurisdictions: r.jurisdictions,
-        active: r.active,
-        maxActive: r.max_active,
-        load: r.load,
-      })),
-    );
-    if (decision.readerId === null) {
+    const readers = rows.map((r) => toRoutingReader(r, log));
+    const decision = evaluateRules(routingCase, rules, readers, new Date());
+
+    if (decision.policy === 'none') {
       await trx.updateTable('cases').set({ route_note: decision.reason }).where('id', '=', kase.id).execute();
       return { kind: 'unrouted' as const, reason: decision.reason };
     }
-    await trx
-      .insertInto('assignments')
-      .values({ case_id: kase.id, reader_id: decision.readerId, reason: decision.reason })
-      .execute();
+    if (decision.policy === 'push') {
+      const chosen = readers.find((r) => r.id === decision.readerId);
+      // The rule engine already guarantees this; the handler is the last place identified data could leave.
+      if (!chosen || !mayReceiveIdentified(chosen, routingCase)) {
+        throw new AppError(
+          'INTERNAL',
+          `routing chose reader ${decision.readerId}, who may not see this case`,
+          {
+            retryable: false,
+          },
+        );
+      }
+      await trx
+        .insertInto('assignments')
+        .values({ case_id: kase.id, reader_id: decision.readerId, reason: decision.reason })
+        .execute();
+    }
     await trx
       .updateTable('cases')
-      .set({ status: 'routed', routed_at: sql`now()`, route_note: decision.reason, updated_at: sql`now()` })
+      .set({
+        status: 'routed',
+        routed_at: sql`now()`,
+        route_note: decision.reason,
+        route_rule: decision.ruleName,
+        pool_id: decision.poolId,
+        pool_specialty: decision.target.specialty,
+        pool_subspecialty: decision.target.subspecialty ?? null,
+        pool_language: decision.target.language ?? null,
+        pool_jurisdiction: decision.target.jurisdiction ?? null,
+        pool_fallbacks: JSON.stringify(decision.fallbacks),
+        updated_at: sql`now()`,
+      })
       .where('id', '=', kase.id)
       .execute();
     await trx
@@ -72,17 +137,106 @@ export async function handleRoute(
         case_id: kase.id,
         actor_role: 'system',
         request_id: requestId ?? null,
-        detail: JSON.stringify({ readerId: decision.readerId, reason: decision.reason }),
+        detail: JSON.stringify({
+          policy: decision.policy,
+          readerId: decision.policy === 'push' ? decision.readerId : null,
+          poolId: decision.poolId,
+          rule: decision.ruleName,
+          fallbackUsed: decision.fallbackUsed,
+          reason: decision.reason,
+        }),
       })
       .execute();
-    return { kind: 'routed' as const, readerId: decision.readerId };
+    return decision.policy === 'push'
+      ? { kind: 'pushed' as const, readerId: decision.readerId }
+      : { kind: 'pooled' as const, poolId: decision.poolId };
   });
   if (outcome.kind === 'skipped') return 'SKIPPED';
   if (outcome.kind === 'unrouted') {
-    // Not an error: the sweep retries ready-but-unrouted cases when readers come on or free up.
+    // Not an error: the sweep retries ready-but-unrouted cases when readers come on shift or free up.
     log.warn({ caseId: job.caseId, reason: outcome.reason }, 'case waits for a qualified reader');
     return 'SKIPPED';
   }
-  log.info({ caseId: job.caseId, readerId: outcome.readerId }, 'case routed');
+  if (outcome.kind === 'pushed') log.info({ caseId: job.caseId, readerId: outcome.readerId }, 'case routed');
+  else log.info({ caseId: job.caseId, poolId: outcome.poolId }, 'case pooled');
   return 'SUCCESS';
+}
+
+/**
+ * Readers of earlier cases of the same patient at the same site, most recent first: the reader the case was
+ * pushed to, else the last one who claimed it. The patient id is compared inside PostgreSQL and never leaves it.
+ */
+async function getPriorReaderIds(trx: Db, caseId: string, siteId: string): Promise<string[]> {
+  const rows = await trx
+    .selectFrom('files as f')
+    .innerJoin('cases as c', 'c.id', 'f.case_id')
+    .select([sql<string>`coalesce(c.assigned_reader_id, c.lease_reader_id)`.as('reader_id'), 'c.created_at'])
+    .where('f.site_id', '=', siteId)
+    .where(sql<boolean>`f.patient ? 'id'`)
+    .where(
+      sql<boolean>`f.patient ->> 'id' IN (
+        SELECT p.patient ->> 'id' FROM files p
+        WHERE p.case_id = ${caseId} AND p.patient ? 'id' AND p.patient ->> 'id' <> '')`,
+    )
+    .where('c.id', '!=', caseId)
+    .where(sql<boolean>`coalesce(c.assigned_reader_id, c.lease_reader_id) IS NOT NULL`)
+    .orderBy('c.created_at', 'desc')
+    .limit(PRIOR_READERS * 4)
+    .execute();
+  return [...new Set(rows.map((r) => r.reader_id))].slice(0, PRIOR_READERS);
+}
+
+/** The stored rule set, in order. A stored rule that no longer validates is skipped loudly, not obeyed blindly. */
+async function getRoutingRules(trx: Db, log: Logger): Promise<RoutingRule[]> {
+  const rows = await trx.selectFrom('routing_rules').selectAll().orderBy('position').execute();
+  const rules: RoutingRule[] = [];
+  for (const row of rows) {
+    try {
+      rules.push(
+        parseRule({
+          id: row.id,
+          name: row.name,
+          enabled: row.enabled,
+          match: row.match,
+          target: row.target,
+          policy: row.policy,
+          fallbacks: row.fallbacks,
+          preferPriorReader: row.prefer_prior_reader,
+        }),
+      );
+    } catch (err) {
+      log.error({ ruleId: row.id, err: err instanceof Error ? err.message : err }, 'routing rule skipped');
+    }
+  }
+  return rules;
+}
+
+/** A reader whose stored schedule is broken is treated as off shift (and logged) rather than failing routing. */
+function toRoutingReader(r: ReaderRow & { load: number }, log: Logger): RoutingReader {
+  let schedule: Schedule;
+  try {
+    if (!isTimeZone(r.time_zone)) throw new Error(`unknown time zone ${r.time_zone}`);
+    schedule = {
+      timeZone: r.time_zone,
+      weekly: r.shifts === null ? null : checkWeeklyShifts(r.shifts),
+      exceptions: checkShiftExceptions(r.shift_exceptions),
+    };
+  } catch (err) {
+    log.error(
+      { readerId: r.id, err: err instanceof Error ? err.message : err },
+      'reader schedule unreadable',
+    );
+    schedule = { timeZone: 'UTC', weekly: [], exceptions: [] };
+  }
+  return {
+    id: r.id,
+    active: r.active,
+    specialties: r.specialties,
+    subspecialties: r.subspecialties,
+    jurisdictions: r.jurisdictions,
+    languages: r.languages,
+    maxActive: r.max_active,
+    load: r.load,
+    schedule,
+  };
 }

@@ -1,4 +1,5 @@
 import { sql } from 'kysely';
+import { sweepUploads } from '../../uploads/sweep-uploads.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import { enqueueIngest, enqueueProcess, enqueueRoute } from '../queues.js';
 
@@ -50,8 +51,14 @@ export async function handleSweep({ ctx, log }: JobContext): Promise<JobOutcome>
     .execute();
   for (const c of unrouted) await enqueueRoute(queues, c.id);
 
-  const total = received.length + unprocessed.length + unrouted.length;
-  if (total > 0) {
+  // Expired partial uploads, idle batches, and finished uploads that missed the pipeline (src/uploads).
+  const uploads = await sweepUploads(ctx);
+  const expired = uploads.expired.tus + uploads.expired.multipart + uploads.expired.batch;
+  if (expired + uploads.sealed + uploads.repaired > 0) log.info({ uploads }, 'sweep tidied uploads');
+
+  const total =
+    received.length + unprocessed.length + unrouted.length + expired + uploads.sealed + uploads.repaired;
+  if (received.length + unprocessed.length + unrouted.length > 0) {
     log.info(
       { ingest: received.length, process: unprocessed.length, route: unrouted.length },
       'sweep re-enqueued rows',
