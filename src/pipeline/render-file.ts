@@ -7,7 +7,7 @@ import { describeSlide } from '../formats/slide/describe-slide.js';
 import { readTiff } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
 import { renderDicomFrame } from '../imaging/render-dicom.js';
-import { renderEcgPng } from '../imaging/render-ecg.js';
+import { renderEcg } from '../imaging/render-ecg.js';
 import { renderSlideThumbnail } from '../imaging/render-slide.js';
 
 export type ImageEncoding = 'png' | 'webp' | 'jpeg';
@@ -17,6 +17,8 @@ export interface RenderedImage {
   contentType: string;
   width: number;
   height: number;
+  /** ECG pages: the vector page with the same layout as `data`. */
+  svg?: string;
 }
 
 /** How a renderer reaches a file's bytes; the pipeline backs it with object storage, the CLI with the disk. */
@@ -29,13 +31,17 @@ export interface FileAccess {
   sibling: SiblingReader;
 }
 
-/** The 12-lead page with its measurements and flags in the header, rasterised once at the size shown. */
-function renderEcgPage(ecg: Ecg, encoding?: ImageEncoding): Promise<RenderedImage> {
-  return renderEcgPng(ecg, {
+/**
+ * The 12-lead page with its measurements and flags in the header: laid out once, painted once at the size it
+ * is shown, and the same layout as SVG for the viewer (`svg`), so nothing is rasterised twice.
+ */
+async function renderEcgPage(ecg: Ecg, encoding?: ImageEncoding): Promise<RenderedImage> {
+  const { svg, image } = await renderEcg(ecg, {
     width: THUMBNAIL_WIDTH.ecg,
     format: encoding === 'webp' ? 'webp' : 'png',
     triage: triageEcg(ecg),
   });
+  return { ...image, svg };
 }
 
 /** Longest side of the representative image per kind: ECG pages need width to stay legible. */

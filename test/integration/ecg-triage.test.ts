@@ -79,6 +79,16 @@ test.each([
   } else {
     expect(kase.flags).toEqual([]);
   }
+  // The page is stored as the PNG thumbnail and as SVG for the viewer, from one layout.
+  const artifacts = await t.ctx.db
+    .selectFrom('artifacts')
+    .selectAll()
+    .where('case_id', '=', kase.id)
+    .execute();
+  const svg = artifacts.find((a) => a.name.endsWith('.svg'));
+  expect(svg?.content_type).toBe('image/svg+xml');
+  expect(Buffer.from(await t.ctx.storage.getBytes(svg!.object_key)).toString()).toContain('<svg');
+  expect(artifacts.find((a) => a.name === 'thumbnail')?.content_type).toBe('image/png');
   // The reader's worklist shows it, stat cases first.
   const wl = await apiClient(url)<{ cases: Array<{ id: string; priority: string }> }>(
     readerKey,

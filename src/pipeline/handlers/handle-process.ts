@@ -129,6 +129,11 @@ async function processEachFile(
       const ext =
         image.contentType === 'image/png' ? 'png' : image.contentType === 'image/webp' ? 'webp' : 'jpg';
       await saveArtifact(ctx, caseId, f.id, `${prefix}-${f.id}.${ext}`, image);
+      if (image.svg) {
+        const data = Buffer.from(image.svg);
+        const vector = { data, contentType: 'image/svg+xml', width: image.width, height: image.height };
+        await saveArtifact(ctx, caseId, f.id, `${prefix}-${f.id}.svg`, vector);
+      }
       await saveArtifact(ctx, caseId, f.id, CASE_THUMBNAIL, image, { onlyIfMissing: true });
     });
   }
