@@ -2,7 +2,7 @@
 # Teleread's benchmarks: speed and memory figures, each against a reference tool measured in the same run.
 #
 #   bash bench/run.sh                      all of them (about 5 minutes on the 2-core machine)
-#   bash bench/run.sh imaging pathology    some of them: upload, dicom, imaging, pathology, ecg
+#   bash bench/run.sh imaging pathology    some of them: upload, dicom, imaging, pathology, ecg, worklist
 #                                          (slide is the former name of pathology and runs it)
 #
 # Results: bench/results/<date>.json (gitignored), and the Markdown table on stdout.
@@ -13,7 +13,7 @@ set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
 cd "$root"
 
-ALL=(upload dicom imaging pathology ecg)
+ALL=(upload dicom imaging pathology ecg worklist)
 # Wall-clock limit per benchmark, in seconds; `timeout` sends SIGTERM and the benchmark cleans up after itself.
 limit_of() {
   case $1 in
@@ -22,6 +22,7 @@ limit_of() {
   imaging) echo 420 ;;
   pathology | slide) echo 260 ;;
   ecg) echo 60 ;;
+  worklist) echo 240 ;;
   esac
 }
 file_of() {
@@ -31,6 +32,7 @@ file_of() {
   imaging) echo bench/imaging.ts ;;
   pathology | slide) echo bench/pathology.ts ;;
   ecg) echo bench/render-ecg.ts ;;
+  worklist) echo bench/worklist.ts ;;
   esac
 }
 
@@ -74,7 +76,7 @@ for name in "${selected[@]}"; do
     need_tool vipsthumbnail libvips-tools
     need_tool openslide-write-png openslide-tools
     ;;
-  upload) bash scripts/services.sh >&2 ;; # Redis and PostgreSQL answer (reused, or private ones started)
+  upload | worklist) bash scripts/services.sh >&2 ;; # Redis and PostgreSQL answer (reused, or private ones started)
   esac
 done
 

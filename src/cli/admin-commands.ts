@@ -54,9 +54,14 @@ export async function addSite(
     webhookUrl?: string;
     /** The HMAC-SHA256 key of the webhook signatures; with a new URL, or alone to rotate it. */
     webhookSecret?: string;
+    /** Mains frequency for the ECG notch: 50, 60, or '' to detect it. */
+    mains?: string;
   },
 ) {
   if (!ID.test(input.id)) throw new AppError('VALIDATION_FAILED', `site id must match ${ID}`);
+  if (input.mains !== undefined && !['', '50', '60'].includes(input.mains)) {
+    throw new AppError('VALIDATION_FAILED', '--mains must be 50 or 60 (or empty to detect it)');
+  }
   const [jurisdiction] = jurisdictionsOf(input.jurisdiction, 'jurisdiction');
   if (!jurisdiction) throw new AppError('VALIDATION_FAILED', 'a site needs --jurisdiction');
   if (
@@ -79,6 +84,9 @@ export async function addSite(
       ? { cross_border_policy: input.crossBorder as CrossBorderPolicy }
       : {}),
     ...(input.sla !== undefined ? { sla_minutes: JSON.stringify(resolveSla(parseSlaSpec(input.sla))) } : {}),
+    ...(input.mains !== undefined
+      ? { mains_hz: input.mains === '' ? null : (Number(input.mains) as 50 | 60) }
+      : {}),
   };
   const webhook = await siteWebhookColumns(db, input);
   const row = { name: input.name ?? input.id, jurisdiction, ...optional, ...webhook };

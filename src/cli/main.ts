@@ -19,7 +19,7 @@ const USAGE = `teleread <command> [options]
   dimse                              run the DICOM C-STORE/C-ECHO listener on DICOM_PORT
   migrate                            apply database migrations
   sites add ID --jurisdiction J [--name N] [--ae-titles AE1,AE2]
-            [--cross-border never|deidentified|identified] [--sla stat=60,urgent=240,routine=1440]
+            [--mains 50|60] [--cross-border never|deidentified|identified] [--sla stat=60,urgent=240,routine=1440]
             [--webhook-url URL --webhook-secret S]   report webhooks (--webhook-url '' removes it)
   readers add ID --specialties a,b --jurisdictions X,Y [--name N] [--max-active N]
             [--subspecialties neuro,chest] [--languages en,fr] [--time-zone Africa/Nairobi]
@@ -111,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
         jurisdictions: { type: 'string' },
         'max-active': { type: 'string' },
         'ae-titles': { type: 'string' },
+        mains: { type: 'string' },
         'cross-border': { type: 'string' },
         'webhook-url': { type: 'string' },
         'webhook-secret': { type: 'string' },
@@ -135,6 +136,7 @@ async function main(argv: string[]): Promise<number> {
               jurisdiction: v.jurisdiction ?? '',
               ...(v.name ? { name: v.name } : {}),
               ...given('ae-titles', 'aeTitles'),
+              ...given('mains', 'mains'),
               ...given('cross-border', 'crossBorder'),
               ...given('sla', 'sla'),
               ...given('webhook-url', 'webhookUrl'),

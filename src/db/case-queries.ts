@@ -1,6 +1,6 @@
 import { type Expression, type ExpressionBuilder, type RawBuilder, type SqlBool, sql } from 'kysely';
 import type { Principal } from '../api/auth.js';
-import { mayReceiveIdentified } from '../domain/routing.js';
+import { mayReceiveDeidentified, mayReceiveIdentified } from '../domain/routing.js';
 import { SPECIALTY_FOR_KIND } from '../domain/rules.js';
 import { PRIORITY_RANK } from '../domain/sla.js';
 import { AppError } from '../errors.js';
@@ -28,9 +28,10 @@ interface ReaderQualificationSql {
 }
 
 /**
- * Whether a reader belongs to the case's pool: the SQL twin of `qualifiesFor` and `mayReceiveIdentified` in
- * src/domain/routing.ts. A reader abroad is admitted only when the site allows identified cross-border
- * reading, so no query can hand identified data across a border.
+ * Whether a reader belongs to the case's pool: the SQL twin of `qualifiesFor`, `mayReceiveIdentified` and
+ * `mayReceiveDeidentified` in src/domain/routing.ts. A reader abroad is admitted when the site allows identified
+ * cross-border reading, or when the site allows de-identified reading and routing opened this case abroad
+ * (`deidentified_abroad`: nobody at home could take it); such a reader gets the de-identified view only.
  */
 function poolAdmits(
   r: ReaderQualificationSql,
@@ -40,7 +41,8 @@ function poolAdmits(
     AND (cases.pool_subspecialty IS NULL OR cases.pool_subspecialty = ANY(${r.subspecialties}))
     AND (cases.pool_language IS NULL OR cases.pool_language = ANY(${r.languages}))
     AND (cases.pool_jurisdiction IS NULL OR cases.pool_jurisdiction = ANY(${r.jurisdictions}))
-    AND (${site.jurisdiction} = ANY(${r.jurisdictions}) OR ${site.policy} = 'identified'))`;
+    AND (${site.jurisdiction} = ANY(${r.jurisdictions}) OR ${site.policy} = 'identified'
+      OR (${site.policy} = 'deidentified' AND cases.deidentified_abroad)))`;
 }
 
 const worklistStatus = sql<SqlBool>`cases.status IN (${sql.join(WORKLIST_STATUSES.map((s) => sql.lit(s)))})`;
@@ -375,14 +377,30 @@ export async function getWorklistForReader(db: Db, reader: WorklistReader, filte
 
 export type WorklistRow = Awaited<ReturnType<typeof getWorklistForReader>>['items'][number];
 
+/**
+ * Whether the principal may see the case's identified data, as SQL: readers licensed in the site's
+ * jurisdiction (or any reader, for a site that allows identified cross-border reading), the clinic and admins.
+ * Ops never (they see no patient). See src/api/redact.ts.
+ */
+function identifiedViewFor(who: Principal): RawBuilder<boolean> {
+  if (who.role === 'clinic' || who.role === 'admin') return sql<boolean>`true`;
+  if (who.role !== 'reader') return sql<boolean>`false`;
+  return sql<boolean>`EXISTS (SELECT 1 FROM readers r JOIN sites s ON s.id = cases.site_id
+    WHERE r.id = ${who.readerId ?? ''} AND (s.jurisdiction = ANY(r.jurisdictions) OR s.cross_border_policy = 'identified'))`;
+}
+
+/** The case if the principal may see it, with `identified_view`: whether they may see it identified. */
 export async function getCaseForPrincipal(db: Db, who: Principal, caseId: string) {
   return db
     .selectFrom('cases')
     .selectAll('cases')
+    .select(identifiedViewFor(who).as('identified_view'))
     .where('cases.id', '=', caseId)
     .where(visibleTo(who))
     .executeTakeFirst();
 }
+
+export type CaseForPrincipal = NonNullable<Awaited<ReturnType<typeof getCaseForPrincipal>>>;
 
 export async function getCaseDetailParts(db: Db, caseId: string) {
   const [files, artifacts, assignment] = await Promise.all([
@@ -619,6 +637,7 @@ export async function reassignCase(
         'cases.kind',
         'cases.status',
         'cases.pool_specialty',
+        'cases.deidentified_abroad',
         'sites.jurisdiction',
         'sites.cross_border_policy',
       ])
@@ -640,15 +659,14 @@ export async function reassignCase(
     if (!reader.specialties.includes(specialty)) {
       throw new AppError('CONFLICT', `reader ${toReaderId} does not read ${specialty}`);
     }
-    if (
-      !mayReceiveIdentified(reader, {
-        jurisdiction: kase.jurisdiction,
-        crossBorderPolicy: kase.cross_border_policy,
-      })
-    ) {
+    const site = { jurisdiction: kase.jurisdiction, crossBorderPolicy: kase.cross_border_policy };
+    // A reader abroad may take a "deidentified" site's case only once routing has opened it abroad: routing is
+    // what checks that nobody at home could take it and that no instance has burned-in annotation.
+    const abroadAllowed = mayReceiveDeidentified(reader, site) && kase.deidentified_abroad;
+    if (!mayReceiveIdentified(reader, site) && !abroadAllowed) {
       throw new AppError(
         'CONFLICT',
-        `reader ${toReaderId} is not licensed in ${kase.jurisdiction} and the site's cross-border policy is ${kase.cross_border_policy}`,
+        `reader ${toReaderId} is not licensed in ${kase.jurisdiction} and the site's cross-border policy is ${kase.cross_border_policy}${kase.cross_border_policy === 'deidentified' ? ' (the case has not been opened to readers abroad)' : ''}`,
       );
     }
     const previous = await trx

@@ -8,6 +8,8 @@ import * as m0004 from './migrations/0004-uploads.js';
 import * as m0005 from './migrations/0005-reports.js';
 import * as m0006 from './migrations/0006-sla-audit.js';
 import * as m0007 from './migrations/0007-escalated-worklist.js';
+import * as m0008 from './migrations/0008-cross-border.js';
+import * as m0009 from './migrations/0009-site-mains.js';
 import type { Database } from './schema.js';
 
 // bigint columns (bytes, counts) come back as strings by default; keep them as strings in the row types but
@@ -33,6 +35,8 @@ const provider: MigrationProvider = {
       '0005-reports': m0005,
       '0006-sla-audit': m0006,
       '0007-escalated-worklist': m0007,
+      '0008-cross-border': m0008,
+      '0009-site-mains': m0009,
     };
   },
 };

@@ -18,6 +18,8 @@ export interface SitesTable {
   name: string;
   jurisdiction: string;
   ae_titles: ColumnType<string[], string[] | undefined, string[]>;
+  /** Mains frequency for the ECG notch; null = from the file or detected. */
+  mains_hz: ColumnType<50 | 60 | null, 50 | 60 | null | undefined, 50 | 60 | null>;
   /** Where signed reports are announced (migration 0005); set together with its HMAC secret, or neither. */
   webhook_url: ColumnType<string | null, string | null | undefined, string | null>;
   webhook_secret: ColumnType<string | null, string | null | undefined, string | null>;
@@ -107,6 +109,8 @@ export interface CasesTable {
   queue_rank: ColumnType<number, never, never>;
   /** When the report was signed (migration 0005): set with status 'reported', the stamp SLA clocks stop on. */
   reported_at: NullableTimestamp;
+  /** Opened to readers licensed elsewhere, who get the de-identified view only (migration 0008). */
+  deidentified_abroad: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export interface FilesTable {
@@ -146,6 +150,8 @@ export interface ArtifactsTable {
   width: number | null;
   height: number | null;
   created_at: Generated<Date>;
+  /** Shows who the patient is (a slide's label or macro): never served to de-identified views (migration 0008). */
+  identifying: ColumnType<boolean, boolean | undefined, boolean>;
 }
 
 export interface AssignmentsTable {

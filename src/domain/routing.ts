@@ -17,6 +17,9 @@ export interface RoutingCase extends RuleCase {
   crossBorderPolicy: CrossBorderPolicy;
   /** Readers of earlier cases of the same patient at the same site, most recent first. Ids only. */
   priorReaderIds: string[];
+  /** Why the case may not leave its jurisdiction even de-identified (an instance with BurnedInAnnotation YES:
+   * its pixels may show the name the header no longer does). Undefined: nothing stops a de-identified copy. */
+  crossBorderRefusal?: string | undefined;
 }
 
 export interface RoutingReader {
@@ -47,6 +50,8 @@ export type RoutingDecision =
       /** The pools after the one used, wider each: what escalation may open the case to. */
       fallbacks: PoolTarget[];
       fallbackUsed: boolean;
+      /** Sent abroad from a "deidentified" site: the reader(s) get the de-identified view only. */
+      deidentified: boolean;
     })
   | (DecisionBase & {
       policy: 'pull';
@@ -54,20 +59,30 @@ export type RoutingDecision =
       target: PoolTarget;
       fallbacks: PoolTarget[];
       fallbackUsed: boolean;
+      deidentified: boolean;
     })
   | (DecisionBase & { policy: 'none'; fallbackUsed: false });
 
 /**
- * Whether a reader may receive this case's identified data. A reader licensed in the case's jurisdiction
- * always may; a reader abroad only when the site allows identified cross-border reading. A "deidentified"
- * site's case cannot go abroad yet: the de-identified copy that such a reader would get is not wired into
- * routing (the lead wires it), and until it is, sending the case would send identified data.
+ * Whether a reader may receive this case's identified data: a reader licensed in the case's jurisdiction
+ * always may; a reader abroad only when the site allows identified cross-border reading.
  */
 export function mayReceiveIdentified(
   reader: Pick<RoutingReader, 'jurisdictions'>,
   c: Pick<RoutingCase, 'jurisdiction' | 'crossBorderPolicy'>,
 ): boolean {
   return reader.jurisdictions.includes(c.jurisdiction) || c.crossBorderPolicy === 'identified';
+}
+
+/**
+ * Whether a reader may read the case only as its de-identified view: a reader abroad, from a site whose policy
+ * is "deidentified". Such a reader never receives identified data through any route (src/api/redact.ts).
+ */
+export function mayReceiveDeidentified(
+  reader: Pick<RoutingReader, 'jurisdictions'>,
+  c: Pick<RoutingCase, 'jurisdiction' | 'crossBorderPolicy'>,
+): boolean {
+  return !mayReceiveIdentified(reader, c) && c.crossBorderPolicy === 'deidentified';
 }
 
 /** Whether a reader belongs to a pool: specialty, and subspecialty, language and licence when the pool names them. */
@@ -87,7 +102,8 @@ function byLoadThenId(a: RoutingReader, b: RoutingReader): number {
   return a.load - b.load || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
 }
 
-function describePool(t: PoolTarget, c: RoutingCase): string {
+function describePool(t: PoolTarget, c: RoutingCase, deidentified: boolean): string {
+  if (deidentified) return `${poolIdOf(t)} (licensed ${t.jurisdiction ? `in ${t.jurisdiction}` : 'abroad'})`;
   const licence = t.jurisdiction ?? c.jurisdiction;
   return `${poolIdOf(t)} (licensed in ${licence}${c.crossBorderPolicy === 'identified' && !t.jurisdiction ? ' or abroad' : ''})`;
 }
@@ -104,8 +120,12 @@ function describePool(t: PoolTarget, c: RoutingCase): string {
  *      come on);
  * 3. with nobody to take it, the decision is `none` and says why; the case waits and is routed again.
  *
- * Every candidate must be allowed to receive identified data from the case's jurisdiction. Pure: the clock is
- * an argument.
+ * Every candidate must be allowed to receive identified data from the case's jurisdiction. Only when that finds
+ * nobody at all (`none`), a case from a "deidentified" site is routed again among readers abroad, who get the
+ * de-identified view (`deidentified: true`): the site's own readers always come first, and a pull case waiting
+ * for them to come on shift stays home. The second pass ignores the prior-reader preference, so a reader abroad
+ * is never told that two de-identified cases are the same patient. A case with a `crossBorderRefusal` stays
+ * home. Pure: the clock is an argument.
  */
 export function evaluateRules(
   c: RoutingCase,
@@ -113,11 +133,32 @@ export function evaluateRules(
   readers: readonly RoutingReader[],
   now: Date,
 ): RoutingDecision {
+  const home = evaluatePools(c, rules, readers, now, false);
+  if (home.policy !== 'none' || c.crossBorderPolicy !== 'deidentified') return home;
+  const abroad = readers.filter((r) => r.active && mayReceiveDeidentified(r, c));
+  if (abroad.length === 0) return home;
+  if (c.crossBorderRefusal) {
+    return { ...home, reason: `${home.reason}; not sent abroad de-identified: ${c.crossBorderRefusal}` };
+  }
+  const away = evaluatePools({ ...c, priorReaderIds: [] }, rules, abroad, now, true);
+  if (away.policy === 'none') return { ...home, reason: `${home.reason}; abroad: ${away.reason}` };
+  return { ...away, reason: `${home.reason}; de-identified copy abroad: ${away.reason}` };
+}
+
+function evaluatePools(
+  c: RoutingCase,
+  rules: readonly RoutingRule[],
+  readers: readonly RoutingReader[],
+  now: Date,
+  deidentified: boolean,
+): RoutingDecision {
   const rule = firstMatchingRule(c, rules);
   const ruleName = rules.includes(rule) ? rule.name : null;
   const label = ruleName === null ? '' : `rule "${ruleName}": `;
   const pools = [rule.target, ...rule.fallbacks];
-  const eligible = readers.filter((r) => r.active && mayReceiveIdentified(r, c));
+  const eligible = readers.filter(
+    (r) => r.active && (deidentified ? mayReceiveDeidentified(r, c) : mayReceiveIdentified(r, c)),
+  );
   const onShift = (r: RoutingReader) => isOnShift(r.schedule, now);
   const hasRoom = (r: RoutingReader) => r.load < r.maxActive;
 
@@ -134,6 +175,7 @@ export function evaluateRules(
         target: pools[index]!,
         fallbacks: pools.slice(index + 1),
         fallbackUsed: false,
+        deidentified,
         ruleName,
         reason: `${label}follow-up of the same patient, to the prior case's reader (${prior.load} active)`,
       };
@@ -158,8 +200,9 @@ export function evaluateRules(
           target: pool,
           fallbacks: pools.slice(index + 1),
           fallbackUsed,
+          deidentified,
           ruleName,
-          reason: `${label}${via}${describePool(pool, c)}, least loaded on shift (${best.load} active)`,
+          reason: `${label}${via}${describePool(pool, c, deidentified)}, least loaded on shift (${best.load} active)`,
         };
       }
     } else if (present.length > 0) {
@@ -169,13 +212,14 @@ export function evaluateRules(
         target: pool,
         fallbacks: pools.slice(index + 1),
         fallbackUsed,
+        deidentified,
         ruleName,
-        reason: `${label}${via}pool ${describePool(pool, c)}, ${present.length} qualified reader(s) on shift`,
+        reason: `${label}${via}pool ${describePool(pool, c, deidentified)}, ${present.length} qualified reader(s) on shift`,
       };
     }
     skipped.push(
       qualified.length === 0
-        ? `no active ${describePool(pool, c)} reader${abroadNote(readers, pool, c)}`
+        ? `no active ${describePool(pool, c, deidentified)} reader${deidentified ? '' : abroadNote(readers, pool, c)}`
         : present.length === 0
           ? `no ${poolIdOf(pool)} reader on shift`
           : `every ${poolIdOf(pool)} reader on shift is at capacity`,
@@ -190,6 +234,7 @@ export function evaluateRules(
       target: pool,
       fallbacks: pools.slice(firstStaffed + 1),
       fallbackUsed: firstStaffed > 0,
+      deidentified,
       ruleName,
       reason: `${label}${skipped.join('; ')}; waits in pool ${poolIdOf(pool)} until a reader comes on shift`,
     };
@@ -202,6 +247,6 @@ function abroadNote(readers: readonly RoutingReader[], pool: PoolTarget, c: Rout
   const abroad = readers.some((r) => r.active && qualifiesFor(r, pool) && !mayReceiveIdentified(r, c));
   if (!abroad) return '';
   return c.crossBorderPolicy === 'deidentified'
-    ? ' (readers abroad skipped: de-identified cross-border copies are not routed yet)'
+    ? ' (readers abroad get a de-identified copy only when nobody licensed here can take it)'
     : ' (readers abroad skipped: the site does not allow cross-border reading)';
 }

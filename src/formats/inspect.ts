@@ -46,10 +46,16 @@ export const MAX_WHOLE_FILE_BYTES = 1024 ** 3;
  * Detects and parses one file. Pure: all bytes come through `source` (ranged reads) and `siblings`.
  * Throws AppError UNSUPPORTED_FORMAT / CORRUPT_FILE for input the pipeline cannot take.
  */
+export interface InspectOptions {
+  /** The site's mains frequency for the ECG notch (undefined: from the file, or detected). */
+  mainsFrequency?: 50 | 60 | undefined;
+}
+
 export async function inspectFile(
   source: ByteSource,
   name: string,
   siblings?: SiblingReader,
+  options: InspectOptions = {},
 ): Promise<Inspection> {
   const head = await source.read(0, Math.min(SNIFF_BYTES, source.size));
   if (source.size === 0) throw new AppError('UNSUPPORTED_FORMAT', 'empty file', { retryable: false });
@@ -58,9 +64,9 @@ export async function inspectFile(
     case 'tiff':
       return inspectSlide(await describeSlide(await readTiff(source)));
     case 'dicom':
-      return inspectDicom(await readWhole(source, name));
+      return inspectDicom(await readWhole(source, name), options);
     case 'wfdb-header':
-      return inspectWfdb(await readWhole(source, name), name, siblings);
+      return inspectWfdb(await readWhole(source, name), name, siblings, options);
     case 'wfdb-signal':
       return { kind: null, format: 'wfdb-signal', metadata: { bytes: source.size } };
     case 'scp-ecg':
@@ -69,11 +75,12 @@ export async function inspectFile(
     case 'philips-xml':
     case 'edf':
     case 'csv':
-      return inspectEcg(parseEcg(detected, await readWhole(source, name)), detected);
+      return inspectEcg(parseEcg(detected, await readWhole(source, name)), detected, options);
     case 'unknown': {
       // Formats with weak magic (UTF-16 XML, headerless CSV) get a second look by the ECG sniffer.
       const ecgFormat = detectEcgFormat(head, name);
-      if (ecgFormat) return inspectEcg(parseEcg(ecgFormat, await readWhole(source, name)), ecgFormat);
+      if (ecgFormat)
+        return inspectEcg(parseEcg(ecgFormat, await readWhole(source, name)), ecgFormat, options);
       throw new AppError(
         'UNSUPPORTED_FORMAT',
         `${name || 'file'}: not a DICOM, ECG or slide format Teleread reads`,
@@ -102,7 +109,7 @@ async function readWhole(source: ByteSource, name: string): Promise<Uint8Array> 
   return source.read(0, source.size);
 }
 
-export function inspectDicom(bytes: Uint8Array): Inspection {
+export function inspectDicom(bytes: Uint8Array, options: InspectOptions = {}): Inspection {
   const instance = parseDicom(bytes);
   const base = {
     patient: instance.patient,
@@ -111,12 +118,12 @@ export function inspectDicom(bytes: Uint8Array): Inspection {
     sopInstanceUid: instance.sopInstanceUid,
   };
   if (instance.isWaveform) {
-    const ecg = parseDicomWaveform(bytes);
+    const ecgPart = inspectEcg(parseDicomWaveform(bytes), 'dicom-waveform', options);
     return {
       ...base,
-      kind: 'ecg',
-      format: 'dicom-waveform',
-      metadata: { ...dicomSummary(instance), ...ecgSummary(ecg) },
+      ...ecgPart,
+      patient: base.patient,
+      metadata: { ...dicomSummary(instance), ...ecgPart.metadata },
     };
   }
   if (instance.sopClassUid === WSI_SOP_CLASS || instance.modality === 'SM') {
@@ -165,8 +172,8 @@ export interface EcgTriageSummary {
   reason: string | null;
 }
 
-export function triageSummary(ecg: Ecg): EcgTriageSummary {
-  const t = triageEcg(ecg);
+export function triageSummary(ecg: Ecg, options: InspectOptions = {}): EcgTriageSummary {
+  const t = triageEcg(ecg, options.mainsFrequency ? { mainsFrequency: options.mainsFrequency } : {});
   return {
     heartRate: t.heartRate,
     flags: t.flags.map((f) => ({ code: f.code, message: f.message, critical: f.critical })),
@@ -177,18 +184,23 @@ export function triageSummary(ecg: Ecg): EcgTriageSummary {
 }
 
 /** An ECG of any format: its summary plus triage (a critical finding makes the case stat). */
-export function inspectEcg(ecg: Ecg, format: string): Inspection {
+export function inspectEcg(ecg: Ecg, format: string, options: InspectOptions = {}): Inspection {
   return {
     kind: 'ecg',
     format,
-    metadata: { ...ecgSummary(ecg), triage: triageSummary(ecg) },
+    metadata: { ...ecgSummary(ecg), triage: triageSummary(ecg, options) },
     patient: ecg.patient,
   };
 }
 
-async function inspectWfdb(bytes: Uint8Array, name: string, siblings?: SiblingReader): Promise<Inspection> {
+async function inspectWfdb(
+  bytes: Uint8Array,
+  name: string,
+  siblings: SiblingReader | undefined,
+  options: InspectOptions,
+): Promise<Inspection> {
   const ecg = await loadWfdbRecord(bytes, name, siblings);
-  const base = inspectEcg(ecg, 'wfdb');
+  const base = inspectEcg(ecg, 'wfdb', options);
   return {
     ...base,
     metadata: { record: name.replace(/\.hea$/i, ''), ...base.metadata },

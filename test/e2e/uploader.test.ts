@@ -193,7 +193,11 @@ describe('teleread upload over a poor link', () => {
         .executeTakeFirstOrThrow();
       return f.case_id ?? undefined;
     });
-    const ecgFiles = await ctx.db.selectFrom('files').select('name').where('case_id', '=', ecg).execute();
+    // The signal files are ingested by their own jobs; wait until all three have joined the record's case.
+    const ecgFiles = await waitFor('the signal files to join the ECG case', async () => {
+      const rows = await ctx.db.selectFrom('files').select('name').where('case_id', '=', ecg).execute();
+      return rows.length >= 3 ? rows : undefined;
+    });
     expect(ecgFiles.map((f) => f.name).sort()).toEqual(['s0010_re.dat', 's0010_re.hea', 's0010_re.xyz']);
 
     // Second run, even with a fresh state folder: every hash is known, no file byte crosses the link.

@@ -97,3 +97,25 @@ test.each([
   expect(wl.body.cases.map((c) => c.id)).toContain(kase.id);
   expect(wl.body.cases[0]!.priority).toBe('stat');
 });
+
+test('a site records its mains frequency for the notch filter; anything but 50 or 60 is refused', async () => {
+  await addSite(t.ctx.db, { id: 'ecg-site-60', jurisdiction: 'US', mains: '60' });
+  const row = await t.ctx.db
+    .selectFrom('sites')
+    .select('mains_hz')
+    .where('id', '=', 'ecg-site-60')
+    .executeTakeFirstOrThrow();
+  expect(row.mains_hz).toBe(60);
+  await expect(
+    addSite(t.ctx.db, { id: 'ecg-site-55', jurisdiction: 'US', mains: '55' }),
+  ).rejects.toMatchObject({
+    code: 'VALIDATION_FAILED',
+  });
+  await addSite(t.ctx.db, { id: 'ecg-site-60', jurisdiction: 'US', mains: '' });
+  const cleared = await t.ctx.db
+    .selectFrom('sites')
+    .select('mains_hz')
+    .where('id', '=', 'ecg-site-60')
+    .executeTakeFirstOrThrow();
+  expect(cleared.mains_hz).toBeNull();
+});

@@ -366,12 +366,8 @@ describe('evaluateRules', () => {
     test.each<[string, RoutingCase['crossBorderPolicy'], RoutingReader[], string | null]>([
       ['never: home reader only', 'never', [abroad, home], 'home'],
       ['never: nobody at home, nobody at all', 'never', [abroad], null],
-      [
-        'deidentified: not routed abroad until de-identified copies are wired',
-        'deidentified',
-        [abroad],
-        null,
-      ],
+      ['deidentified: nobody at home, abroad de-identified', 'deidentified', [abroad], 'abroad'],
+      ['deidentified: the home reader first, however loaded', 'deidentified', [abroad, home], 'home'],
       ['identified: a reader abroad may read', 'identified', [abroad, home], 'abroad'],
     ])('%s', (_name, crossBorderPolicy, readers, expected) => {
       expect(pushedTo(route(kase({ crossBorderPolicy }), [], readers))).toBe(expected);
@@ -382,6 +378,58 @@ describe('evaluateRules', () => {
       expect(route(kase({ crossBorderPolicy: 'deidentified' }), [], [abroad]).reason).toContain(
         'de-identified',
       );
+    });
+
+    test.each<[string, RoutingCase, RoutingReader[], RoutingRule[], Record<string, unknown>]>([
+      [
+        'abroad: marked de-identified',
+        kase({ crossBorderPolicy: 'deidentified' }),
+        [abroad],
+        [],
+        { policy: 'push', readerId: 'abroad', deidentified: true },
+      ],
+      [
+        'at home: not marked',
+        kase({ crossBorderPolicy: 'deidentified' }),
+        [abroad, home],
+        [],
+        { policy: 'push', readerId: 'home', deidentified: false },
+      ],
+      [
+        'burned-in annotation keeps the case home, and the note says why',
+        kase({
+          crossBorderPolicy: 'deidentified',
+          crossBorderRefusal: 'instance 1.2 has BurnedInAnnotation YES',
+        }),
+        [abroad],
+        [],
+        { policy: 'none' },
+      ],
+      [
+        'a pull case waiting for the home pool to come on shift stays home',
+        kase({ crossBorderPolicy: 'deidentified' }),
+        [abroad, reader('home-night', { shifts: 'mon-fri 20:00-23:00' })],
+        [rule({ name: 'pool', policy: 'pull' })],
+        { policy: 'pull', deidentified: false },
+      ],
+      [
+        'a rule targeting a foreign pool sends the copy there',
+        kase({ crossBorderPolicy: 'deidentified' }),
+        [abroad, home],
+        [rule({ name: 'second opinion', target: { specialty: 'radiology', jurisdiction: 'FR' } })],
+        { policy: 'push', readerId: 'abroad', deidentified: true, poolId: 'radiology@FR' },
+      ],
+      [
+        'the prior reader abroad is not preferred (no linking of de-identified cases)',
+        kase({ crossBorderPolicy: 'deidentified', priorReaderIds: ['abroad-2'] }),
+        [abroad, reader('abroad-2', { jurisdictions: ['FR'], load: 5 })],
+        [],
+        { policy: 'push', readerId: 'abroad', deidentified: true },
+      ],
+    ])('deidentified site: %s', (_name, c, readers, rules, expected) => {
+      const d = route(c, rules, readers);
+      expect(d).toMatchObject(expected);
+      if (c.crossBorderRefusal) expect(d.reason).toContain('BurnedInAnnotation');
     });
 
     test('a pool by jurisdiction still needs the site’s permission to cross the border', () => {

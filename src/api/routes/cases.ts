@@ -1,4 +1,4 @@
-import { sql } from 'kysely';
+import { type Selectable, sql } from 'kysely';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import {
@@ -7,10 +7,21 @@ import {
   getCaseForPrincipal,
   getCasesForPrincipal,
 } from '../../db/case-queries.js';
-import type { CaseKind, CaseStatus } from '../../db/schema.js';
+import type { Db } from '../../db/database.js';
+import type { ArtifactsTable, CaseKind, CaseStatus } from '../../db/schema.js';
+import { getOrCreateReplacementUids } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
-import { type Principal, principalOf, requireRole } from '../auth.js';
+import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
+import {
+  deidentifiedArtifactName,
+  deidentifiedFileName,
+  mayseeIdentified,
+  needsDeidentifiedView,
+  redactFileMetadata,
+  uidsIn,
+  uidsInArtifactNames,
+} from '../redact.js';
 import {
   ArtifactSummary,
   CaseKind as CaseKindSchema,
@@ -65,9 +76,22 @@ const CaseDetail = Type.Object({
   routedAt: Type.Union([Type.String(), Type.Null()]),
 });
 
-/** Ops run the machinery and do not need identities; everyone else who may see the case may see its patient. */
-function mayseePatient(who: Principal): boolean {
-  return who.role !== 'ops';
+type ArtifactRow = Selectable<ArtifactsTable>;
+
+/**
+ * The artifacts a view may list and fetch, under the names it knows them by: identifying pictures (slide labels
+ * and macros) only for identified views; series thumbnails renamed after de-identified UIDs for readers abroad.
+ */
+async function artifactsForView(
+  db: Db,
+  caseId: string,
+  artifacts: ArtifactRow[],
+  view: { identified: boolean; deidentified: boolean },
+): Promise<Array<{ name: string; row: ArtifactRow }>> {
+  const shown = artifacts.filter((a) => view.identified || !a.identifying);
+  if (!view.deidentified) return shown.map((row) => ({ name: row.name, row }));
+  const remap = await getOrCreateReplacementUids(db, caseId, uidsInArtifactNames(shown.map((a) => a.name)));
+  return shown.map((row) => ({ name: deidentifiedArtifactName(row.name, remap), row }));
 }
 
 export function registerCaseRoutes(app: App, ctx: Context): void {
@@ -112,6 +136,8 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
       const kase = await getCaseForPrincipal(db, who, id);
       if (!kase) throw new AppError('NOT_FOUND', `no case ${id}`);
       const { files, artifacts, assignment } = await getCaseDetailParts(db, id);
+      const identified = mayseeIdentified(who, kase);
+      const deidentified = needsDeidentifiedView(who, kase);
       await db
         .insertInto('audit_events')
         .values({
@@ -120,10 +146,19 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
           actor_role: who.role,
           case_id: id,
           request_id: request.id,
-          detail: sql`'{}'::jsonb`,
+          detail: deidentified ? JSON.stringify({ view: 'deidentified' }) : sql`'{}'::jsonb`,
         })
         .execute();
       const patient = files.find((f) => f.patient)?.patient ?? null;
+      // A reader abroad sees UIDs only as the case's replacements: the same ones a de-identified DICOM copy carries.
+      const remap = deidentified
+        ? await getOrCreateReplacementUids(db, id, [
+            ...uidsIn(kase.metadata),
+            ...(kase.study_instance_uid ? [kase.study_instance_uid] : []),
+            ...files.flatMap((f) => uidsIn(f.metadata)),
+          ])
+        : new Map<string, string>();
+      const shownArtifacts = await artifactsForView(db, id, artifacts, { identified, deidentified });
       return {
         id: kase.id,
         kind: kase.kind,
@@ -131,8 +166,10 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
         priority: kase.priority,
         priorityReason: kase.priority_reason,
         siteId: kase.site_id,
-        notes: kase.notes,
-        studyInstanceUid: kase.study_instance_uid,
+        notes: deidentified ? null : kase.notes,
+        studyInstanceUid: deidentified
+          ? (remap.get(kase.study_instance_uid ?? '') ?? null)
+          : kase.study_instance_uid,
         assignedReader: assignment
           ? {
               id: assignment.id,
@@ -141,26 +178,28 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
               reason: assignment.reason,
             }
           : null,
-        routeNote: kase.route_note,
-        metadata: kase.metadata,
-        patient: mayseePatient(who) ? patient : null,
-        files: files.map((f) => ({
+        routeNote: deidentified ? null : kase.route_note,
+        metadata: deidentified ? redactFileMetadata(kase.metadata, remap) : kase.metadata,
+        patient: identified ? patient : null,
+        files: files.map((f, i) => ({
           id: f.id,
-          name: f.name,
+          name: deidentified ? deidentifiedFileName(f.format, i) : f.name,
           bytes: Number(f.bytes),
           sha256: f.sha256,
           format: f.format,
           status: f.status,
-          error: f.error_code ? { code: f.error_code, message: f.error_message ?? '' } : null,
-          metadata: f.metadata,
+          error: f.error_code
+            ? { code: f.error_code, message: deidentified ? '' : (f.error_message ?? '') }
+            : null,
+          metadata: deidentified ? redactFileMetadata(f.metadata, remap) : f.metadata,
         })),
-        artifacts: artifacts.map((a) => ({
-          name: a.name,
+        artifacts: shownArtifacts.map(({ name, row: a }) => ({
+          name,
           contentType: a.content_type,
           bytes: Number(a.bytes),
           width: a.width,
           height: a.height,
-          url: artifactUrl(ctx, id, a.name),
+          url: artifactUrl(ctx, id, name),
         })),
         createdAt: kase.created_at.toISOString(),
         processedAt: kase.processed_at?.toISOString() ?? null,
@@ -183,12 +222,27 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
       const { id, name } = request.params as { id: string; name: string };
       const kase = await getCaseForPrincipal(db, who, id);
       if (!kase) throw new AppError('NOT_FOUND', `no case ${id}`);
-      const artifact = await db
-        .selectFrom('artifacts')
-        .selectAll()
-        .where('case_id', '=', id)
-        .where('name', '=', name)
-        .executeTakeFirst();
+      const view = {
+        identified: mayseeIdentified(who, kase),
+        deidentified: needsDeidentifiedView(who, kase),
+      };
+      // An identifying artifact is as absent as a missing one for views that may not see it.
+      const artifact = view.deidentified
+        ? (
+            await artifactsForView(
+              db,
+              id,
+              await db.selectFrom('artifacts').selectAll().where('case_id', '=', id).execute(),
+              view,
+            )
+          ).find((a) => a.name === name)?.row
+        : await db
+            .selectFrom('artifacts')
+            .selectAll()
+            .where('case_id', '=', id)
+            .where('name', '=', name)
+            .where((eb) => (view.identified ? eb.lit(true) : eb('identifying', '=', false)))
+            .executeTakeFirst();
       if (!artifact) throw new AppError('NOT_FOUND', `case ${id} has no artifact ${name}`);
       const body = await storage.get(artifact.object_key);
       return reply

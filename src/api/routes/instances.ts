@@ -3,9 +3,11 @@ import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { AppError } from '../../errors.js';
 import { parseDicom } from '../../formats/dicom/parse-dicom.js';
+import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import { renderDicomFrame } from '../../imaging/render-dicom.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
+import { needsDeidentifiedView } from '../redact.js';
 
 const FORMATS = { png: 'image/png', webp: 'image/webp', jpeg: 'image/jpeg' } as const;
 type Format = keyof typeof FORMATS;
@@ -25,6 +27,27 @@ function parseWindow(raw: string | undefined): { center: number; width: number }
     throw new AppError('VALIDATION_FAILED', 'window must be "centre,width" with a positive width');
   }
   return { center: c as number, width: w as number };
+}
+
+/** The head read to check an instance's flavor and BurnedInAnnotation; parseDicom tolerates cut pixel data. */
+const HEADER_BYTES = 512 * 1024;
+
+/** Whether an instance's pixels may show who the patient is: a slide label or overview, or burned-in text. */
+async function showsIdentity(ctx: Context, file: { object_key: string; bytes: string }): Promise<boolean> {
+  const size = Number(file.bytes);
+  let instance: ReturnType<typeof parseDicom>;
+  try {
+    instance = parseDicom(
+      await ctx.storage.getBytes(file.object_key, { start: 0, end: Math.min(size, HEADER_BYTES) - 1 }),
+    );
+  } catch {
+    instance = parseDicom(await ctx.storage.getBytes(file.object_key));
+  }
+  const flavor = wsiImageFlavor(instance);
+  return (
+    (flavor !== undefined && IDENTIFYING_FLAVORS.has(flavor)) ||
+    instance.dataSet.string('x00280301')?.trim().toUpperCase() === 'YES'
+  );
 }
 
 export function registerInstanceRoutes(app: App, ctx: Context): void {
@@ -56,11 +79,24 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       const q = request.query as { size: number; window?: string; format?: Format };
       const kase = await getCaseForPrincipal(ctx.db, who, id);
       if (!kase) throw new AppError('NOT_FOUND', `no case ${id}`);
+      // A reader abroad knows instances only by their de-identified UIDs (see GET /v1/cases/:id).
+      const deidentified = needsDeidentifiedView(who, kase);
+      const originalUid = deidentified
+        ? (
+            await ctx.db
+              .selectFrom('uid_remaps')
+              .select('original_uid')
+              .where('case_id', '=', id)
+              .where('replacement_uid', '=', sopInstanceUid)
+              .executeTakeFirst()
+          )?.original_uid
+        : sopInstanceUid;
+      if (!originalUid) throw new AppError('NOT_FOUND', `case ${id} has no instance ${sopInstanceUid}`);
       const file = await ctx.db
         .selectFrom('files')
-        .select(['object_key'])
+        .select(['object_key', 'bytes'])
         .where('case_id', '=', id)
-        .where('sop_instance_uid', '=', sopInstanceUid)
+        .where('sop_instance_uid', '=', originalUid)
         .where('duplicate_of', 'is', null)
         .orderBy('received_at', 'desc')
         .executeTakeFirst();
@@ -68,7 +104,12 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
 
       const format = chooseFormat(q.format, request.headers.accept);
       const window = parseWindow(q.window);
-      const key = `cases/${id}/rendered/${sopInstanceUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}.${format}`;
+      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}.${format}`;
+      // The pixels of a slide label or overview, or of an instance with burned-in annotation, may show who the
+      // patient is: a de-identified view never gets them, cached or not.
+      if (deidentified && (await showsIdentity(ctx, file))) {
+        throw new AppError('NOT_FOUND', `case ${id} has no instance ${sopInstanceUid}`);
+      }
       const cached = await ctx.storage.head(key);
       if (!cached) {
         const instance = parseDicom(await ctx.storage.getBytes(file.object_key));

@@ -115,15 +115,26 @@ export async function handleIngest(
 
 async function inspectStoredFile(db: Db, storage: ObjectStore, file: FileRow): Promise<Inspection> {
   const source = objectByteSource(storage, file.object_key, Number(file.bytes));
-  return inspectFile(source, file.name, async (name) => {
-    const sibling = await db
-      .selectFrom('files')
-      .select(['object_key'])
-      .where('upload_id', '=', file.upload_id)
-      .where('name', '=', name)
-      .executeTakeFirst();
-    return sibling ? storage.getBytes(sibling.object_key) : null;
-  });
+  const site = await db
+    .selectFrom('sites')
+    .select('mains_hz')
+    .where('id', '=', file.site_id)
+    .executeTakeFirst();
+  const options = site?.mains_hz ? { mainsFrequency: site.mains_hz } : {};
+  return inspectFile(
+    source,
+    file.name,
+    async (name) => {
+      const sibling = await db
+        .selectFrom('files')
+        .select(['object_key'])
+        .where('upload_id', '=', file.upload_id)
+        .where('name', '=', name)
+        .executeTakeFirst();
+      return sibling ? storage.getBytes(sibling.object_key) : null;
+    },
+    options,
+  );
 }
 
 /**

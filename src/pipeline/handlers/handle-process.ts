@@ -7,7 +7,10 @@ import { sql } from 'kysely';
 import type { Context } from '../../context.js';
 import type { FileRow } from '../../db/schema.js';
 import { AppError, isAppError } from '../../errors.js';
-import { renderSlideThumbnailFromReader } from '../../imaging/render-slide.js';
+import { describeSlide, type SlideInfo } from '../../formats/slide/describe-slide.js';
+import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
+import { readTiff } from '../../formats/slide/tiff.js';
+import { renderSlideThumbnail, renderSlideThumbnailFromReader } from '../../imaging/render-slide.js';
 import { openDicomWsiSlide } from '../../imaging/slide-tiles.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
@@ -135,6 +138,7 @@ async function processEachFile(
         await saveArtifact(ctx, caseId, f.id, `${prefix}-${f.id}.svg`, vector);
       }
       await saveArtifact(ctx, caseId, f.id, CASE_THUMBNAIL, image, { onlyIfMissing: true });
+      if (prefix === 'slide') await saveTiffLabels(ctx, caseId, f);
     });
   }
   await markProcessed(ctx, files);
@@ -160,6 +164,16 @@ async function processDicomWsiSeries(ctx: Context, caseId: string, files: FileRo
       const image = await renderSlideThumbnailFromReader(reader, { size: 512, format: 'webp' });
       await saveArtifact(ctx, caseId, slideId, `slide-${slideId}.webp`, image);
       await saveArtifact(ctx, caseId, slideId, CASE_THUMBNAIL, image, { onlyIfMissing: true });
+      for (const input of inputs) {
+        const flavor = wsiImageFlavor(input.instance);
+        if (!flavor || !IDENTIFYING_FLAVORS.has(flavor)) continue;
+        const file = slideFiles.find((x) => x.sop_instance_uid === input.instance.sopInstanceUid);
+        if (!file) continue;
+        const name = `${flavor === 'LABEL' ? 'label' : 'macro'}-${slideId}.png`;
+        await saveIdentifying(ctx, caseId, file.id, name, () =>
+          renderFileThumbnail('dicom-wsi', storedFileAccess(ctx, file), LABEL_SIZE, 'png'),
+        );
+      }
     } catch (err) {
       if (!isAppError(err) || err.retryable) throw err;
       for (const sf of slideFiles.filter((x) => files.some((y) => y.id === x.id))) {
@@ -167,6 +181,45 @@ async function processDicomWsiSeries(ctx: Context, caseId: string, files: FileRo
       }
     }
   }
+}
+
+/** Longest side of a stored label or macro: the label's text and barcode stay legible. */
+const LABEL_SIZE = 1024;
+
+/**
+ * A TIFF slide's label and macro pages, stored as artifacts flagged identifying (they photograph the glass
+ * label: the patient's name, the case barcode), which only views that may see identified data are served.
+ */
+async function saveTiffLabels(ctx: Context, caseId: string, f: FileRow): Promise<void> {
+  const access = storedFileAccess(ctx, f);
+  const info = describeSlide(await readTiff(access.source()));
+  for (const image of info.associated) {
+    if (image.name !== 'label' && image.name !== 'macro') continue;
+    // The page alone, described as a one-level slide, goes through the same decoders as a thumbnail.
+    const page: SlideInfo = { ...info, levels: [{ ...image, downsample: 1 }], associated: [] };
+    await saveIdentifying(ctx, caseId, f.id, `${image.name}-${f.id}.png`, () =>
+      access.withLocalPath((p) => renderSlideThumbnail(p, page, { size: LABEL_SIZE, format: 'png' })),
+    );
+  }
+}
+
+/** A label that cannot be decoded is no reason to fail the slide: the pyramid is what is read. */
+async function saveIdentifying(
+  ctx: Context,
+  caseId: string,
+  fileId: string,
+  name: string,
+  render: () => Promise<RenderedImage>,
+): Promise<void> {
+  let image: RenderedImage;
+  try {
+    image = await render();
+  } catch (err) {
+    // Storage trouble retries the job; a page no decoder reads (whatever the error) is skipped.
+    if (isAppError(err) && err.retryable) throw err;
+    return;
+  }
+  await saveArtifact(ctx, caseId, fileId, name, image, { identifying: true });
 }
 
 /** Runs a render; a permanent error fails that file with its code, a transient one retries the whole job. */
@@ -236,7 +289,7 @@ async function saveArtifact(
   fileId: string,
   name: string,
   image: RenderedImage,
-  options: { onlyIfMissing?: boolean } = {},
+  options: { onlyIfMissing?: boolean; identifying?: boolean } = {},
 ): Promise<void> {
   if (options.onlyIfMissing) {
     const existing = await ctx.db
@@ -263,10 +316,12 @@ async function saveArtifact(
       bytes: image.data.length,
       width: image.width,
       height: image.height,
+      identifying: options.identifying ?? false,
     })
     .onConflict((oc) =>
       oc.columns(['case_id', 'name']).doUpdateSet({
         file_id: fileId,
+        identifying: options.identifying ?? false,
         content_type: image.contentType,
         bytes: image.data.length,
         width: image.width,

@@ -1,22 +1,32 @@
 import { sql } from 'kysely';
+import type { Context } from '../../context.js';
 import { readerLoad } from '../../db/case-queries.js';
 import type { Db } from '../../db/database.js';
 import type { ReaderRow } from '../../db/schema.js';
 import {
   evaluateRules,
+  mayReceiveDeidentified,
   mayReceiveIdentified,
   type RoutingCase,
   type RoutingReader,
 } from '../../domain/routing.js';
 import { parseRule, type RoutingRule } from '../../domain/rules.js';
 import { checkShiftExceptions, checkWeeklyShifts, isTimeZone, type Schedule } from '../../domain/shifts.js';
-import { AppError } from '../../errors.js';
+import { AppError, isAppError } from '../../errors.js';
+import { parseDicom } from '../../formats/dicom/parse-dicom.js';
+import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import type { Logger } from '../../log.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import type { JobOf } from '../queues.js';
 
 /** Most earlier readers of the same patient considered for a follow-up. */
 const PRIOR_READERS = 5;
+
+/** The head of a DICOM object read to find BurnedInAnnotation; parseDicom tolerates pixel data cut short. */
+const DICOM_HEADER_BYTES = 512 * 1024;
+/** A header that does not fit in the head is read whole up to this size; a bigger one is refused abroad. */
+const DICOM_WHOLE_READ_LIMIT = 64 * 1024 * 1024;
+const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
 
 /**
  * route: evaluate the routing rules for a processed case and push it to a reader or put it in a pool. The
@@ -27,6 +37,8 @@ export async function handleRoute(
   { ctx, log, requestId }: JobContext,
   job: JobOf<'route'>,
 ): Promise<JobOutcome> {
+  // Read before the transaction: object reads must not happen while every reader row is locked.
+  const crossBorderRefusal = await getCrossBorderRefusal(ctx, job.caseId);
   const outcome = await ctx.db.transaction().execute(async (trx) => {
     const kase = await trx
       .selectFrom('cases')
@@ -77,6 +89,7 @@ export async function handleRoute(
       jurisdiction: kase.jurisdiction,
       crossBorderPolicy: kase.cross_border_policy,
       priorReaderIds: await getPriorReaderIds(trx, kase.id, kase.site_id),
+      crossBorderRefusal,
     };
     const rules = await getRoutingRules(trx, log);
 
@@ -99,7 +112,12 @@ export async function handleRoute(
     if (decision.policy === 'push') {
       const chosen = readers.find((r) => r.id === decision.readerId);
       // The rule engine already guarantees this; the handler is the last place identified data could leave.
-      if (!chosen || !mayReceiveIdentified(chosen, routingCase)) {
+      const allowed =
+        chosen !== undefined &&
+        (decision.deidentified
+          ? mayReceiveDeidentified(chosen, routingCase) && crossBorderRefusal === undefined
+          : mayReceiveIdentified(chosen, routingCase));
+      if (!allowed) {
         throw new AppError(
           'INTERNAL',
           `routing chose reader ${decision.readerId}, who may not see this case`,
@@ -126,6 +144,7 @@ export async function handleRoute(
         pool_language: decision.target.language ?? null,
         pool_jurisdiction: decision.target.jurisdiction ?? null,
         pool_fallbacks: JSON.stringify(decision.fallbacks),
+        deidentified_abroad: decision.deidentified,
         updated_at: sql`now()`,
       })
       .where('id', '=', kase.id)
@@ -143,6 +162,7 @@ export async function handleRoute(
           poolId: decision.poolId,
           rule: decision.ruleName,
           fallbackUsed: decision.fallbackUsed,
+          deidentified: decision.deidentified,
           reason: decision.reason,
         }),
       })
@@ -160,6 +180,55 @@ export async function handleRoute(
   if (outcome.kind === 'pushed') log.info({ caseId: job.caseId, readerId: outcome.readerId }, 'case routed');
   else log.info({ caseId: job.caseId, poolId: outcome.poolId }, 'case pooled');
   return 'SUCCESS';
+}
+
+/**
+ * Why a case from a "deidentified" site must stay in its jurisdiction even de-identified, or undefined. The
+ * de-identification profile removes identifying attributes from headers but cannot clean pixels: an instance
+ * with BurnedInAnnotation YES (or whose header cannot be read to tell) keeps the case home. Slide label and
+ * overview instances are exempt: they are never served to a reader abroad. Other sites need no answer.
+ */
+async function getCrossBorderRefusal(ctx: Context, caseId: string): Promise<string | undefined> {
+  const site = await ctx.db
+    .selectFrom('cases')
+    .innerJoin('sites', 'sites.id', 'cases.site_id')
+    .select(['sites.cross_border_policy', 'cases.routed_at'])
+    .where('cases.id', '=', caseId)
+    .executeTakeFirst();
+  if (!site || site.routed_at || site.cross_border_policy !== 'deidentified') return undefined;
+  const files = await ctx.db
+    .selectFrom('files')
+    .select(['id', 'object_key', 'bytes'])
+    .where('case_id', '=', caseId)
+    .where('format', 'in', DICOM_FORMATS)
+    .where('status', '!=', 'failed')
+    .where('duplicate_of', 'is', null)
+    .execute();
+  for (const f of files) {
+    const size = Number(f.bytes);
+    let instance: ReturnType<typeof parseDicom>;
+    try {
+      const head = await ctx.storage.getBytes(f.object_key, {
+        start: 0,
+        end: Math.min(size, DICOM_HEADER_BYTES) - 1,
+      });
+      try {
+        instance = parseDicom(head);
+      } catch (err) {
+        if (!isAppError(err) || size <= DICOM_HEADER_BYTES || size > DICOM_WHOLE_READ_LIMIT) throw err;
+        instance = parseDicom(await ctx.storage.getBytes(f.object_key));
+      }
+    } catch (err) {
+      if (!isAppError(err) || err.retryable) throw err;
+      return `the header of file ${f.id} could not be read to check for burned-in annotation`;
+    }
+    const flavor = wsiImageFlavor(instance);
+    if (flavor && IDENTIFYING_FLAVORS.has(flavor)) continue;
+    if (instance.dataSet.string('x00280301')?.trim().toUpperCase() === 'YES') {
+      return `instance ${instance.sopInstanceUid ?? f.id} has BurnedInAnnotation YES`;
+    }
+  }
+  return undefined;
 }
 
 /**
