@@ -13,6 +13,7 @@ import {
   wfdbSegmentHeaderFiles,
   wfdbSignalFiles,
 } from './ecg/wfdb.js';
+import { transcodeWfdbFlac, usesWfdbFlac, wfdbFormatList } from './ecg/wfdb-flac.js';
 import { describeSlide, type SlideInfo } from './slide/describe-slide.js';
 import { readTiff } from './slide/tiff.js';
 import type { ByteSource, CaseKind, PatientInfo } from './types.js';
@@ -228,7 +229,11 @@ export async function loadWfdbRecord(
   const files: Record<string, Uint8Array> = {};
   if (!header.segments) {
     for (const file of wfdbSignalFiles(header)) files[file] = await fetch(file);
-    return parseWfdbRecord(header, files);
+    if (!usesWfdbFlac(header)) return parseWfdbRecord(header, files);
+    const plain = await transcodeWfdbFlac(header, files);
+    const ecg = parseWfdbRecord(plain.header, plain.files);
+    ecg.acquisition.wfdbFormats = wfdbFormatList([header]);
+    return ecg;
   }
   const segments: Record<string, WfdbHeader> = {};
   for (const segmentFile of wfdbSegmentHeaderFiles(header)) {
@@ -236,7 +241,18 @@ export async function loadWfdbRecord(
     segments[segment.recordName] = segment;
     for (const file of wfdbSignalFiles(segment)) files[file] ??= await fetch(file);
   }
-  return parseWfdbMultiSegment(header, segments, files);
+  if (!Object.values(segments).some(usesWfdbFlac)) return parseWfdbMultiSegment(header, segments, files);
+  const plainSegments: Record<string, WfdbHeader> = {};
+  let plainFiles = files;
+  for (const [segmentName, segment] of Object.entries(segments)) {
+    const plain = await transcodeWfdbFlac(segment, plainFiles);
+    plainSegments[segmentName] = plain.header;
+    plainFiles = plain.files;
+  }
+  const ecg = parseWfdbMultiSegment(header, plainSegments, plainFiles);
+  const read = (header.segments ?? []).filter((s) => s.recordName !== '~' && s.sampleCount > 0);
+  ecg.acquisition.wfdbFormats = wfdbFormatList(read.flatMap((s) => segments[s.recordName] ?? []));
+  return ecg;
 }
 
 /** Any ECG file, by its stored format name, as the canonical model (WFDB signal files come through `siblings`). */
