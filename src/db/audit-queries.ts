@@ -12,6 +12,31 @@ import type { AuditEventsTable } from './schema.js';
 
 export type NewAuditEvent = Insertable<AuditEventsTable>;
 
+/**
+ * A change to a case, recorded in the caller's transaction so the event and the change commit together (the
+ * batched writer below is for access events, where losing the last 100 ms on a crash is acceptable).
+ */
+export async function recordCaseEvent(
+  trx: Db,
+  who: { keyId: string | null; role: string },
+  requestId: string,
+  action: string,
+  caseId: string,
+  detail: Record<string, unknown>,
+): Promise<void> {
+  await trx
+    .insertInto('audit_events')
+    .values({
+      action,
+      actor_key_id: who.keyId,
+      actor_role: who.role,
+      case_id: caseId,
+      request_id: requestId,
+      detail: JSON.stringify(detail),
+    })
+    .execute();
+}
+
 export interface AuditWriter {
   append(event: NewAuditEvent): void;
   /** Writes what is buffered now; resolves when it is committed (or has failed and been kept for a retry). */

@@ -4,6 +4,7 @@ import { mayReceiveDeidentified, mayReceiveIdentified } from '../domain/routing.
 import { SPECIALTY_FOR_KIND } from '../domain/rules.js';
 import { PRIORITY_RANK } from '../domain/sla.js';
 import { AppError } from '../errors.js';
+import { recordCaseEvent } from './audit-queries.js';
 import type { Db } from './database.js';
 import type { CaseKind, CaseStatus, Database, Priority } from './schema.js';
 
@@ -450,27 +451,6 @@ export interface Lease {
   leaseExpiresAt: Date;
 }
 
-async function audit(
-  trx: Db,
-  who: Principal,
-  requestId: string,
-  action: string,
-  caseId: string,
-  detail: Record<string, unknown>,
-): Promise<void> {
-  await trx
-    .insertInto('audit_events')
-    .values({
-      action,
-      actor_key_id: who.keyId,
-      actor_role: who.role,
-      case_id: caseId,
-      request_id: requestId,
-      detail: JSON.stringify(detail),
-    })
-    .execute();
-}
-
 /**
  * Takes (or renews) the caller's lease on a case: one atomic UPDATE whose WHERE requires the lease to be free
  * (or already the caller's). Concurrent claims queue on the row lock; when the first commits, PostgreSQL
@@ -512,7 +492,7 @@ export async function claimCase(
       .returning(['cases.lease_expires_at', 'cases.claimed_at'])
       .executeTakeFirst();
     if (!won) throw await whyNotClaimed(trx, readerId, caseId, reader);
-    await audit(trx, who, requestId, 'case.claimed', caseId, {
+    await recordCaseEvent(trx, who, requestId, 'case.claimed', caseId, {
       readerId,
       leaseExpiresAt: won.lease_expires_at!.toISOString(),
     });
@@ -606,7 +586,7 @@ export async function releaseCase(
       .where('released_at', 'is', null)
       .returning('id')
       .execute();
-    await audit(trx, who, requestId, 'case.released', caseId, {
+    await recordCaseEvent(trx, who, requestId, 'case.released', caseId, {
       readerId,
       assignmentEnded: ended.length > 0,
       poolId: released.pool_id,
@@ -693,7 +673,7 @@ export async function reassignCase(
       })
       .where('id', '=', caseId)
       .execute();
-    await audit(trx, who, requestId, 'case.reassigned', caseId, {
+    await recordCaseEvent(trx, who, requestId, 'case.reassigned', caseId, {
       from: previous?.reader_id ?? null,
       to: toReaderId,
       ...(note ? { note } : {}),

@@ -18,6 +18,7 @@ import {
 import { mayReceiveIdentified } from '../domain/routing.js';
 import { AppError } from '../errors.js';
 import type { PatientInfo } from '../formats/types.js';
+import { recordCaseEvent } from './audit-queries.js';
 import { getCaseForPrincipal } from './case-queries.js';
 import type { Db } from './database.js';
 import type { ReportAddendumRow, ReportRow } from './schema.js';
@@ -111,27 +112,6 @@ async function requireLeaseHolder(
   throw new AppError('CONFLICT', `you hold no live lease on case ${caseId}; claim it first`);
 }
 
-async function audit(
-  trx: Db,
-  who: Principal,
-  requestId: string,
-  action: string,
-  caseId: string,
-  detail: Record<string, unknown>,
-): Promise<void> {
-  await trx
-    .insertInto('audit_events')
-    .values({
-      action,
-      actor_key_id: who.keyId,
-      actor_role: who.role,
-      case_id: caseId,
-      request_id: requestId,
-      detail: JSON.stringify(detail),
-    })
-    .execute();
-}
-
 export interface ReportWithAddenda {
   report: ReportRow;
   addenda: ReportAddendumRow[];
@@ -184,10 +164,17 @@ export async function saveReportDraft(
           .values({ case_id: caseId, ...values })
           .returningAll()
           .executeTakeFirstOrThrow();
-    await audit(trx, who, requestId, existing ? 'report.draft.updated' : 'report.draft.created', caseId, {
-      reportId: report.id,
-      draftHash: draftHash(draft),
-    });
+    await recordCaseEvent(
+      trx,
+      who,
+      requestId,
+      existing ? 'report.draft.updated' : 'report.draft.created',
+      caseId,
+      {
+        reportId: report.id,
+        draftHash: draftHash(draft),
+      },
+    );
     return { report, addenda: [] };
   });
 }
@@ -291,7 +278,7 @@ export async function signReport(
         ...links(options.publicUrl, caseId),
       },
     });
-    await audit(trx, who, options.requestId, 'report.signed', caseId, {
+    await recordCaseEvent(trx, who, options.requestId, 'report.signed', caseId, {
       reportId: report.id,
       contentHash: signature.contentHash,
       critical: draft.critical,
@@ -380,7 +367,7 @@ export async function addReportAddendum(
         ...links(options.publicUrl, caseId),
       },
     });
-    await audit(trx, who, options.requestId, 'report.addendum.signed', caseId, {
+    await recordCaseEvent(trx, who, options.requestId, 'report.addendum.signed', caseId, {
       reportId: report.id,
       seq,
       contentHash: signature.contentHash,
