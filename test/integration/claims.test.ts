@@ -133,6 +133,9 @@ describe('concurrent claims', () => {
         .where('id', '=', caseId)
         .executeTakeFirstOrThrow();
       expect(row.lease_reader_id).toBe(winner.readerId);
+      // The winner gives the case back, so no reader piles up claims toward their max_active over the rounds
+      // (which would make later claims in this file fail with "at capacity").
+      expect((await post(keys[winner.readerId]!, `/v1/cases/${caseId}/release`)).status).toBe(200);
     }
     const audited = await ctx.db
       .selectFrom('audit_events')
