@@ -19,8 +19,6 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { rm, stat } from 'node:fs/promises';
 import path from 'node:path';
-import { Redis } from 'ioredis';
-import pg from 'pg';
 import { startS3Server } from '../test/helpers/s3-server.js';
 import {
   type BenchRow,
@@ -31,7 +29,6 @@ import {
   msSince,
   onCleanup,
   readProcMemory,
-  repoRoot,
   row,
   run,
   runBench,
@@ -41,15 +38,13 @@ import {
   waitFor,
   zip,
 } from './lib.js';
+import { createDatabase, dropQueueKeys, REDIS_URL, TELEREAD } from './services.js';
 
 const GiB = 1024 ** 3;
 const TOTAL = Number(process.env.BENCH_UPLOAD_BYTES ?? 2 * GiB);
 const PASSES = Math.max(1, Math.min(5, Number(process.env.BENCH_UPLOAD_PASSES ?? 2)));
 const RSS_BUDGET_MB = 250;
-const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
 const BLOCK = 1024 * 1024;
-const TELEREAD = path.join(repoRoot, 'bin/teleread');
 
 /** The reference: read the body, write it to a file, fsync, answer with the byte count. Plain JS, no deps. */
 const REFERENCE_SERVER = `
@@ -77,46 +72,6 @@ interface Pass {
   ms: number;
   /** The largest VmRSS sampled during the pass (the lifelong VmHWM is read once at the end). */
   sampledPeakMb: number;
-}
-
-async function createDatabase(): Promise<string> {
-  const name = `teleread_bench_${Date.now()}_${randomBytes(3).toString('hex')}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  try {
-    await admin.query(`CREATE DATABASE "${name}"`);
-  } finally {
-    await admin.end();
-  }
-  onCleanup(`drop database ${name}`, async () => {
-    const c = new pg.Client({ connectionString: ADMIN_URL });
-    await c.connect();
-    try {
-      await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
-    } finally {
-      await c.end();
-    }
-  });
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  return url.toString();
-}
-
-/** Removes every Redis key under the prefix; the SCAN loop is bounded in rounds. */
-async function dropQueueKeys(prefix: string): Promise<void> {
-  const redis = new Redis(REDIS_URL, { maxRetriesPerRequest: 1, lazyConnect: true });
-  try {
-    await redis.connect();
-    let cursor = '0';
-    for (let round = 0; round < 10_000; round++) {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 1000);
-      if (keys.length > 0) await redis.del(...keys);
-      cursor = next;
-      if (cursor === '0') break;
-    }
-  } finally {
-    redis.disconnect();
-  }
 }
 
 /** The bytes of the one file: a random 1 MiB block repeated, so the client costs almost nothing to produce. */

@@ -167,8 +167,9 @@ export function ecgSummary(ecg: Ecg): Record<string, unknown> {
 /** What triage found, kept on the file row and used to raise the case (no beat list: it can be long). */
 export interface EcgTriageSummary {
   heartRate: number | null;
-  flags: Array<{ code: string; message: string; critical: boolean }>;
+  flags: Array<{ code: string; message: string; critical: boolean; atSeconds?: number }>;
   quality: string;
+  rrIrregular: boolean;
   priority: 'stat' | null;
   reason: string | null;
 }
@@ -177,8 +178,14 @@ export function triageSummary(ecg: Ecg, options: InspectOptions = {}): EcgTriage
   const t = triageEcg(ecg, options.mainsFrequency ? { mainsFrequency: options.mainsFrequency } : {});
   return {
     heartRate: t.heartRate,
-    flags: t.flags.map((f) => ({ code: f.code, message: f.message, critical: f.critical })),
+    flags: t.flags.map((f) => ({
+      code: f.code,
+      message: f.message,
+      critical: f.critical,
+      ...(f.atSeconds !== undefined ? { atSeconds: f.atSeconds } : {}),
+    })),
     quality: t.quality.overall,
+    rrIrregular: t.rr.irregular,
     priority: t.priority,
     reason: t.reason,
   };

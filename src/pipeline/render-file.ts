@@ -2,7 +2,7 @@ import { AppError } from '../errors.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import type { Ecg } from '../formats/ecg/ecg.js';
 import { triageEcg } from '../formats/ecg/measure.js';
-import { loadEcgFile, type SiblingReader } from '../formats/inspect.js';
+import { type EcgTriageSummary, loadEcgFile, type SiblingReader } from '../formats/inspect.js';
 import { describeSlide } from '../formats/slide/describe-slide.js';
 import { readTiff } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
@@ -29,17 +29,31 @@ export interface FileAccess {
   /** Runs `use` with a local file path (sharp/libvips read slides from files). */
   withLocalPath<T>(use: (file: string) => Promise<T>): Promise<T>;
   sibling: SiblingReader;
+  /** The triage ingest already computed for this ECG (files.metadata.triage), so rendering does not redo it. */
+  ecgTriage?: EcgTriageSummary | undefined;
 }
 
 /**
  * The 12-lead page with its measurements and flags in the header: laid out once, painted once at the size it
  * is shown, and the same layout as SVG for the viewer (`svg`), so nothing is rasterised twice.
  */
-async function renderEcgPage(ecg: Ecg, encoding?: ImageEncoding): Promise<RenderedImage> {
+async function renderEcgPage(
+  ecg: Ecg,
+  encoding?: ImageEncoding,
+  known?: EcgTriageSummary,
+): Promise<RenderedImage> {
   const { svg, image } = await renderEcg(ecg, {
     width: THUMBNAIL_WIDTH.ecg,
     format: encoding === 'webp' ? 'webp' : 'png',
-    triage: triageEcg(ecg),
+    // Normalisation and QRS detection are the costly part of triage: reuse the ingest step's result.
+    triage: known
+      ? {
+          heartRate: known.heartRate,
+          flags: known.flags,
+          quality: { overall: known.quality },
+          rr: { irregular: known.rrIrregular },
+        }
+      : triageEcg(ecg),
   });
   return { ...image, svg };
 }
@@ -73,7 +87,11 @@ export async function renderFileThumbnail(
     case 'philips-xml':
     case 'edf':
     case 'csv':
-      return renderEcgPage(await loadEcgFile(format, await file.bytes(), file.name, file.sibling), encoding);
+      return renderEcgPage(
+        await loadEcgFile(format, await file.bytes(), file.name, file.sibling),
+        encoding,
+        file.ecgTriage,
+      );
     case 'wfdb-signal':
       throw new AppError('UNSUPPORTED_FORMAT', `${file.name} is a WFDB signal file: render its .hea header`, {
         retryable: false,

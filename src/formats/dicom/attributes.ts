@@ -11,6 +11,7 @@ import dicomParser from 'dicom-parser';
 import { CHARSET_VRS, decodeDicomText } from './charset.js';
 import type { DicomInstance } from './parse-dicom.js';
 import { TAG } from './tags.js';
+import { BINARY_VRS, STRING_VRS } from './vr.js';
 
 export interface DicomAttributesOptions {
   /** Include patient demographics (group 0010 and the admission attributes of group 0038). Default false:
@@ -115,28 +116,8 @@ const NUMERIC_WIDTH: Readonly<Record<string, number>> = {
   UV: 8,
   AT: 4,
 };
-const BINARY_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'UN']);
 /** String VRs that hold a single value, in which a backslash is text. */
 const SINGLE_VALUE_VRS = new Set(['ST', 'LT', 'UT', 'UR']);
-const STRING_VRS = new Set([
-  'AE',
-  'AS',
-  'CS',
-  'DA',
-  'DS',
-  'DT',
-  'IS',
-  'LO',
-  'LT',
-  'PN',
-  'SH',
-  'ST',
-  'TM',
-  'UC',
-  'UI',
-  'UR',
-  'UT',
-]);
 
 interface Context {
   readonly includePatient: boolean;

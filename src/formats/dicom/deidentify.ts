@@ -42,6 +42,7 @@ import {
   EXPLICIT_VR_LITTLE_ENDIAN,
   IMPLICIT_VR_LITTLE_ENDIAN,
 } from './transfer-syntax.js';
+import { LONG_LENGTH_VRS, TEXT_VRS, VRS } from './vr.js';
 
 export interface DeidentifyOptions {
   /** Replacement for an original UID; must return the same replacement for the same original (within a study at
@@ -154,30 +155,6 @@ interface Item {
   readonly undefinedLength: boolean;
 }
 
-const VRS = new Set(
-  'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(
-    ' ',
-  ),
-);
-const LONG_LENGTH_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'UV']);
-const TEXT_VRS = new Set([
-  'AE',
-  'AS',
-  'CS',
-  'DA',
-  'DS',
-  'DT',
-  'IS',
-  'LO',
-  'LT',
-  'PN',
-  'SH',
-  'ST',
-  'TM',
-  'UC',
-  'UR',
-  'UT',
-]);
 const FREE_TEXT_VRS = new Set(['PN', 'LT', 'ST', 'UT']);
 const MAX_DEPTH = 64;
 const MAX_INFLATED_BYTES = 1 << 30;

@@ -18,6 +18,7 @@ import {
   EXPLICIT_VR_LITTLE_ENDIAN,
   IMPLICIT_VR_LITTLE_ENDIAN,
 } from './transfer-syntax.js';
+import { LONG_LENGTH_VRS, VRS } from './vr.js';
 
 export interface DicomInstance {
   /** From the file meta; for files without one, the encoding the data set was found to use. */
@@ -86,13 +87,6 @@ function uidForEncoding(e: Encoding): string {
   if (!e.explicitVr) return IMPLICIT_VR_LITTLE_ENDIAN;
   return e.littleEndian ? EXPLICIT_VR_LITTLE_ENDIAN : EXPLICIT_VR_BIG_ENDIAN;
 }
-
-const VRS = new Set(
-  'AE AS AT CS DA DS DT FD FL IS LO LT OB OD OF OL OV OW PN SH SL SQ SS ST SV TM UC UI UL UN UR US UT UV'.split(
-    ' ',
-  ),
-);
-const LONG_LENGTH_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'UV']);
 
 function isVrAt(b: Uint8Array, offset: number): boolean {
   if (offset + 2 > b.length) return false;

@@ -7,6 +7,7 @@ import { sql } from 'kysely';
 import type { Context } from '../../context.js';
 import type { FileRow } from '../../db/schema.js';
 import { AppError, isAppError } from '../../errors.js';
+import type { EcgTriageSummary } from '../../formats/inspect.js';
 import { describeSlide, type SlideInfo } from '../../formats/slide/describe-slide.js';
 import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import { readTiff } from '../../formats/slide/tiff.js';
@@ -236,6 +237,7 @@ async function renderOrFail(ctx: Context, f: FileRow, render: () => Promise<void
 export function storedFileAccess(ctx: Context, f: FileRow): FileAccess {
   return {
     name: f.name,
+    ecgTriage: (f.metadata as { triage?: EcgTriageSummary }).triage,
     bytes: () => ctx.storage.getBytes(f.object_key),
     source: () => objectByteSource(ctx.storage, f.object_key, Number(f.bytes)),
     async withLocalPath(use) {
