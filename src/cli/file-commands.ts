@@ -176,7 +176,6 @@ export async function renderCommand(
         name: path.basename(file),
         bytes: async () => new Uint8Array(await readFile(file)),
         source: () => source,
-        withLocalPath: (use) => use(file),
         sibling: siblingReader(file),
       },
       size,

@@ -3,12 +3,11 @@ import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import type { Ecg } from '../formats/ecg/ecg.js';
 import { triageEcg } from '../formats/ecg/measure.js';
 import { type EcgTriageSummary, loadEcgFile, type SiblingReader } from '../formats/inspect.js';
-import { describeSlide } from '../formats/slide/describe-slide.js';
-import { readTiff } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
 import { renderDicomFrame } from '../imaging/render-dicom.js';
 import { renderEcg } from '../imaging/render-ecg.js';
-import { renderSlideThumbnail } from '../imaging/render-slide.js';
+import { renderSlideThumbnailFromReader } from '../imaging/render-slide.js';
+import { openTiffSlide } from '../imaging/slide-tiles.js';
 
 export type ImageEncoding = 'png' | 'webp' | 'jpeg';
 
@@ -26,8 +25,6 @@ export interface FileAccess {
   name: string;
   bytes(): Promise<Uint8Array>;
   source(): ByteSource;
-  /** Runs `use` with a local file path (sharp/libvips read slides from files). */
-  withLocalPath<T>(use: (file: string) => Promise<T>): Promise<T>;
   sibling: SiblingReader;
   /** The triage ingest already computed for this ECG (files.metadata.triage), so rendering does not redo it. */
   ecgTriage?: EcgTriageSummary | undefined;
@@ -97,10 +94,13 @@ export async function renderFileThumbnail(
         retryable: false,
       });
     default: {
-      const info = await describeSlide(await readTiff(file.source()));
-      return file.withLocalPath((p) =>
-        renderSlideThumbnail(p, info, { size: THUMBNAIL_WIDTH.pathology, format: encoding ?? 'webp' }),
-      );
+      // Read by byte range, composed tile by tile from the smallest sufficient level: a slide of gigabytes in
+      // object storage is never copied whole to local disk for one thumbnail.
+      const reader = await openTiffSlide(file.source());
+      return renderSlideThumbnailFromReader(reader, {
+        size: THUMBNAIL_WIDTH.pathology,
+        format: encoding ?? 'webp',
+      });
     }
   }
 }

@@ -1,8 +1,3 @@
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { pipeline } from 'node:stream/promises';
 import { sql } from 'kysely';
 import type { Context } from '../../context.js';
 import type { FileRow } from '../../db/schema.js';
@@ -11,8 +6,8 @@ import type { EcgTriageSummary } from '../../formats/inspect.js';
 import { describeSlide, type SlideInfo } from '../../formats/slide/describe-slide.js';
 import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import { readTiff } from '../../formats/slide/tiff.js';
-import { renderSlideThumbnail, renderSlideThumbnailFromReader } from '../../imaging/render-slide.js';
-import { openDicomWsiSlide } from '../../imaging/slide-tiles.js';
+import { renderSlideThumbnailFromReader } from '../../imaging/render-slide.js';
+import { openDicomWsiSlide, openTiffSlide } from '../../imaging/slide-tiles.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import { hasPyramid, loadWsiInputs, slideFilesFor } from '../open-slide.js';
@@ -192,14 +187,18 @@ const LABEL_SIZE = 1024;
  * label: the patient's name, the case barcode), which only views that may see identified data are served.
  */
 async function saveTiffLabels(ctx: Context, caseId: string, f: FileRow): Promise<void> {
-  const access = storedFileAccess(ctx, f);
-  const info = describeSlide(await readTiff(access.source()));
+  const source = objectByteSource(ctx.storage, f.object_key, Number(f.bytes));
+  const tiff = await readTiff(source);
+  const info = describeSlide(tiff);
   for (const image of info.associated) {
     if (image.name !== 'label' && image.name !== 'macro') continue;
     // The page alone, described as a one-level slide, goes through the same decoders as a thumbnail.
     const page: SlideInfo = { ...info, levels: [{ ...image, downsample: 1 }], associated: [] };
-    await saveIdentifying(ctx, caseId, f.id, `${image.name}-${f.id}.png`, () =>
-      access.withLocalPath((p) => renderSlideThumbnail(p, page, { size: LABEL_SIZE, format: 'png' })),
+    await saveIdentifying(ctx, caseId, f.id, `${image.name}-${f.id}.png`, async () =>
+      renderSlideThumbnailFromReader(await openTiffSlide(source, { info: page, tiff }), {
+        size: LABEL_SIZE,
+        format: 'png',
+      }),
     );
   }
 }
@@ -240,16 +239,6 @@ export function storedFileAccess(ctx: Context, f: FileRow): FileAccess {
     ecgTriage: (f.metadata as { triage?: EcgTriageSummary }).triage,
     bytes: () => ctx.storage.getBytes(f.object_key),
     source: () => objectByteSource(ctx.storage, f.object_key, Number(f.bytes)),
-    async withLocalPath(use) {
-      const dir = await mkdtemp(path.join(tmpdir(), 'teleread-'));
-      try {
-        const file = path.join(dir, 'object');
-        await pipeline(await ctx.storage.get(f.object_key), createWriteStream(file));
-        return await use(file);
-      } finally {
-        await rm(dir, { recursive: true, force: true });
-      }
-    },
     async sibling(name) {
       const sibling = await ctx.db
         .selectFrom('files')
