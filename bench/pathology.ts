@@ -5,7 +5,7 @@
  *
  * Thumbnail (512 px): Teleread as a fresh process (`bin/teleread render`, which includes starting Node and the
  * tsx loader, about a second, measured alone with `bin/teleread help`) and warm in this process (readTiff →
- * describeSlide → renderSlideThumbnail, as a worker does it), against `vipsthumbnail -s 512` and
+ * openTiffSlide → renderSlideThumbnailFromReader over a ByteSource, as a worker does it), against `vipsthumbnail -s 512` and
  * `openslide-write-png` of the pyramid level nearest 512 px (the whole level, not resized), each a process
  * per slide. Wall time and peak RSS (GNU time %M); for the warm path, the growth of this process's peak RSS
  * over its resting RSS (VmHWM reset through /proc/self/clear_refs before each thumbnail).
@@ -24,7 +24,7 @@ import path from 'node:path';
 import { dziLayout, dziTileRegion } from '../src/formats/slide/deep-zoom.js';
 import { describeSlide } from '../src/formats/slide/describe-slide.js';
 import { readTiff } from '../src/formats/slide/tiff.js';
-import { renderSlideThumbnail } from '../src/imaging/render-slide.js';
+import { renderSlideThumbnailFromReader } from '../src/imaging/render-slide.js';
 import {
   createEncodedTileCache,
   createRawTileCache,
@@ -135,8 +135,11 @@ async function thumbnailInProcess(file: string, out: string): Promise<{ ms: numb
   const started = process.hrtime.bigint();
   const source = await fileByteSource(file);
   try {
-    const info = describeSlide(await readTiff(source));
-    const image = await renderSlideThumbnail(file, info, { size: SIZE, format: 'png' });
+    // What the pipeline's worker does: a tile reader over the stored bytes, composed from the smallest level.
+    const image = await renderSlideThumbnailFromReader(await openTiffSlide(source), {
+      size: SIZE,
+      format: 'png',
+    });
     if (Math.max(image.width, image.height) !== SIZE) {
       throw new Error(`thumbnail is ${image.width}×${image.height}, expected a ${SIZE} px longest side`);
     }
@@ -439,7 +442,7 @@ async function main(): Promise<BenchRow[]> {
     withGoal(
       row({
         bench: 'pathology',
-        measure: 'same thumbnail, warm in-process (readTiff + describeSlide + renderSlideThumbnail)',
+        measure: 'same thumbnail, warm in-process (openTiffSlide + renderSlideThumbnailFromReader)',
         unit: 's',
         teleread: stats(warmSeconds),
         reference: vipsRef,
