@@ -9,7 +9,8 @@ export const QUEUE_NAMES = ['ingest', 'process', 'route', 'maintenance', 'sla', 
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
 export interface JobPayloads {
-  ingest: { fileId: string; requestId?: string };
+  /** One file (DIMSE instance, ops retry, sweep), or the files of one upload request (INGEST_BATCH_FILES at most). */
+  ingest: { fileId: string; requestId?: string } | { fileIds: string[]; requestId?: string };
   process: { caseId: string; requestId?: string };
   route: { caseId: string; requestId?: string };
   maintenance: { task: 'sweep' };
@@ -59,6 +60,36 @@ export async function enqueueIngest(queues: Queues, fileId: string, requestId?: 
     { fileId, ...(requestId ? { requestId } : {}) },
     { jobId: `ingest-${fileId}` },
   );
+}
+
+/** Most files one ingest job attaches: a batch is one transaction, so it stays short enough not to hold locks. */
+export const INGEST_BATCH_FILES = 50;
+
+/**
+ * The files of one request, in jobs of INGEST_BATCH_FILES, added in one round trip. A job's id is its first
+ * file's, so enqueueing the same files again (a repeated call, the sweep) adds no second job.
+ */
+export async function enqueueIngestFiles(
+  queues: Queues,
+  fileIds: string[],
+  requestId?: string,
+): Promise<void> {
+  if (fileIds.length === 1) return enqueueIngest(queues, fileIds[0]!, requestId);
+  const jobs = [];
+  for (let i = 0; i < fileIds.length; i += INGEST_BATCH_FILES) {
+    const chunk = fileIds.slice(i, i + INGEST_BATCH_FILES);
+    jobs.push({
+      name: 'ingest',
+      data: { fileIds: chunk, ...(requestId ? { requestId } : {}) },
+      opts: { jobId: `ingest-batch-${chunk[0]}` },
+    });
+  }
+  if (jobs.length > 0) await queues.ingest.addBulk(jobs);
+}
+
+/** The files an ingest job covers, whichever form it has. */
+export function ingestJobFileIds(data: JobPayloads['ingest']): string[] {
+  return 'fileIds' in data ? data.fileIds : [data.fileId];
 }
 
 /**

@@ -2,10 +2,11 @@ import { createHash, randomUUID } from 'node:crypto';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { Transform, type TransformCallback } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { Context } from '../context.js';
 import type { Priority } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import { enqueueIngest } from './queues.js';
+import { enqueueIngestFiles } from './queues.js';
 
 /**
  * How files enter Teleread, whatever the door (HTTP upload, DICOMweb STOW-RS, DIMSE C-STORE): each body is
@@ -159,7 +160,11 @@ export async function recordFiles(
   // After the commit. The files are safely recorded now: if Redis refuses the enqueue (or this process dies
   // first), the sweep finds the rows without `ingested_at` and enqueues them, so the caller still succeeds.
   try {
-    for (const f of stored) await enqueueIngest(ctx.queues, f.id, upload.requestId ?? undefined);
+    await enqueueIngestFiles(
+      ctx.queues,
+      stored.map((f) => f.id),
+      upload.requestId ?? undefined,
+    );
   } catch (err) {
     ctx.log.warn(
       { uploadId: upload.id, err: err instanceof Error ? err.message : err },
@@ -179,16 +184,26 @@ export async function receiveFiles(
   meta: () => { priority: Priority; notes: string | null },
 ): Promise<StoredObject[]> {
   const budget: ByteBudget = { remaining: ctx.config.maxUploadBytes };
-  const stored: StoredObject[] = [];
+  const puts: Promise<StoredObject>[] = [];
   try {
     for await (const file of files) {
-      stored.push(await storeIncoming(ctx, upload, file, budget, `file-${stored.length + 1}`));
+      // The next part is read as soon as this body has been, while this object is still being made durable
+      // (fsync, rename, directory sync): a request of many small files does not wait on each one in turn.
+      const put = storeIncoming(ctx, upload, file, budget, `file-${puts.length + 1}`);
+      puts.push(put);
+      put.catch(() => undefined); // observed below, with the others
+      // A put that fails stops reading its body, which would then never end: its error ends the wait too.
+      await Promise.race([finished(file.body), put]);
     }
-    if (stored.length === 0) throw new AppError('VALIDATION_FAILED', 'no file in the upload');
+    if (puts.length === 0) throw new AppError('VALIDATION_FAILED', 'no file in the upload');
+    const stored = await Promise.all(puts);
     await recordFiles(ctx, { ...upload, ...meta() }, stored, { createUpload: true });
     return stored;
   } catch (err) {
-    await Promise.allSettled(stored.map((f) => ctx.storage.delete(f.key)));
+    const settled = await Promise.allSettled(puts);
+    await Promise.allSettled(
+      settled.flatMap((r) => (r.status === 'fulfilled' ? [ctx.storage.delete(r.value.key)] : [])),
+    );
     throw err;
   }
 }

@@ -9,7 +9,7 @@ import { handleSweep } from './handlers/handle-sweep.js';
 import { handleWebhook } from './handlers/handle-webhook.js';
 import type { JobContext, JobOutcome } from './job-context.js';
 import { type JobPayloads, QUEUE_NAMES, type QueueName } from './queues.js';
-import { recordFileFailure } from './record-failure.js';
+import { recordFileFailure, recordUnfinishedFailure } from './record-failure.js';
 
 type Handler<N extends QueueName> = (jc: JobContext, data: JobPayloads[N]) => Promise<JobOutcome>;
 
@@ -137,6 +137,13 @@ async function onJobError(ctx: Context, job: Job, err: unknown, log: Context['lo
   const fileId = (job.data as { fileId?: string }).fileId;
   if (fileId && (permanent || lastAttempt)) {
     await recordFileFailure(ctx.db, fileId, error).catch((e) =>
+      log.error({ err: e }, 'could not record failure'),
+    );
+  }
+  // A batch that gives up stamps the files it did not get to, so none is left "processing" forever.
+  const fileIds = (job.data as { fileIds?: string[] }).fileIds;
+  if (fileIds && (permanent || lastAttempt)) {
+    await recordUnfinishedFailure(ctx.db, fileIds, error).catch((e) =>
       log.error({ err: e }, 'could not record failure'),
     );
   }

@@ -70,6 +70,52 @@ async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> 
   }
 }
 
+/** Chunks of a streamed body are gathered up to this size and written with one writev. */
+const WRITE_BATCH_BYTES = 1024 * 1024;
+
+async function writeAllV(handle: FileHandle, chunks: Uint8Array[]): Promise<void> {
+  let pending = chunks;
+  while (pending.length > 0) {
+    let { bytesWritten } = await handle.writev(pending);
+    if (bytesWritten <= 0) throw new Error('write made no progress');
+    // A short write (rare: a full disk, a signal) continues where it stopped.
+    const rest: Uint8Array[] = [];
+    for (const c of pending) {
+      if (bytesWritten >= c.length) bytesWritten -= c.length;
+      else {
+        rest.push(bytesWritten > 0 ? c.subarray(bytesWritten) : c);
+        bytesWritten = 0;
+      }
+    }
+    pending = rest;
+  }
+}
+
+/**
+ * Group commit for directory syncs: many objects published into one directory at once (the files of one
+ * upload) share an fsync. A caller's rename is durable after a sync that started after it, so a request that
+ * arrives while one runs waits for the next, which serves everyone who asked in the meantime.
+ */
+class DirectorySyncs {
+  private readonly state = new Map<string, { running: Promise<void>; next?: Promise<void> }>();
+
+  sync(dir: string): Promise<void> {
+    const current = this.state.get(dir);
+    if (!current) return this.start(dir);
+    current.next ??= current.running.catch(() => undefined).then(() => this.start(dir));
+    return current.next;
+  }
+
+  private start(dir: string): Promise<void> {
+    const running = syncDirectory(dir).finally(() => {
+      const s = this.state.get(dir);
+      if (s?.running === running && s.next === undefined) this.state.delete(dir);
+    });
+    this.state.set(dir, { running });
+    return running;
+  }
+}
+
 async function syncDirectory(path: string): Promise<void> {
   const handle = await open(path, 'r');
   try {
@@ -103,6 +149,8 @@ export class FsStore implements ObjectStore {
   readonly driver = 'fs' as const;
   readonly root: string;
   private readonly tmpDir: string;
+  private tmpDirMade = false;
+  private readonly dirSyncs = new DirectorySyncs();
 
   constructor(root: string) {
     if (!isAbsolute(root)) throw new AppError('CONFIG_INVALID', `fs storage root must be absolute: ${root}`);
@@ -131,15 +179,25 @@ export class FsStore implements ObjectStore {
     const tmp = join(this.tmpDir, randomUUID());
     let handle: FileHandle | undefined;
     try {
-      await mkdir(this.tmpDir, { recursive: true });
-      handle = await open(tmp, 'wx');
+      handle = await this.openTemp(tmp);
       if (source === undefined) {
         await writeFully(handle, body as Uint8Array);
       } else {
+        // Network chunks are small (16–64 KiB): one writev per megabyte saves a thread-pool trip per chunk.
         // for-await rethrows the source's error, or ERR_STREAM_PREMATURE_CLOSE when it is destroyed mid-way.
+        let batch: Uint8Array[] = [];
+        let batched = 0;
         for await (const chunk of source) {
-          await writeFully(handle, typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array));
+          const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array);
+          batch.push(bytes);
+          batched += bytes.length;
+          if (batched >= WRITE_BATCH_BYTES) {
+            await writeAllV(handle, batch);
+            batch = [];
+            batched = 0;
+          }
         }
+        if (batch.length > 0) await writeAllV(handle, batch);
       }
       const stats = await handle.stat();
       checkContentLength(key, options.contentLength, stats.size);
@@ -157,6 +215,21 @@ export class FsStore implements ObjectStore {
       throw storageError(err, 'put', key);
     } finally {
       source?.off('error', onSourceError);
+    }
+  }
+
+  private async openTemp(tmp: string): Promise<FileHandle> {
+    if (!this.tmpDirMade) {
+      await mkdir(this.tmpDir, { recursive: true });
+      this.tmpDirMade = true;
+    }
+    try {
+      return await open(tmp, 'wx');
+    } catch (err) {
+      // The staging folder was removed under us (an operator tidying up): make it again, once.
+      if (errnoCode(err) !== 'ENOENT') throw err;
+      await mkdir(this.tmpDir, { recursive: true });
+      return open(tmp, 'wx');
     }
   }
 
@@ -185,7 +258,7 @@ export class FsStore implements ObjectStore {
       // its own parent is: walk up from the target's directory to the parent of the first one mkdir made.
       const last = created === undefined ? dir : dirname(created);
       for (let d = dir; ; d = dirname(d)) {
-        await syncDirectory(d);
+        await this.dirSyncs.sync(d);
         if (d === last || d === dirname(d)) return;
       }
     }

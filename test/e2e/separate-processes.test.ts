@@ -6,6 +6,7 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { collectBatches, uploadBatch } from '../../src/client/upload-client.js';
 import { createDatabase, type Db } from '../../src/db/database.js';
+import { ingestJobFileIds } from '../../src/pipeline/queues.js';
 import { repoRoot } from '../corpus.js';
 import { apiClient, waitFor } from '../helpers/api-client.js';
 import {
@@ -110,7 +111,7 @@ describe('api and workers as separate processes', () => {
         const done = await db.selectFrom('files').select('id').where('ingested_at', 'is not', null).execute();
         if (done.length < 10) return undefined;
         const active = await ingestQueue.getActive();
-        return active.length > 0 ? active.map((j) => j.data.fileId as string) : undefined;
+        return active.length > 0 ? active.flatMap((j) => ingestJobFileIds(j.data)) : undefined;
       },
       60_000,
     );

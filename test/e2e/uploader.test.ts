@@ -11,6 +11,7 @@ import type { App } from '../../src/api/build-app.js';
 import { startApi } from '../../src/api/start-api.js';
 import { addSite, createKey } from '../../src/cli/admin-commands.js';
 import type { Context } from '../../src/context.js';
+import { ingestJobFileIds } from '../../src/pipeline/queues.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { tusStagingDir } from '../../src/uploads/publish-staged-file.js';
 import { repoRoot } from '../corpus.js';
@@ -82,7 +83,7 @@ async function storedSha(objectKey: string): Promise<string> {
 
 async function ingestJobsFor(fileId: string): Promise<number> {
   const jobs = await ctx.queues.ingest.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed']);
-  return jobs.filter((j) => j.data.fileId === fileId).length;
+  return jobs.filter((j) => ingestJobFileIds(j.data).includes(fileId)).length;
 }
 
 describe('teleread upload over a poor link', () => {

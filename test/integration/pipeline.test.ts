@@ -11,7 +11,7 @@ import type { Context } from '../../src/context.js';
 import { handleIngest } from '../../src/pipeline/handlers/handle-ingest.js';
 import { handleProcess } from '../../src/pipeline/handlers/handle-process.js';
 import { handleRoute } from '../../src/pipeline/handlers/handle-route.js';
-import { QUEUE_NAMES } from '../../src/pipeline/queues.js';
+import { ingestJobFileIds, QUEUE_NAMES } from '../../src/pipeline/queues.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { repoRoot } from '../corpus.js';
 import { apiClient, waitFor } from '../helpers/api-client.js';
@@ -178,12 +178,22 @@ describe('upload → ingest → process → route → worklist', () => {
       'orphan.dat': 'UNSUPPORTED_FORMAT',
       'truncated.dcm': 'CORRUPT_FILE',
     });
-    // The failed ingest jobs are not retried forever: BullMQ holds them as failed, once.
-    const failed = await ctx.queues.ingest.getFailed();
-    for (const f of upload.files) {
-      const job = failed.find((j) => j.data.fileId === f.id);
-      expect(job?.attemptsMade).toBe(1);
-    }
+    // Bad input is not retried: each file was tried once, and its request's batch job ended without a retry.
+    const rows = await ctx.db
+      .selectFrom('files')
+      .select(['id', 'attempts'])
+      .where(
+        'id',
+        'in',
+        upload.files.map((f) => f.id),
+      )
+      .execute();
+    expect(rows.map((r) => r.attempts)).toEqual([1, 1, 1]);
+    const completed = await ctx.queues.ingest.getCompleted();
+    const batch = completed.filter((j) => upload.files.some((f) => ingestJobFileIds(j.data).includes(f.id)));
+    expect(batch).toHaveLength(1);
+    expect(batch[0]!.attemptsMade).toBe(1);
+    expect(ingestJobFileIds(batch[0]!.data).sort()).toEqual(upload.files.map((f) => f.id).sort());
     const ops = await call<{ files: Array<{ id: string; errorCode: string }> }>(
       keys.ops!,
       '/v1/ops/files?status=failed',

@@ -11,6 +11,7 @@ import { startApi } from '../../src/api/start-api.js';
 import { addSite, createKey } from '../../src/cli/admin-commands.js';
 import { DEFAULT_UPLOADER_OPTIONS, runUploader } from '../../src/client/resumable-uploader.js';
 import type { Context } from '../../src/context.js';
+import { ingestJobFileIds } from '../../src/pipeline/queues.js';
 import { tusStagingDir } from '../../src/uploads/publish-staged-file.js';
 import { sweepUploads } from '../../src/uploads/sweep-uploads.js';
 import { apiClient } from '../helpers/api-client.js';
@@ -96,7 +97,7 @@ async function offsetOf(location: string): Promise<number> {
 
 async function ingestJobsFor(fileId: string): Promise<number> {
   const jobs = await ctx.queues.ingest.getJobs(['waiting', 'delayed', 'active', 'completed', 'failed']);
-  return jobs.filter((j) => j.data.fileId === fileId).length;
+  return jobs.filter((j) => ingestJobFileIds(j.data).includes(fileId)).length;
 }
 
 const checksum = (b: Uint8Array) => `sha256 ${createHash('sha256').update(b).digest('base64')}`;

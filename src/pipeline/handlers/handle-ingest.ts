@@ -1,126 +1,245 @@
 import { sql } from 'kysely';
 import type { Db } from '../../db/database.js';
-import type { CaseKind, FileRow } from '../../db/schema.js';
-import { AppError } from '../../errors.js';
+import type { CaseKind, FileRow, Priority } from '../../db/schema.js';
+import { AppError, isAppError } from '../../errors.js';
 import { type EcgTriageSummary, type Inspection, inspectFile } from '../../formats/inspect.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { ObjectStore } from '../../storage/object-store.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import { enqueueProcess, type JobOf } from '../queues.js';
+import { recordFileFailure } from '../record-failure.js';
+
+/** Inspections run side by side within one batch: they are mostly waits on storage reads. */
+const INSPECT_PARALLEL = 4;
 
 /**
- * ingest: sniff the format, parse the metadata, attach the file to its case. Idempotent: a file that already
- * has `ingested_at` (or has failed for good) is skipped, apart from re-enqueueing its case's next step.
+ * ingest: sniff the format, parse the metadata, attach the file to its case. A job carries one file (a DIMSE
+ * instance, an ops retry, the sweep) or the files of one upload request, which are attached in one transaction
+ * so a 200-instance study costs a handful of round trips per request rather than per file. Idempotent: a file
+ * that already has `ingested_at` (or has failed for good) is skipped, apart from re-enqueueing its case's next
+ * step. A file that cannot be read fails alone, with its code; the rest of the batch goes on.
  */
-export async function handleIngest(
-  { ctx, log, requestId }: JobContext,
-  job: JobOf<'ingest'>,
-): Promise<JobOutcome> {
-  const { db, storage, queues } = ctx;
-  const file = await db.selectFrom('files').selectAll().where('id', '=', job.fileId).executeTakeFirst();
-  if (!file) throw new AppError('NOT_FOUND', `file ${job.fileId} does not exist`, { retryable: false });
-  if (file.status === 'failed') return 'SKIPPED';
-  if (file.ingested_at && file.case_id) {
-    await enqueueProcess(queues, file.case_id, requestId, 0);
-    return 'SKIPPED';
+export async function handleIngest(jc: JobContext, job: JobOf<'ingest'>): Promise<JobOutcome> {
+  const { db, queues } = jc.ctx;
+  const ids = 'fileIds' in job ? job.fileIds : [job.fileId];
+  const files =
+    ids.length === 0 ? [] : await db.selectFrom('files').selectAll().where('id', 'in', ids).execute();
+  if ('fileId' in job && files.length === 0) {
+    throw new AppError('NOT_FOUND', `file ${job.fileId} does not exist`, { retryable: false });
   }
+  const done = new Set<string>();
+  const todo: FileRow[] = [];
+  for (const file of files) {
+    if (file.status === 'failed') continue;
+    if (file.ingested_at && file.case_id) done.add(file.case_id);
+    else todo.push(file);
+  }
+  for (const caseId of done) await enqueueProcess(queues, caseId, jc.requestId, 0);
+  if (todo.length === 0) return 'SKIPPED';
   await db
     .updateTable('files')
     .set({ status: 'processing', attempts: sql`attempts + 1` })
-    .where('id', '=', file.id)
+    .where(
+      'id',
+      'in',
+      todo.map((f) => f.id),
+    )
     .execute();
 
-  const inspection = await inspectStoredFile(db, storage, file);
-  const kind = inspection.kind ?? (await companionKind(db, file));
-  const { caseId, duplicateOf } = await db.transaction().execute(async (trx) => {
-    const caseId = await findOrCreateCase(trx, file, kind, inspection);
-    // ECG triage: a critical finding (asystole, pause, rate < 40 or > 150) makes the case stat, with the reason
-    // on the case so that routing and the reader see why it jumped the queue.
-    const triage = inspection.metadata.triage as EcgTriageSummary | undefined;
-    if (triage?.priority === 'stat') {
-      await trx
-        .updateTable('cases')
-        .set({
-          priority: 'stat',
-          priority_reason: triage.reason,
-          // Routing rules match on these (e.g. a stat cardiology pool for ASYSTOLE).
-          flags: sql`ARRAY(SELECT DISTINCT unnest(flags || ${triage.flags.filter((f) => f.critical).map((f) => f.code)}::text[]))`,
-        })
-        .where('id', '=', caseId)
-        .execute();
+  const inspected = await inspectAll(jc, todo, 'fileIds' in job);
+  if (inspected.length === 0) return 'SUCCESS';
+  const attached = await attachToCases(db, inspected);
+  for (const a of attached.filter((x) => x.duplicateOf)) {
+    await jc.ctx.storage
+      .delete(a.file.object_key)
+      .catch((err) => jc.log.warn({ err, fileId: a.file.id }, 'could not drop a duplicate object'));
+    jc.log.info(
+      { fileId: a.file.id, caseId: a.caseId, duplicateOf: a.duplicateOf },
+      'duplicate instance, stored once',
+    );
+  }
+  for (const a of attached) {
+    jc.log.info(
+      { fileId: a.file.id, caseId: a.caseId, format: a.inspection.format, kind: a.kind },
+      'file ingested',
+    );
+  }
+  // After the commit: a crash here leaves rows the sweep finds (ingested, not processed) and re-enqueues.
+  // A DICOM study waits until it is stable; other uploads are complete when their request is.
+  const delays = new Map<string, number>();
+  for (const a of attached) {
+    const delay = a.inspection.studyInstanceUid ? jc.ctx.config.studyStableSeconds * 1000 : 500;
+    delays.set(a.caseId, Math.max(delays.get(a.caseId) ?? 0, delay));
+  }
+  for (const [caseId, delay] of delays) await enqueueProcess(queues, caseId, jc.requestId, delay);
+  return 'SUCCESS';
+}
+
+interface Inspected {
+  file: FileRow;
+  inspection: Inspection;
+  kind: CaseKind;
+}
+
+/**
+ * Inspects every file; one that is corrupt or of no known format is stamped failed here and left out. A
+ * transient error (storage unreachable) fails the whole job, whose retry skips what was already done.
+ */
+async function inspectAll(jc: JobContext, files: FileRow[], batch: boolean): Promise<Inspected[]> {
+  const { db, storage } = jc.ctx;
+  const mains = new Map<string, Promise<50 | 60 | null>>();
+  const mainsOf = (siteId: string): Promise<50 | 60 | null> => {
+    let m = mains.get(siteId);
+    if (!m) {
+      m = db
+        .selectFrom('sites')
+        .select('mains_hz')
+        .where('id', '=', siteId)
+        .executeTakeFirst()
+        .then((r) => r?.mains_hz ?? null);
+      mains.set(siteId, m);
     }
-    const sopInstanceUid = inspection.sopInstanceUid ?? null;
-    // The same instance sent twice (same SOP Instance UID, same bytes) is stored once: this row points at the
-    // first copy and its own object is dropped after the commit.
-    const original = sopInstanceUid
-      ? await trx
-          .selectFrom('files')
-          .select(['id', 'object_key'])
-          .where('case_id', '=', caseId)
-          .where('sop_instance_uid', '=', sopInstanceUid)
-          .where('sha256', '=', file.sha256)
-          .where('duplicate_of', 'is', null)
-          .where('id', '!=', file.id)
-          .executeTakeFirst()
-      : undefined;
-    await trx
-      .updateTable('files')
-      .set({
-        case_id: caseId,
-        kind,
-        format: inspection.format,
-        sop_instance_uid: sopInstanceUid,
-        metadata: JSON.stringify({
-          ...inspection.metadata,
-          ...(inspection.seriesInstanceUid ? { seriesInstanceUid: inspection.seriesInstanceUid } : {}),
-          ...(inspection.sopInstanceUid ? { sopInstanceUid: inspection.sopInstanceUid } : {}),
-          ...(inspection.companions ? { companions: inspection.companions } : {}),
-        }),
-        patient: inspection.patient ? JSON.stringify(inspection.patient) : null,
-        ingested_at: sql`now()`,
-        ...(original
-          ? {
-              duplicate_of: original.id,
-              object_key: original.object_key,
-              status: 'processed',
-              processed_at: sql`now()`,
-            }
-          : {}),
-      })
-      .where('id', '=', file.id)
-      .execute();
+    return m;
+  };
+  const results: (Inspected | null)[] = new Array(files.length).fill(null);
+  let next = 0;
+  const lane = async () => {
+    while (next < files.length) {
+      const i = next++;
+      const file = files[i]!;
+      try {
+        const inspection = await inspectStoredFile(db, storage, file, await mainsOf(file.site_id));
+        const kind = inspection.kind ?? (await companionKind(db, file));
+        results[i] = { file, inspection, kind };
+      } catch (err) {
+        if (!isAppError(err) || err.retryable) throw err;
+        // A one-file job fails itself (run-worker stamps the file), so ops see the job's reason too.
+        if (!batch) throw err;
+        await recordFileFailure(db, file.id, err);
+        jc.log.warn({ fileId: file.id, code: err.code, reason: err.message }, 'file failed ingest');
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(INSPECT_PARALLEL, files.length) }, lane));
+  return results.filter((r): r is Inspected => r !== null);
+}
+
+interface Attached extends Inspected {
+  caseId: string;
+  duplicateOf: string | null;
+}
+
+/**
+ * One transaction for the batch: each file joins its case (found or created once per study or upload kind),
+ * and each touched case is stamped once at the end, in id order so two batches of one study cannot deadlock.
+ */
+async function attachToCases(db: Db, inspected: Inspected[]): Promise<Attached[]> {
+  return db.transaction().execute(async (trx) => {
+    const cases = new Map<string, string>();
+    const uploads = new Map<string, UploadDefaults>();
+    const out: Attached[] = [];
+    for (const item of inspected) {
+      const { file, inspection, kind } = item;
+      const caseKey = inspection.studyInstanceUid
+        ? `study:${file.site_id}:${inspection.studyInstanceUid}`
+        : `upload:${file.upload_id}:${kind}`;
+      let caseId = cases.get(caseKey);
+      if (!caseId) {
+        let upload = uploads.get(file.upload_id);
+        if (!upload) {
+          upload = await trx
+            .selectFrom('uploads')
+            .select(['priority', 'notes'])
+            .where('id', '=', file.upload_id)
+            .executeTakeFirstOrThrow();
+          uploads.set(file.upload_id, upload);
+        }
+        caseId = await findOrCreateCase(trx, file, kind, inspection, upload);
+        cases.set(caseKey, caseId);
+      }
+      // ECG triage: a critical finding (asystole, pause, rate < 40 or > 150) makes the case stat, with the
+      // reason on the case so that routing and the reader see why it jumped the queue.
+      const triage = inspection.metadata.triage as EcgTriageSummary | undefined;
+      if (triage?.priority === 'stat') {
+        await trx
+          .updateTable('cases')
+          .set({
+            priority: 'stat',
+            priority_reason: triage.reason,
+            // Routing rules match on these (e.g. a stat cardiology pool for ASYSTOLE).
+            flags: sql`ARRAY(SELECT DISTINCT unnest(flags || ${triage.flags.filter((f) => f.critical).map((f) => f.code)}::text[]))`,
+          })
+          .where('id', '=', caseId)
+          .execute();
+      }
+      const sopInstanceUid = inspection.sopInstanceUid ?? null;
+      // The same instance sent twice (same SOP Instance UID, same bytes) is stored once: this row points at
+      // the first copy and its own object is dropped after the commit.
+      const original = sopInstanceUid
+        ? await trx
+            .selectFrom('files')
+            .select(['id', 'object_key'])
+            .where('case_id', '=', caseId)
+            .where('sop_instance_uid', '=', sopInstanceUid)
+            .where('sha256', '=', file.sha256)
+            .where('duplicate_of', 'is', null)
+            .where('id', '!=', file.id)
+            .executeTakeFirst()
+        : undefined;
+      await trx
+        .updateTable('files')
+        .set({
+          case_id: caseId,
+          kind,
+          format: inspection.format,
+          sop_instance_uid: sopInstanceUid,
+          metadata: JSON.stringify({
+            ...inspection.metadata,
+            ...(inspection.seriesInstanceUid ? { seriesInstanceUid: inspection.seriesInstanceUid } : {}),
+            ...(inspection.sopInstanceUid ? { sopInstanceUid: inspection.sopInstanceUid } : {}),
+            ...(inspection.companions ? { companions: inspection.companions } : {}),
+          }),
+          patient: inspection.patient ? JSON.stringify(inspection.patient) : null,
+          ingested_at: sql`now()`,
+          ...(original
+            ? {
+                duplicate_of: original.id,
+                object_key: original.object_key,
+                status: 'processed',
+                processed_at: sql`now()`,
+              }
+            : {}),
+        })
+        .where('id', '=', file.id)
+        .execute();
+      out.push({ ...item, caseId, duplicateOf: original?.id ?? null });
+    }
+    const touched = [...new Set(cases.values())].sort();
     await trx
       .updateTable('cases')
       .set({
         updated_at: sql`now()`,
         status: sql`CASE WHEN status = 'routed' THEN status ELSE 'processing' END`,
       })
-      .where('id', '=', caseId)
+      .where('id', 'in', touched)
       .execute();
-    return { caseId, duplicateOf: original?.id ?? null };
+    return out;
   });
-  if (duplicateOf) {
-    await storage
-      .delete(file.object_key)
-      .catch((err) => log.warn({ err }, 'could not drop a duplicate object'));
-    log.info({ caseId, duplicateOf }, 'duplicate instance, stored once');
-  }
-  log.info({ caseId, format: inspection.format, kind }, 'file ingested');
-  // After the commit: a crash here leaves a row the sweep finds (ingested, not processed) and re-enqueues.
-  // A DICOM study waits until it is stable; other uploads are complete when their request is.
-  const delay = inspection.studyInstanceUid ? ctx.config.studyStableSeconds * 1000 : 500;
-  await enqueueProcess(queues, caseId, requestId, delay);
-  return 'SUCCESS';
 }
 
-async function inspectStoredFile(db: Db, storage: ObjectStore, file: FileRow): Promise<Inspection> {
+interface UploadDefaults {
+  priority: Priority;
+  notes: string | null;
+}
+
+async function inspectStoredFile(
+  db: Db,
+  storage: ObjectStore,
+  file: FileRow,
+  mainsHz: 50 | 60 | null,
+): Promise<Inspection> {
   const source = objectByteSource(storage, file.object_key, Number(file.bytes));
-  const site = await db
-    .selectFrom('sites')
-    .select('mains_hz')
-    .where('id', '=', file.site_id)
-    .executeTakeFirst();
-  const options = site?.mains_hz ? { mainsFrequency: site.mains_hz } : {};
+  const options = mainsHz ? { mainsFrequency: mainsHz } : {};
   return inspectFile(
     source,
     file.name,
@@ -168,12 +287,8 @@ async function findOrCreateCase(
   file: FileRow,
   kind: CaseKind,
   inspection: Inspection,
+  upload: UploadDefaults,
 ): Promise<string> {
-  const upload = await trx
-    .selectFrom('uploads')
-    .select(['priority', 'notes'])
-    .where('id', '=', file.upload_id)
-    .executeTakeFirstOrThrow();
   const studyUid = inspection.studyInstanceUid ?? null;
   const existing = studyUid
     ? trx
