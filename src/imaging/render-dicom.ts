@@ -400,10 +400,12 @@ interface GrayscalePlan {
   /** Modality value → display value. */
   display: ValueFunction;
   modality: ValueFunction;
-  /** Stored values of up to 16 bits go through tables: a few thousand entries cost less than the modality and
-   * VOI arithmetic per pixel. */
-  table?: { min: number; values: Float32Array };
-  /** The rescale, when modality values are not tabulated (32-bit and float frames). */
+  /** What `display` does, for the loops that inline a linear window. */
+  voi: VoiChoice;
+  invert: boolean;
+  /** The file's Modality LUT applies (rather than a rescale, which is linear and so can wait until after the
+   * averaging). */
+  modalityLut: boolean;
   rescale: { slope: number; intercept: number };
 }
 
@@ -414,13 +416,23 @@ function planGrayscale(
   invert: boolean,
 ): GrayscalePlan {
   const modality = modalityFunction(instance);
-  const display = voiFunction(resolveVoi(frame, instance, window), invert);
+  const voi = resolveVoi(frame, instance, window);
+  const display = voiFunction(voi, invert);
   const rescale = { slope: instance.rescaleSlope || 1, intercept: instance.rescaleIntercept ?? 0 };
-  if (frame.bitsStored > 16 || isFloat(frame)) return { display, modality, rescale };
+  return { display, modality, voi, invert, modalityLut: !!readModalityLut(instance), rescale };
+}
+
+/** Modality values over the frame's stored range, for stored values of up to 16 bits: a few thousand entries
+ * cost less than the modality arithmetic per pixel. */
+function modalityTable(
+  frame: Frame,
+  modality: ValueFunction,
+): { min: number; values: Float32Array } | undefined {
+  if (frame.bitsStored > 16 || isFloat(frame)) return undefined;
   const { min, size } = storedRange(frame);
   const values = new Float32Array(size);
   for (let k = 0; k < size; k++) values[k] = modality(k + min);
-  return { display, modality, rescale, table: { min, values } };
+  return { min, values };
 }
 
 function renderGrayscale(
@@ -431,11 +443,12 @@ function renderGrayscale(
   size: DisplaySize,
 ): Uint8Array {
   const plan = planGrayscale(frame, instance, window, invert);
-  const { display, modality, table } = plan;
+  const { display, modality } = plan;
   const pixels = frame.pixels;
   if (sameSize(frame, size)) {
     const n = frame.rows * frame.columns;
     const out = new Uint8Array(n);
+    const table = modalityTable(frame, modality);
     if (table) {
       const lut = new Uint8Array(table.values.length);
       for (let k = 0; k < lut.length; k++) lut[k] = display(table.values[k]!);
@@ -447,25 +460,43 @@ function renderGrayscale(
   }
   // Resized: average modality values, then window the averages (see resample-area.ts).
   const columns = frame.columns;
+  const job = { pixels, width: columns, height: frame.rows, newWidth: size.width, newHeight: size.height };
+  if (!plan.modalityLut) return windowed(resampleStored({ ...job, rescale: plan.rescale }), plan);
+  const table = modalityTable(frame, modality);
   const averaged = table
-    ? resampleStored({
-        pixels,
-        width: columns,
-        height: frame.rows,
-        newWidth: size.width,
-        newHeight: size.height,
-        table,
-      })
+    ? resampleStored({ ...job, table })
     : resampleArea(columns, frame.rows, 1, size.width, size.height, (y, row) => {
         const offset = y * columns;
         for (let x = 0; x < columns; x++) row[x] = modality(pixels[offset + x]!);
       });
-  return windowed(averaged, display);
+  return windowed(averaged, plan);
 }
 
-function windowed(averaged: Float32Array, display: ValueFunction): Uint8Array {
+/** Modality values → display values. The usual LINEAR window is written out in the loop: a call through the
+ * VOI closures per output pixel costs several times the arithmetic. */
+function windowed(averaged: Float32Array, plan: GrayscalePlan): Uint8Array {
   const out = new Uint8Array(averaged.length);
-  for (let i = 0; i < out.length; i++) out[i] = display(averaged[i]!);
+  const voi = plan.voi;
+  if (voi.kind !== 'window' || voi.function !== 'LINEAR') {
+    for (let i = 0; i < out.length; i++) out[i] = plan.display(averaged[i]!);
+    return out;
+  }
+  // The same expressions as voiFunction's LINEAR branch, so that both round alike.
+  const { center: c, width: w } = voi;
+  const lower = c - 0.5 - (w - 1) / 2;
+  const upper = c - 0.5 + (w - 1) / 2;
+  const invert = plan.invert;
+  for (let i = 0; i < out.length; i++) {
+    const x = averaged[i]!;
+    let rounded: number;
+    if (x <= lower) rounded = 0;
+    else if (x > upper) rounded = 255;
+    else {
+      const y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255;
+      rounded = y <= 0 ? 0 : y >= 255 ? 255 : (y + 0.5) | 0;
+    }
+    out[i] = invert ? 255 - rounded : rounded;
+  }
   return out;
 }
 
@@ -488,17 +519,18 @@ async function displayPixelsForRender(
   }
   if (pi !== 'MONOCHROME1' && pi !== 'MONOCHROME2') return toDisplayPixels(frame, instance, window, size);
   const plan = planGrayscale(frame, instance, window, pi === 'MONOCHROME1');
+  const table = plan.modalityLut ? modalityTable(frame, plan.modality) : undefined;
   // A Modality LUT on wide samples has no table to send; such frames stay on this thread.
-  if (!plan.table && readModalityLut(instance)) return toDisplayPixels(frame, instance, window, size);
+  if (plan.modalityLut && !table) return toDisplayPixels(frame, instance, window, size);
   const averaged = await resampleInPool({
     pixels: frame.pixels,
     width: frame.columns,
     height: frame.rows,
     newWidth: size.width,
     newHeight: size.height,
-    ...(plan.table ? { table: plan.table } : { rescale: plan.rescale }),
+    ...(table ? { table } : { rescale: plan.rescale }),
   });
-  return { data: windowed(averaged, plan.display), channels: 1 };
+  return { data: windowed(averaged, plan), channels: 1 };
 }
 
 const storedRanges = new WeakMap<Frame, { min: number; size: number }>();

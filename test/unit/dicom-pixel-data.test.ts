@@ -93,6 +93,41 @@ describe('getFrame, native', () => {
     expect(Array.from(getFrame(instance, 0).pixels)).toEqual(expected);
   });
 
+  test.each([
+    { bitsAllocated: 16, bitsStored: 12, dirty: 0x8000, at: 0 },
+    { bitsAllocated: 16, bitsStored: 12, dirty: 0x8000, at: 3 },
+    // Past the last whole four-byte word.
+    { bitsAllocated: 16, bitsStored: 12, dirty: 0x1000, at: 4 },
+    { bitsAllocated: 8, bitsStored: 7, dirty: 0x80, at: 1 },
+    { bitsAllocated: 8, bitsStored: 7, dirty: 0x80, at: 6 },
+  ])(
+    'one stray high bit among clean samples is masked ($bitsAllocated bits, sample $at)',
+    ({ bitsAllocated, bitsStored, dirty, at }) => {
+      const values = [1, 2, 3, 4, 5, 6, 7].slice(0, bitsAllocated === 16 ? 5 : 7);
+      const stored = values.map((v, i) => (i === at ? v | dirty : v));
+      // Two lengths of Patient ID put the pixel data at offsets 2 apart: the check reads aligned samples four
+      // bytes at a time and others one by one, and both must catch the stray bit.
+      const offsets = ['AB', 'ABCD'].map((patientId) => {
+        const instance = parseDicom(
+          writeDicom(
+            imageElements({
+              rows: 1,
+              columns: values.length,
+              bitsAllocated,
+              bitsStored,
+              pixelData: bitsAllocated === 16 ? Uint16Array.from(stored) : Uint8Array.from(stored),
+              extra: [{ tag: 0x00100020, vr: 'LO', value: patientId }],
+            }),
+          ),
+        );
+        expect(Array.from(getFrame(instance, 0).pixels), patientId).toEqual(values);
+        const { byteOffset } = instance.dataSet.byteArray;
+        return (byteOffset + instance.dataSet.elements.x7fe00010!.dataOffset) % 4;
+      });
+      expect(offsets).toContain(0);
+    },
+  );
+
   test('honours a high bit that is not bitsStored - 1', () => {
     const instance = parseDicom(
       writeDicom(

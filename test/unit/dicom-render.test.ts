@@ -470,6 +470,19 @@ describe('encodeImage', () => {
       'INTERNAL',
     );
   });
+
+  test('a thumbnail-sized PNG and a large one decode to the same samples', async () => {
+    const sample = (i: number) => (i * 31 + (i >> 9) * 7) % 256;
+    for (const [width, height] of [
+      [256, 200],
+      [900, 700],
+    ] as const) {
+      const data = Uint8Array.from({ length: width * height }, (_, i) => sample(i));
+      const image = await encodeImage({ data, width, height, channels: 1 });
+      const { data: back } = await decode(image.data);
+      expect(Buffer.compare(back, Buffer.from(data)), `${width}×${height}`).toBe(0);
+    }
+  });
 });
 
 describe('compressed frames through the codecs', () => {
@@ -829,6 +842,21 @@ describe('area resampling', () => {
       [20, 40, 60, 30, 50, 70],
     ];
     expect(Array.from(resampleArea(2, 2, 3, 1, 1, rows(input)))).toEqual([15, 25, 35]);
+  });
+
+  test.each([
+    { name: 'a whole-number shrink', width: 8, height: 6, newWidth: 4, newHeight: 3 },
+    { name: 'a fractional shrink', width: 9, height: 7, newWidth: 4, newHeight: 3 },
+  ])('a linear rescale after averaging matches averaging rescaled values: $name', (job) => {
+    const pixels = Int16Array.from({ length: job.width * job.height }, (_, i) => ((i * 37) % 300) - 150);
+    const slope = 2.5;
+    const intercept = -1024;
+    const values = Float32Array.from({ length: 300 }, (_, k) => (k - 150) * slope + intercept);
+    const viaTable = resampleStored({ ...job, pixels, table: { min: -150, values } });
+    const viaRescale = resampleStored({ ...job, pixels, rescale: { slope, intercept } });
+    expect(Array.from(viaRescale).map((v) => Math.round(v * 100) / 100)).toEqual(
+      Array.from(viaTable).map((v) => Math.round(v * 100) / 100),
+    );
   });
 
   test('resampleStored maps stored values through the modality table first', () => {

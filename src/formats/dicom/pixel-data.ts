@@ -334,6 +334,8 @@ function viewSamples(raw: Uint8Array, width: number, kind: SampleKind, swapWidth
 function maskToBitsStored(pixels: PixelArray, d: PixelDescription): PixelArray {
   if (d.bitsStored === d.bitsAllocated) return pixels;
   const shift = d.highBit + 1 - d.bitsStored;
+  // Most writers leave the unused bits clear (or sign-extended): a read-only check is then all it takes.
+  if (shift === 0 && fitsBitsStored(pixels, d)) return pixels;
   const out = allocLike(pixels, pixels.length);
   const n = pixels.length;
   if (d.bitsAllocated === 32) {
@@ -360,6 +362,37 @@ function maskToBitsStored(pixels: PixelArray, d: PixelDescription): PixelArray {
     for (let i = 0; i < n; i++) out[i] = (pixels[i]! >> shift) & mask;
   }
   return out;
+}
+
+/** Whether every sample already holds just its stored bits: unsigned below 2^BitsStored, signed within its
+ * two's complement range. */
+function fitsBitsStored(pixels: PixelArray, d: PixelDescription): boolean {
+  const n = pixels.length;
+  if (d.pixelRepresentation === 1) {
+    const half = 2 ** (d.bitsStored - 1);
+    for (let i = 0; i < n; i++) {
+      const v = pixels[i]!;
+      if (v < -half || v >= half) return false;
+    }
+    return true;
+  }
+  const limit = 2 ** d.bitsStored;
+  let from = 0;
+  if (d.bitsAllocated <= 16 && pixels.byteOffset % 4 === 0) {
+    // Four bytes at a time: one test covers two 16-bit or four 8-bit samples.
+    const lane = d.bitsAllocated === 8 ? 0x01010101 : 0x00010001;
+    const high = (((2 ** d.bitsAllocated - 1) & ~(limit - 1)) * lane) | 0;
+    const words = new Int32Array(pixels.buffer, pixels.byteOffset, pixels.byteLength >> 2);
+    let any = 0;
+    for (let i = 0; i < words.length; i++) any |= words[i]! & high;
+    if (any !== 0) return false;
+    from = (words.length * 4) / pixels.BYTES_PER_ELEMENT;
+  }
+  for (let i = from; i < n; i++) {
+    const v = pixels[i]!;
+    if (v < 0 || v >= limit) return false;
+  }
+  return true;
 }
 
 function allocLike(pixels: PixelArray, length: number): PixelArray {
