@@ -185,19 +185,27 @@ export class FsStore implements ObjectStore {
       } else {
         // Network chunks are small (16–64 KiB): one writev per megabyte saves a thread-pool trip per chunk.
         // for-await rethrows the source's error, or ERR_STREAM_PREMATURE_CLOSE when it is destroyed mid-way.
+        // One write is in flight while the next batch is read, so the network and the disk overlap.
         let batch: Uint8Array[] = [];
         let batched = 0;
+        let writing: Promise<void> | undefined;
+        const file = handle;
+        const flush = async () => {
+          const chunks = batch;
+          batch = [];
+          batched = 0;
+          await writing;
+          writing = writeAllV(file, chunks);
+          writing.catch(() => undefined); // awaited before the next write or after the loop
+        };
         for await (const chunk of source) {
           const bytes = typeof chunk === 'string' ? Buffer.from(chunk) : (chunk as Uint8Array);
           batch.push(bytes);
           batched += bytes.length;
-          if (batched >= WRITE_BATCH_BYTES) {
-            await writeAllV(handle, batch);
-            batch = [];
-            batched = 0;
-          }
+          if (batched >= WRITE_BATCH_BYTES) await flush();
         }
-        if (batch.length > 0) await writeAllV(handle, batch);
+        if (batch.length > 0) await flush();
+        await writing;
       }
       const stats = await handle.stat();
       checkContentLength(key, options.contentLength, stats.size);
