@@ -5,11 +5,12 @@ import type { Principal } from './auth.js';
  *
  * - identified: the clinic of the case's site, admins, and readers licensed in the site's jurisdiction (or any
  *   reader of a site that allows identified cross-border reading);
- * - ops: everything but the patient and pictures that identify them (slide labels and macros);
+ * - ops: everything but the patient, the clinic's free-text notes and pictures that identify them (slide labels
+ *   and macros);
  * - de-identified: a reader abroad reading a "deidentified" site's case. Besides the patient and identifying
  *   pictures, file metadata keeps only technical attributes (an allowlist, so a field added later stays hidden
  *   until someone decides it is safe), UIDs are replaced by the case's de-identified ones (uid_remaps, the same
- *   the DICOM de-identifier writes), file names and free text (notes, route notes, error messages) go, and
+ *   the DICOM de-identifier writes), file names, file digests (sha256) and free text (notes, route notes, error messages) go, and
  *   dates are dropped.
  *
  * `identified_view` comes from getCaseForPrincipal, which computes it in SQL from the reader's licences.

@@ -23,7 +23,8 @@ export const FileSummary = Type.Object({
   id: Type.String(),
   name: Type.String(),
   bytes: Type.Number(),
-  sha256: Type.String(),
+  /** null in a de-identified view: the digest of the identified original would let it be matched. */
+  sha256: Type.Union([Type.String(), Type.Null()]),
   format: Type.Union([Type.String(), Type.Null()]),
   status: Type.String(),
   error: FileError,

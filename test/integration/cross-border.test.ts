@@ -37,7 +37,7 @@ interface CaseBody {
   notes: string | null;
   studyInstanceUid: string | null;
   patient: Record<string, unknown> | null;
-  files: Array<{ id: string; name: string; metadata: Record<string, unknown> }>;
+  files: Array<{ id: string; name: string; sha256: string | null; metadata: Record<string, unknown> }>;
   artifacts: Array<{ name: string; url: string }>;
 }
 
@@ -204,6 +204,13 @@ describe('a "de-identified only" site with no reader licensed at home', () => {
     expect(detail.body.patient).toBeNull();
     expect(detail.body.notes).toBeNull();
     expect(detail.body.files[0]!.name).toBe('dicom-1');
+    expect(detail.body.files[0]!.sha256).toBeNull();
+    // Ops run the machinery: the case's status, never the clinic's free text (it names the patient here).
+    const opsView = await call<CaseBody>(keys.ops!, `/v1/cases/${caseId}`);
+    expect(opsView.status).toBe(200);
+    expect(opsView.body.notes).toBeNull();
+    const clinicView = await call<CaseBody>(keys.clinic!, `/v1/cases/${caseId}`);
+    expect(clinicView.body.notes).toBe('Mrs Zebedee, 1961-09-23');
     const meta = detail.body.files[0]!.metadata;
     expect(meta.modality).toBe('CT');
     expect(meta.studyDate).toBeUndefined();

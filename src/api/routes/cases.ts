@@ -166,7 +166,8 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
         priority: kase.priority,
         priorityReason: kase.priority_reason,
         siteId: kase.site_id,
-        notes: deidentified ? null : kase.notes,
+        // Free text typed at the clinic may name the patient: only views that may see the patient get it.
+        notes: identified ? kase.notes : null,
         studyInstanceUid: deidentified
           ? (remap.get(kase.study_instance_uid ?? '') ?? null)
           : kase.study_instance_uid,
@@ -185,7 +186,7 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
           id: f.id,
           name: deidentified ? deidentifiedFileName(f.format, i) : f.name,
           bytes: Number(f.bytes),
-          sha256: f.sha256,
+          sha256: deidentified ? null : f.sha256,
           format: f.format,
           status: f.status,
           error: f.error_code
