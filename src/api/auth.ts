@@ -2,10 +2,11 @@ import { createHash, randomBytes } from 'node:crypto';
 import type { FastifyRequest } from 'fastify';
 import type { Redis } from 'ioredis';
 import { sql } from 'kysely';
-import type { Db } from '../db/database.js';
+import { type Db, writeWatchOf } from '../db/database.js';
 import type { Role } from '../db/schema.js';
 import { AppError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { createShortCache, type ShortCache } from './short-cache.js';
 
 /** Who is calling, as resolved from the Bearer key. */
 export interface Principal {
@@ -18,6 +19,10 @@ export interface Principal {
 declare module 'fastify' {
   interface FastifyRequest {
     principal?: Principal;
+  }
+  interface FastifyInstance {
+    /** Set by buildApp; null when keys are looked up on every request. */
+    principalCache: PrincipalCache | null;
   }
 }
 
@@ -105,7 +110,10 @@ export function parseDuration(spec: string): number {
   return ms;
 }
 
-/** Revokes a key at once: the next request with it is refused. Revoking a revoked key keeps its first time. */
+/**
+ * Revokes a key: this process refuses it from the next request on, other API processes within
+ * PRINCIPAL_CACHE_MS (their cached principal expires). Revoking a revoked key keeps its first time.
+ */
 export async function revokeApiKey(db: Db, id: string): Promise<{ id: string; revokedAt: Date }> {
   if (!UUID.test(id)) throw new AppError('NOT_FOUND', `no key ${id}`);
   const row = await db
@@ -140,20 +148,67 @@ export async function listApiKeys(db: Db) {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** How long an API process serves a key's principal from memory. See docs/security.md. */
+export const PRINCIPAL_CACHE_MS = 5_000;
+
+interface KeyEntry {
+  principal: Principal;
+  expiresAt: Date | null;
+}
+
+export interface PrincipalCache {
+  entries: ShortCache<string, KeyEntry>;
+  close(): void;
+}
+
+/**
+ * Key hash → principal, kept for PRINCIPAL_CACHE_MS so that a busy client (a reader polling the worklist) costs
+ * no key lookup per request. Any write to `api_keys` through this process's database handle empties it at once:
+ * a key revoked (API or in-process CLI), expired or created here is seen by the next request. A key revoked by
+ * another process (`bin/teleread keys revoke`) is refused here within PRINCIPAL_CACHE_MS. A key's own expiry
+ * bounds its entry, so an expiring key is refused on time. Only valid keys are kept: unknown ones are looked up
+ * every time and counted by the auth-failure limit. Null when the handle's writes cannot be watched.
+ */
+export function createPrincipalCache(db: Db): PrincipalCache | null {
+  const watch = writeWatchOf(db);
+  if (!watch) return null;
+  const entries = createShortCache<string, KeyEntry>({ ttlMs: PRINCIPAL_CACHE_MS, maxWeight: 10_000 });
+  const close = watch.subscribe(['api_keys'], () => entries.invalidate());
+  return { entries, close };
+}
+
+async function lookUpKey(db: Db, hash: string): Promise<KeyEntry | undefined> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select(['id', 'role', 'site_id', 'reader_id', 'expires_at'])
+    .where('key_hash', '=', hash)
+    .where('revoked_at', 'is', null)
+    .where(sql<boolean>`(expires_at IS NULL OR expires_at > now())`)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    principal: { keyId: row.id, role: row.role, siteId: row.site_id, readerId: row.reader_id },
+    expiresAt: row.expires_at,
+  };
+}
+
 export async function authenticate(db: Db, request: FastifyRequest): Promise<Principal> {
   const header = request.headers.authorization;
   const match = typeof header === 'string' ? /^Bearer\s+(\S+)$/i.exec(header) : null;
   if (!match) throw new AppError('UNAUTHORIZED', 'missing Authorization: Bearer <key>');
-  const row = await db
-    .selectFrom('api_keys')
-    .select(['id', 'role', 'site_id', 'reader_id'])
-    .where('key_hash', '=', hashKey(match[1]!))
-    .where('revoked_at', 'is', null)
-    .where(sql<boolean>`(expires_at IS NULL OR expires_at > now())`)
-    .executeTakeFirst();
+  // Keyed by the hash, so the process keeps no usable key in memory.
+  const hash = hashKey(match[1]!);
+  const cache = request.server.principalCache;
+  const entry = cache
+    ? await cache.entries.get(
+        hash,
+        () => lookUpKey(db, hash),
+        (e) => (e.expiresAt ? e.expiresAt.getTime() - Date.now() : Number.POSITIVE_INFINITY),
+      )
+    : await lookUpKey(db, hash);
   // One answer for unknown, revoked and expired keys: the caller learns nothing about which keys exist.
-  if (!row) throw new AppError('UNAUTHORIZED', 'unknown, revoked or expired key');
-  return { keyId: row.id, role: row.role, siteId: row.site_id, readerId: row.reader_id };
+  if (!entry) throw new AppError('UNAUTHORIZED', 'unknown, revoked or expired key');
+  return { ...entry.principal };
 }
 
 /** Route guard: authenticates and checks the role. */

@@ -15,7 +15,7 @@ import type { Context } from '../context.js';
 import { createAuditWriter } from '../db/audit-queries.js';
 import { AppError, isAppError } from '../errors.js';
 import { registerAuditHook } from './audit-hook.js';
-import { createAuthFailureLimiter } from './auth.js';
+import { createAuthFailureLimiter, createPrincipalCache } from './auth.js';
 import { registerAuditRoutes } from './routes/audit.js';
 import { registerCaseRoutes } from './routes/cases.js';
 import { registerClaimRoutes } from './routes/claims.js';
@@ -131,6 +131,10 @@ export async function buildApp(ctx: Context): Promise<App> {
       routes.push({ method, url: route.url });
     }
   });
+
+  const principals = createPrincipalCache(ctx.db);
+  app.decorate('principalCache', principals);
+  app.addHook('onClose', async () => principals?.close());
 
   const limiter = createAuthFailureLimiter(ctx.redis, ctx.config.queuePrefix, ctx.log);
   app.addHook('onRequest', async (request, reply) => {

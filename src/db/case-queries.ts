@@ -10,7 +10,8 @@ import type { CaseKind, CaseStatus, Database, Priority } from './schema.js';
 
 /**
  * Case states a reader works on. Cases leave worklists (and pools) when they leave these states; a later
- * status (reported, signed) is added here, not scattered over the queries.
+ * status (reported, signed) is added here, not scattered over the queries, and in the predicates of migration
+ * 0010's worklist indexes (a new migration), which hold only these states.
  */
 export const WORKLIST_STATUSES: readonly CaseStatus[] = ['routed'];
 
@@ -119,24 +120,25 @@ const responsibleReader = sql<
   string | null
 >`coalesce(cases.assigned_reader_id, CASE WHEN ${leaseLive} THEN cases.lease_reader_id END)`;
 
+/** The case columns every summary (case list, worklist) carries. */
+const SUMMARY_COLUMNS = [
+  'cases.id',
+  'cases.kind',
+  'cases.status',
+  'cases.priority',
+  'cases.priority_reason',
+  'cases.site_id',
+  'cases.created_at',
+  'cases.routed_at',
+] as const;
+
 function caseSummaries(db: Db) {
   return db
     .selectFrom('cases')
     .leftJoin('artifacts', (j) =>
       j.onRef('artifacts.case_id', '=', 'cases.id').on('artifacts.name', '=', 'thumbnail'),
     )
-    .select([
-      'cases.id',
-      'cases.kind',
-      'cases.status',
-      'cases.priority',
-      'cases.priority_reason',
-      'cases.site_id',
-      'cases.created_at',
-      'cases.routed_at',
-      responsibleReader.as('reader_id'),
-      'artifacts.name as thumbnail',
-    ]);
+    .select([...SUMMARY_COLUMNS, responsibleReader.as('reader_id'), 'artifacts.name as thumbnail']);
 }
 
 export type CaseSummaryRow = Awaited<ReturnType<ReturnType<typeof caseSummaries>['execute']>>[number];
@@ -226,80 +228,77 @@ export async function getWorklistReader(db: Db, readerId: string): Promise<Workl
     .executeTakeFirst();
 }
 
+/** One part of a worklist, read from its own index in worklist order. */
+interface WorklistBranch {
+  state: WorklistState;
+  /** Which count the branch adds to: the reader's own cases, or the pool cases they may claim. */
+  part: 'own' | 'pool';
+  where: RawBuilder<SqlBool>;
+}
+
 /**
  * A reader's worklist: cases assigned to them, cases they have claimed, and pool cases they may claim, most
  * urgent first (priority, then due time, then id), one keyset page at a time, with counts over all pages.
+ *
+ * Each part is a branch of its own, read in worklist order from its own index (0010's cases_worklist_assigned,
+ * cases_worklist_claimed, and cases_worklist_pool once per specialty) and cut at limit + 1; the branches are
+ * merged with UNION ALL. No request sorts a reader's whole list or a whole pool. The page and the counts are two
+ * statements, sent at once.
  */
 export async function getWorklistForReader(db: Db, reader: WorklistReader, filter: WorklistFilter) {
+  const after = filter.cursor ? decodeCursor(filter.cursor) : null;
   const array = (a: string[]) => sql<string[]>`${a}::text[]`;
-  const claimable = reader.active
-    ? sql<SqlBool>`(${inFreePool} AND ${poolAdmits(
-        {
-          specialties: array(reader.specialties),
-          subspecialties: array(reader.subspecialties),
-          languages: array(reader.languages),
-          jurisdictions: array(reader.jurisdictions),
-        },
-        { jurisdiction: sql.ref('sites.jurisdiction'), policy: sql.ref('sites.cross_border_policy') },
-      )})`
-    : sql<SqlBool>`false`;
-  const assigned = assignedTo(reader.id);
-  const claimed = sql<SqlBool>`(${unassigned} AND ${leasedBy(reader.id)})`;
-  // The caller's own cases and the free pool cases are read as separate parts, each in worklist order from its
-  // own index (cases_assigned_queue, cases_pool_queue) and cut at the page size, then merged: no request sorts
-  // a whole pool.
-  const own =
-    filter.state === 'assigned'
-      ? assigned
-      : filter.state === 'claimed'
-        ? claimed
-        : sql<SqlBool>`(${assigned} OR ${claimed})`;
-  const parts = [
-    ...(filter.state === 'claimable'
-      ? []
-      : [
-          { where: own, state: sql<WorklistState>`CASE WHEN ${assigned} THEN 'assigned' ELSE 'claimed' END` },
-        ]),
-    // One part per specialty, so each reads its own range of cases_pool_queue (pool_specialty first) in order.
-    ...(filter.state === undefined || filter.state === 'claimable'
-      ? reader.specialties.map((specialty) => ({
-          where: sql<SqlBool>`(cases.pool_specialty = ${specialty} AND ${claimable})`,
-          state: sql<WorklistState>`'claimable'::text`,
-        }))
+  // The site's rule as a semi-join, not a join: own cases never need the sites table, and the pool branches keep
+  // their index order.
+  const admitted = sql<SqlBool>`EXISTS (SELECT 1 FROM sites s WHERE s.id = cases.site_id AND ${poolAdmits(
+    {
+      specialties: array(reader.specialties),
+      subspecialties: array(reader.subspecialties),
+      languages: array(reader.languages),
+      jurisdictions: array(reader.jurisdictions),
+    },
+    { jurisdiction: sql.ref('s.jurisdiction'), policy: sql.ref('s.cross_border_policy') },
+  )})`;
+  const wants = (state: WorklistState) => filter.state === undefined || filter.state === state;
+  const branches: WorklistBranch[] = [
+    ...(wants('assigned') ? [{ state: 'assigned', part: 'own', where: assignedTo(reader.id) } as const] : []),
+    ...(wants('claimed')
+      ? [
+          {
+            state: 'claimed',
+            part: 'own',
+            where: sql<SqlBool>`(${unassigned} AND ${leasedBy(reader.id)})`,
+          } as const,
+        ]
+      : []),
+    // An inactive reader keeps their own cases but is in no pool. One branch per specialty, so each reads its
+    // own range of cases_worklist_pool (pool_specialty first) in order.
+    ...(wants('claimable') && reader.active
+      ? reader.specialties.map(
+          (specialty) =>
+            ({
+              state: 'claimable',
+              part: 'pool',
+              where: sql<SqlBool>`(cases.pool_specialty = ${specialty} AND ${inFreePool} AND ${admitted})`,
+            }) as const,
+        )
       : []),
   ];
-  const filtered = (where: RawBuilder<SqlBool>) => {
-    let q = db
-      .selectFrom('cases')
-      .innerJoin('sites', 'sites.id', 'cases.site_id')
-      .where(worklistStatus)
-      .where(where);
+  const filtered = (b: WorklistBranch) => {
+    let q = db.selectFrom('cases').where(worklistStatus).where(b.where);
     if (filter.kind) q = q.where('cases.kind', '=', filter.kind);
-    // By rank, the leading ordered column of both worklist indexes, so the filter narrows the index range.
+    // The priority the clinic asked for; every worklist index INCLUDEs it, so the filter costs no table visit.
     if (filter.priority) q = q.where('cases.priority_rank', '=', PRIORITY_RANK[filter.priority]);
     return q;
   };
-  const after = filter.cursor ? decodeCursor(filter.cursor) : null;
-  const pageOf = (part: (typeof parts)[number]) => {
-    let q = filtered(part.where).select([
+  // Each branch reads only index columns (an index-only scan that stops after limit + 1 entries); the table is
+  // visited for the limit + 1 entries of the merged page alone.
+  const keysOf = (b: WorklistBranch) => {
+    let q = filtered(b).select([
       'cases.id',
-      'cases.kind',
-      'cases.status',
-      'cases.priority',
-      'cases.priority_reason',
-      'cases.site_id',
-      'cases.created_at',
-      'cases.routed_at',
-      'cases.due_at',
-      'cases.flags',
-      'cases.pool_id',
       'cases.queue_rank',
-      responsibleReader.as('reader_id'),
-      part.state.as('state'),
-      sql<Date | null>`CASE WHEN ${leasedBy(reader.id)} THEN cases.lease_expires_at END`.as(
-        'lease_expires_at',
-      ),
-      sql<string>`to_char(cases.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('due_key'),
+      'cases.due_at',
+      sql<WorklistState>`${sql.lit(b.state)}::text`.as('state'),
     ]);
     if (after) {
       q = q.where(
@@ -312,55 +311,63 @@ export async function getWorklistForReader(db: Db, reader: WorklistReader, filte
       .orderBy('cases.id')
       .limit(filter.limit + 1);
   };
-  // Counting stops at the cap: a pool of 50,000 cases would otherwise cost a full scan on every request. Pool
-  // cases are counted per specialty, like the page, so each count reads one range of cases_pool_queue.
-  const countOf = async (wheres: RawBuilder<SqlBool>[]) => {
-    if (wheres.length === 0) return 0;
-    const [head, ...tail] = wheres.map((where, i) =>
-      db
-        .selectFrom(
-          filtered(where)
-            .select(sql`1`.as('one'))
-            // The worklist order steers the planner to the index range; without it, a LIMIT tempts it into a
-            // sequential scan that finds nothing when the pool holds no match.
-            .orderBy('cases.queue_rank')
-            .orderBy('cases.due_at')
-            .orderBy('cases.id')
-            .limit(WORKLIST_COUNT_CAP + 1)
-            .as(`c${i}`),
-        )
-        .selectAll(),
-    );
-    const all = tail.reduce((u, q) => u.unionAll(q), head!);
-    const row = await db
-      .selectFrom(all.as('c'))
-      .select(sql<number>`count(*)::int`.as('n'))
-      .executeTakeFirstOrThrow();
-    return row.n;
-  };
-
-  // A reader with no specialty and a claimable-only filter has nothing to list; the own part (never true
-  // then) keeps the query well-formed.
-  const [first, ...rest] = (
-    parts.length > 0 ? parts : [{ where: sql<SqlBool>`false`, state: sql<WorklistState>`'claimable'::text` }]
-  ).map((part, i) => db.selectFrom(pageOf(part).as(`p${i}`)).selectAll());
-  const merged = rest.reduce((u, q) => u.unionAll(q), first!);
-  const [rows, mine, pool] = await Promise.all([
-    db
-      .selectFrom(merged.as('w'))
+  function readPage() {
+    const [first, ...rest] = branches.map((b, i) => db.selectFrom(keysOf(b).as(`b${i}`)).selectAll());
+    const merged = rest.reduce((u, q) => u.unionAll(q), first!);
+    const page = db
+      .selectFrom(merged.as('m'))
+      .selectAll()
+      .orderBy('m.queue_rank')
+      .orderBy('m.due_at')
+      .orderBy('m.id')
+      .limit(filter.limit + 1);
+    return db
+      .selectFrom(page.as('k'))
+      .innerJoin('cases', 'cases.id', 'k.id')
       .leftJoin('artifacts', (j) =>
-        j.onRef('artifacts.case_id', '=', 'w.id').on('artifacts.name', '=', 'thumbnail'),
+        j.onRef('artifacts.case_id', '=', 'cases.id').on('artifacts.name', '=', 'thumbnail'),
       )
-      .selectAll('w')
-      .select('artifacts.name as thumbnail')
-      .orderBy('w.queue_rank')
-      .orderBy('w.due_at')
-      .orderBy('w.id')
-      .limit(filter.limit + 1)
-      .execute(),
-    filter.state === 'claimable' ? 0 : countOf([own]),
-    countOf(parts.filter((p) => p.where !== own).map((p) => p.where)),
-  ]);
+      .select([
+        ...SUMMARY_COLUMNS,
+        'cases.due_at',
+        'cases.flags',
+        'cases.pool_id',
+        'cases.queue_rank',
+        responsibleReader.as('reader_id'),
+        'k.state',
+        sql<Date | null>`CASE WHEN ${leasedBy(reader.id)} THEN cases.lease_expires_at END`.as(
+          'lease_expires_at',
+        ),
+        sql<string>`to_char(cases.due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`.as('due_key'),
+        'artifacts.name as thumbnail',
+      ])
+      .orderBy('k.queue_rank')
+      .orderBy('k.due_at')
+      .orderBy('k.id')
+      .execute();
+  }
+  // Counting stops at the cap in every branch: a pool of 50,000 cases would otherwise cost a full scan on every
+  // request. Without an ORDER BY, each branch is an index-only scan of its partial index; the sum of the capped
+  // branches passes the cap exactly when the part does.
+  const countOf = (part: WorklistBranch['part']) => {
+    const counted = branches
+      .filter((b) => b.part === part)
+      .map(
+        (b) =>
+          sql<number>`(SELECT count(*)::int FROM (${filtered(b)
+            .select(sql`1`.as('one'))
+            .limit(WORKLIST_COUNT_CAP + 1)}) c)`,
+      );
+    return counted.length === 0 ? sql<number>`0` : sql<number>`(${sql.join(counted, sql` + `)})`;
+  };
+  // A reader with no specialty asking for claimable cases only, say, has nothing to read.
+  const [rows, { own: mine, pool }] =
+    branches.length === 0
+      ? [[], { own: 0, pool: 0 }]
+      : await Promise.all([
+          readPage(),
+          db.selectNoFrom([countOf('own').as('own'), countOf('pool').as('pool')]).executeTakeFirstOrThrow(),
+        ]);
   const more = rows.length > filter.limit;
   const items = more ? rows.slice(0, filter.limit) : rows;
   const last = items.at(-1);

@@ -10,18 +10,34 @@ import * as m0006 from './migrations/0006-sla-audit.js';
 import * as m0007 from './migrations/0007-escalated-worklist.js';
 import * as m0008 from './migrations/0008-cross-border.js';
 import * as m0009 from './migrations/0009-site-mains.js';
+import * as m0010 from './migrations/0010-worklist-indexes.js';
 import type { Database } from './schema.js';
+import { createWriteWatch, type WriteWatch, watchWrites } from './write-watch.js';
 
 // bigint columns (bytes, counts) come back as strings by default; keep them as strings in the row types but
 // parse COUNT(*) results where used. Timestamps stay Date.
 
 export type Db = Kysely<Database>;
 
+/** Each handle's write watch; a WeakMap, so a destroyed handle takes its listeners with it. */
+const watches = new WeakMap<Db, WriteWatch>();
+
 export function createDatabase(databaseUrl: string, options: { max?: number } = {}): Db {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: options.max ?? 10 });
   // An idle client that loses its server emits 'error' on the pool; without a listener Node would crash.
   pool.on('error', () => undefined);
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const watch = createWriteWatch();
+  const db = new Kysely<Database>({ dialect: watchWrites(new PostgresDialect({ pool }), watch) });
+  watches.set(db, watch);
+  return db;
+}
+
+/**
+ * The committed writes made through a handle from `createDatabase`, for in-process caches to invalidate on.
+ * Undefined for any other handle: a cache that cannot see writes must not cache.
+ */
+export function writeWatchOf(db: Db): WriteWatch | undefined {
+  return watches.get(db);
 }
 
 /** Migrations are imported statically, so they work the same under tsx, in a bundle, or in a container. */
@@ -37,6 +53,7 @@ const provider: MigrationProvider = {
       '0007-escalated-worklist': m0007,
       '0008-cross-border': m0008,
       '0009-site-mains': m0009,
+      '0010-worklist-indexes': m0010,
     };
   },
 };

@@ -685,6 +685,17 @@ describe('keys: revocation and expiry', () => {
     expect((await send('admin', 'POST', { url: `/v1/keys/${randomUUID()}/revoke` })).statusCode).toBe(404);
   });
 
+  test('a key revoked by a CLI command on the same database handle is refused at once, though just used', async () => {
+    const spare = await createKey(ctx.db, { role: 'reader', reader: 'reader-a', label: 'polling' });
+    const use = () =>
+      app.inject({ url: '/v1/worklist?limit=1', headers: { authorization: `Bearer ${spare.key}` } });
+    // Used twice: its principal is served from the API's memory by now.
+    expect((await use()).statusCode).toBe(200);
+    expect((await use()).statusCode).toBe(200);
+    await revokeKey(ctx.db, spare.id);
+    expect((await use()).statusCode).toBe(401);
+  });
+
   test('a key created with a lifetime works until it expires', async () => {
     const created = await send('admin', 'POST', {
       url: '/v1/keys',

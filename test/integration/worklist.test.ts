@@ -8,7 +8,7 @@ import { WORKLIST_COUNT_CAP } from '../../src/db/case-queries.js';
 import { replaceRules } from '../../src/db/rule-queries.js';
 import { parseRuleSet } from '../../src/domain/rules.js';
 import { dueAt, resolveSla } from '../../src/domain/sla.js';
-import { apiClient } from '../helpers/api-client.js';
+import { apiClient, waitFor } from '../helpers/api-client.js';
 import { type CaseSpec, createRoutedCase } from '../helpers/case-factory.js';
 import { createTestContext } from '../helpers/test-context.js';
 
@@ -255,6 +255,40 @@ describe('GET /v1/worklist', () => {
     expect((await post(keys.me!, `/v1/cases/${ids.A}/release`)).status).toBe(200);
     const after = await call<Page>(keys['chest-2']!, '/v1/worklist?status=claimable');
     expect(after.body.cases.map((c) => c.id)).toContain(ids.A);
+  });
+
+  test('a reader’s own claim and release show in their very next page, asked the same way', async () => {
+    const page = async () => {
+      const res = await call<Page>(keys.me!, '/v1/worklist');
+      expect(res.status).toBe(200);
+      return Object.fromEntries(res.body.cases.map((c) => [c.id, c]));
+    };
+    // The same request as the ones just before and after: a page served from memory would show it stale.
+    expect((await page())[ids.A!]).toMatchObject({ state: 'claimable', leaseExpiresAt: null });
+    expect((await post(keys.me!, `/v1/cases/${ids.A}/claim`)).status).toBe(200);
+    const claimed = (await page())[ids.A!];
+    expect(claimed).toMatchObject({ state: 'claimed', assignedReaderId: 'me' });
+    expect(claimed?.leaseExpiresAt).not.toBeNull();
+    expect((await post(keys.me!, `/v1/cases/${ids.A}/release`)).status).toBe(200);
+    expect((await page())[ids.A!]).toMatchObject({ state: 'claimable', leaseExpiresAt: null });
+  });
+
+  test('every request is audited, answered from memory or not', async () => {
+    const requestIds: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      const res = await call<Page>(keys['chest-2']!, '/v1/worklist?limit=3');
+      expect(res.status).toBe(200);
+      requestIds.push(res.headers.get('x-request-id')!);
+    }
+    const rows = await waitFor('three worklist.read events', async () => {
+      const found = await ctx.db
+        .selectFrom('audit_events')
+        .select(['request_id', 'action'])
+        .where('request_id', 'in', requestIds)
+        .execute();
+      return found.length === requestIds.length ? found : undefined;
+    });
+    expect(rows.every((r) => r.action === 'worklist.read')).toBe(true);
   });
 
   test('an inactive reader keeps their own cases but sees no pool', async () => {

@@ -26,7 +26,8 @@ const KeySummary = Type.Object({
 
 /**
  * API keys, for admins: list (never the key or its hash), create (the key is shown once), revoke (effective on
- * the next request: every request looks the key up). The same operations exist as `bin/teleread keys …`.
+ * the next request to this process, which drops its cached principals on any write to api_keys; within
+ * PRINCIPAL_CACHE_MS on other API processes). The same operations exist as `bin/teleread keys …`.
  */
 export function registerKeyRoutes(app: App, ctx: Context): void {
   const { db } = ctx;

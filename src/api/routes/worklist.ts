@@ -1,6 +1,12 @@
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
-import { getWorklistForReader, getWorklistReader, type WorklistState } from '../../db/case-queries.js';
+import {
+  getWorklistForReader,
+  getWorklistReader,
+  type WorklistReader,
+  type WorklistState,
+} from '../../db/case-queries.js';
+import { writeWatchOf } from '../../db/database.js';
 import type { CaseKind, Priority } from '../../db/schema.js';
 import { AppError } from '../../errors.js';
 import { principalOf, requireRole } from '../auth.js';
@@ -11,6 +17,7 @@ import {
   errorResponses,
   Priority as PrioritySchema,
 } from '../schemas.js';
+import { createShortCache } from '../short-cache.js';
 import { toCaseSummary } from './cases.js';
 
 const WorklistStateSchema = Type.Union([
@@ -31,7 +38,44 @@ const WorklistItem = Type.Object({
   leaseExpiresAt: Type.Union([Type.String(), Type.Null()]),
 });
 
+/** How long a worklist page is served from memory; see docs/workflow.md. */
+export const WORKLIST_PAGE_CACHE_MS = 1_000;
+/** How long the worklist keeps a reader's qualifications (active, specialties, licences); see docs/security.md. */
+const READER_CACHE_MS = 5_000;
+/** Serialized pages kept at most, in bytes (a 100-case page is about 50 kB). */
+const PAGE_CACHE_BYTES = 16_000_000;
+/** Everything a worklist page is read from. */
+const PAGE_TABLES = ['cases', 'assignments', 'artifacts', 'sites', 'readers'];
+
+/**
+ * Readers poll their worklist; within WORKLIST_PAGE_CACHE_MS one reader's identical requests are answered from
+ * one serialized page, and concurrent ones share one set of queries. Any write through this process's database
+ * handle to a table the page is read from drops every page at once: a claim, release, heartbeat or report made
+ * through this process shows in the very next page of every reader. Writes by other processes (routing and SLA
+ * workers) show within WORKLIST_PAGE_CACHE_MS, lease expiry too. A stale "claimable" entry costs nothing worse than
+ * a 409: claims are decided by the database. Every request is still audited (the onResponse hook runs for it).
+ */
+function createWorklistCaches(ctx: Context, app: App) {
+  const watch = writeWatchOf(ctx.db);
+  if (!watch) return null;
+  const pages = createShortCache<string, Buffer>({
+    ttlMs: WORKLIST_PAGE_CACHE_MS,
+    maxWeight: PAGE_CACHE_BYTES,
+    weigh: (page) => page.length,
+  });
+  const readers = createShortCache<string, WorklistReader>({ ttlMs: READER_CACHE_MS, maxWeight: 10_000 });
+  const unsubscribe = [
+    watch.subscribe(PAGE_TABLES, () => pages.invalidate()),
+    watch.subscribe(['readers'], () => readers.invalidate()),
+  ];
+  app.addHook('onClose', async () => {
+    for (const u of unsubscribe) u();
+  });
+  return { pages, readers };
+}
+
 export function registerWorklistRoutes(app: App, ctx: Context): void {
+  const caches = createWorklistCaches(ctx, app);
   app.get(
     '/v1/worklist',
     {
@@ -42,7 +86,8 @@ export function registerWorklistRoutes(app: App, ctx: Context): void {
         description:
           'Ordered by priority, then due time, then id. Pages with an opaque `cursor` (the previous page’s ' +
           '`nextCursor`); `counts` cover every page of the filtered list, exactly up to 1000 own and 1000 pool ' +
-          'cases (`capped` says when there are more).',
+          'cases (`capped` says when there are more). A page may be up to a second old for changes made by ' +
+          'other processes (routing, lease expiry); a claim answers 409 if the case was taken meanwhile.',
         querystring: Type.Object({
           kind: Type.Optional(CaseKindSchema),
           priority: Type.Optional(PrioritySchema),
@@ -67,7 +112,7 @@ export function registerWorklistRoutes(app: App, ctx: Context): void {
         },
       },
     },
-    async (request) => {
+    async (request, reply) => {
       const who = principalOf(request);
       const q = request.query as {
         kind?: CaseKind;
@@ -76,28 +121,38 @@ export function registerWorklistRoutes(app: App, ctx: Context): void {
         cursor?: string;
         limit: number;
       };
-      const reader = await getWorklistReader(ctx.db, who.readerId ?? '');
-      if (!reader) throw new AppError('UNAUTHORIZED', 'the reader of this key no longer exists');
-      const page = await getWorklistForReader(ctx.db, reader, {
-        kind: q.kind,
-        priority: q.priority,
-        state: q.status,
-        cursor: q.cursor,
-        limit: q.limit,
-      });
-      return {
-        readerId: reader.id,
-        cases: page.items.map((r) => ({
-          ...toCaseSummary(ctx, r),
-          dueAt: r.due_at.toISOString(),
-          flags: r.flags,
-          poolId: r.pool_id,
-          state: r.state,
-          leaseExpiresAt: r.lease_expires_at?.toISOString() ?? null,
-        })),
-        nextCursor: page.nextCursor,
-        counts: page.counts,
+      const readerId = who.readerId ?? '';
+      const readerOf = () => getWorklistReader(ctx.db, readerId);
+      const render = async () => {
+        const reader = await (caches ? caches.readers.get(readerId, readerOf) : readerOf());
+        if (!reader) throw new AppError('UNAUTHORIZED', 'the reader of this key no longer exists');
+        const page = await getWorklistForReader(ctx.db, reader, {
+          kind: q.kind,
+          priority: q.priority,
+          state: q.status,
+          cursor: q.cursor,
+          limit: q.limit,
+        });
+        // Serialized once by the route's response schema and encoded once: a cached page is sent as these bytes.
+        const json = reply.serialize({
+          readerId: reader.id,
+          cases: page.items.map((r) => ({
+            ...toCaseSummary(ctx, r),
+            dueAt: r.due_at.toISOString(),
+            flags: r.flags,
+            poolId: r.pool_id,
+            state: r.state,
+            leaseExpiresAt: r.lease_expires_at?.toISOString() ?? null,
+          })),
+          nextCursor: page.nextCursor,
+          counts: page.counts,
+        }) as string;
+        return Buffer.from(json);
       };
+      const key = JSON.stringify([readerId, q.kind, q.priority, q.status, q.cursor, q.limit]);
+      const body = caches ? await caches.pages.get(key, render) : await render();
+      // Already JSON: Fastify sends a Buffer as it is, without serializing or encoding it again.
+      return reply.type('application/json; charset=utf-8').send(body as never);
     },
   );
 }
