@@ -274,20 +274,21 @@ describe('SLA escalation with BullMQ delayed jobs', () => {
     // Routine: 24 h, so the 50 % point is 12 h after arrival.
     expect(routineJob?.opts.delay).toBeGreaterThan(11.9 * 3600_000);
 
-    // Raising the priority moves the due time (the cases_due_at trigger); the sweep queues the new clock.
+    // Raising the priority moves the due time (the cases_due_at trigger); the sweep queues the new clock, then
+    // stamps the case with the due time it queued for: wait for both, since the stamp follows the enqueue.
     await ctx.db.updateTable('cases').set({ priority: 'stat' }).where('id', '=', caseId).execute();
-    const statJob = await waitFor('the stat clock queued', async () => {
+    const statJob = await waitFor('the stat clock queued and stamped', async () => {
       const job = await ctx.queues.sla.getJob(slaJobId(caseId, { percent: 50 }));
-      return job && (job.opts.delay ?? Infinity) < 31 * 60_000 ? job : undefined;
+      if (!job || (job.opts.delay ?? Infinity) >= 31 * 60_000) return undefined;
+      const stamped = await ctx.db
+        .selectFrom('cases')
+        .select(sql<boolean>`sla_scheduled_for = due_at`.as('current'))
+        .where('id', '=', caseId)
+        .executeTakeFirstOrThrow();
+      return stamped.current ? job : undefined;
     });
     // Stat: 60 min, so 30 min after arrival.
     expect(statJob.opts.delay).toBeGreaterThan(29 * 60_000);
-    const stamped = await ctx.db
-      .selectFrom('cases')
-      .select(sql<boolean>`sla_scheduled_for = due_at`.as('current'))
-      .where('id', '=', caseId)
-      .executeTakeFirstOrThrow();
-    expect(stamped.current).toBe(true);
     expect(await cancelSlaJobs(ctx.queues, caseId)).toBe(2);
     expect(await cancelSlaJobs(ctx.queues, caseId)).toBe(0);
   }, 30_000);
