@@ -745,6 +745,29 @@ describe('keys: revocation and expiry', () => {
   });
 });
 
+describe('authentication comes before validation', () => {
+  test('a request without a valid key gets 401 whatever its body or ids, and a wrong role 403', async () => {
+    const malformed = [
+      { method: 'PUT', url: '/v1/rules', payload: { rules: 'not a list' } },
+      { method: 'POST', url: '/v1/keys', payload: { role: 42 } },
+      { method: 'POST', url: '/v1/uploads/check', payload: { sha256: ['not-hex'] } },
+      { method: 'GET', url: '/v1/worklist?limit=-5' },
+      { method: 'GET', url: '/v1/cases/not-a-uuid' },
+    ];
+    for (const r of malformed) {
+      const req = { url: r.url, ...(r.payload ? { payload: r.payload } : {}) };
+      expect((await send('none', r.method, req)).statusCode, `${r.method} ${r.url}`).toBe(401);
+      expect((await send('revoked', r.method, req)).statusCode, `${r.method} ${r.url}`).toBe(401);
+    }
+    // A valid key of the wrong role is refused before its body is looked at too.
+    expect((await send('clinicA', 'PUT', { url: '/v1/rules', payload: { rules: 'x' } })).statusCode).toBe(
+      403,
+    );
+    // With the right key, the same body is a validation error.
+    expect((await send('admin', 'PUT', { url: '/v1/rules', payload: { rules: 'x' } })).statusCode).toBe(400);
+  });
+});
+
 describe('rate limit on failed authentication', () => {
   test('20 failures a minute from one address: then 429 RATE_LIMITED, valid keys included; other addresses unaffected', async () => {
     const address = '192.0.2.77';

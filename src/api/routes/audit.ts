@@ -32,7 +32,7 @@ export function registerAuditRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/ops/audit',
     {
-      preHandler: requireRole(ctx.db, 'ops', 'admin'),
+      onRequest: requireRole(ctx.db, 'ops', 'admin'),
       schema: {
         summary: 'Audit events, newest first, filtered by case, actor key, action and time (ops, admin)',
         description:

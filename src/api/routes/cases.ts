@@ -101,7 +101,7 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases',
     {
-      preHandler: anyRole,
+      onRequest: anyRole,
       schema: {
         summary: 'Cases visible to the caller, newest first',
         querystring: Type.Object({
@@ -123,7 +123,7 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases/:id',
     {
-      preHandler: anyRole,
+      onRequest: anyRole,
       schema: {
         summary: 'One case with its files, artifacts and metadata',
         params: IdParams,
@@ -212,7 +212,7 @@ export function registerCaseRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases/:id/artifacts/:name',
     {
-      preHandler: anyRole,
+      onRequest: anyRole,
       schema: {
         summary: 'The bytes of a derived artifact (thumbnail, series thumbnail, ECG page …)',
         params: Type.Object({ id: Type.String({ format: 'uuid' }), name: Type.String({ maxLength: 200 }) }),

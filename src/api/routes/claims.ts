@@ -33,7 +33,7 @@ export function registerClaimRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/cases/:id/claim',
     {
-      preHandler: readerOnly,
+      onRequest: readerOnly,
       schema: {
         summary: 'Take (or renew) the lease on a case; 409 when another reader holds it',
         params: IdParams,
@@ -49,7 +49,7 @@ export function registerClaimRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/cases/:id/heartbeat',
     {
-      preHandler: readerOnly,
+      onRequest: readerOnly,
       schema: {
         summary: "Renew the caller's live lease; 409 once it has lapsed (claim again)",
         params: IdParams,
@@ -65,7 +65,7 @@ export function registerClaimRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/cases/:id/release',
     {
-      preHandler: readerOnly,
+      onRequest: readerOnly,
       schema: {
         summary: 'Give a case back to its pool (ends the lease, and the assignment if it was pushed)',
         params: IdParams,
@@ -84,7 +84,7 @@ export function registerClaimRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/cases/:id/reassign',
     {
-      preHandler: opsOnly,
+      onRequest: opsOnly,
       schema: {
         summary: 'Hand a case to a named reader (ops, admin); ends any claim on it',
         params: IdParams,

@@ -336,11 +336,11 @@ export function registerDicomwebRoutes(app: App, ctx: Context): void {
         415: ErrorBody,
       },
     };
-    const preHandler = requireRole(ctx.db, 'clinic');
+    const clinicOnly = requireRole(ctx.db, 'clinic');
 
     dicomweb.post(
       '/dicomweb/studies',
-      { preHandler, schema: { ...schema, summary: 'DICOMweb STOW-RS: store instances (PS3.18 §10.5)' } },
+      { onRequest: clinicOnly, schema: { ...schema, summary: 'DICOMweb STOW-RS: store instances (PS3.18 §10.5)' } },
       async (request, reply) => {
         const { status, body } = await handleStore(ctx, request, request.query.priority, undefined);
         return reply.status(status).type('application/dicom+json').send(body);
@@ -349,7 +349,7 @@ export function registerDicomwebRoutes(app: App, ctx: Context): void {
     dicomweb.post(
       '/dicomweb/studies/:studyUid',
       {
-        preHandler,
+        onRequest: clinicOnly,
         schema: {
           ...schema,
           params: StudyParams,

@@ -25,7 +25,7 @@ export function registerFileRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/files/:id',
     {
-      preHandler: requireRole(db, 'clinic', 'ops', 'admin'),
+      onRequest: requireRole(db, 'clinic', 'ops', 'admin'),
       schema: {
         summary: 'Status of one uploaded file',
         params: IdParams,

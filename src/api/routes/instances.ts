@@ -54,7 +54,7 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases/:id/instances/:sopInstanceUid/frames/:n/rendered',
     {
-      preHandler: requireRole(ctx.db, 'clinic', 'reader', 'ops', 'admin'),
+      onRequest: requireRole(ctx.db, 'clinic', 'reader', 'ops', 'admin'),
       schema: {
         summary: 'One frame rendered for the viewer (PNG, WebP or JPEG), cached in object storage',
         params: Type.Object({

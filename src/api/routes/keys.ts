@@ -50,7 +50,7 @@ export function registerKeyRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/keys',
     {
-      preHandler: adminOnly,
+      onRequest: adminOnly,
       schema: {
         summary: 'Every API key, newest first, without its secret (admin)',
         response: { 200: Type.Object({ keys: Type.Array(KeySummary) }), ...errorResponses },
@@ -83,7 +83,7 @@ export function registerKeyRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/keys',
     {
-      preHandler: adminOnly,
+      onRequest: adminOnly,
       schema: {
         summary: 'Create a key scoped to a role and a site (clinic) or reader (reader); shown once (admin)',
         body: Type.Object(
@@ -139,7 +139,7 @@ export function registerKeyRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/keys/:id/revoke',
     {
-      preHandler: adminOnly,
+      onRequest: adminOnly,
       schema: {
         summary: 'Revoke a key; requests with it are refused from now on (admin)',
         params: Type.Object({ id: Type.String({ format: 'uuid' }) }),

@@ -53,7 +53,7 @@ export function registerMetricsRoutes(app: App, ctx: Context, registry: Registry
   app.get(
     '/metrics',
     {
-      preHandler: requireRole(ctx.db, 'ops', 'admin'),
+      onRequest: requireRole(ctx.db, 'ops', 'admin'),
       schema: { summary: 'Prometheus metrics, text format (ops, admin)' },
     },
     async (_request, reply) => {

@@ -92,7 +92,7 @@ export function registerMultipartUploadRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/uploads/multipart',
     {
-      preHandler: clinicOnly,
+      onRequest: clinicOnly,
       schema: {
         summary: 'Start a direct-to-S3 multipart upload: presigned part URLs (S3 storage only)',
         body: CreateBody,
@@ -125,7 +125,7 @@ export function registerMultipartUploadRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/uploads/multipart/:id/complete',
     {
-      preHandler: clinicOnly,
+      onRequest: clinicOnly,
       schema: {
         summary: 'Verify the parts and the declared sha256, then put the file into the pipeline (idempotent)',
         params: SessionParams,
@@ -149,7 +149,7 @@ export function registerMultipartUploadRoutes(app: App, ctx: Context): void {
   app.delete(
     '/v1/uploads/multipart/:id',
     {
-      preHandler: clinicOnly,
+      onRequest: clinicOnly,
       schema: {
         summary: 'Abort a direct-to-S3 multipart upload',
         params: SessionParams,

@@ -21,7 +21,7 @@ export function registerOpsRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/ops/queues',
     {
-      preHandler: opsOnly,
+      onRequest: opsOnly,
       schema: {
         summary: 'Job counts per queue',
         response: { 200: Type.Object({ queues: Type.Record(Type.String(), Counts) }), ...errorResponses },
@@ -56,7 +56,7 @@ export function registerOpsRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/ops/files',
     {
-      preHandler: opsOnly,
+      onRequest: opsOnly,
       schema: {
         summary: 'Failed (or otherwise filtered) files with their reasons',
         querystring: Type.Object({
@@ -114,7 +114,7 @@ export function registerOpsRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/ops/files/:id/retry',
     {
-      preHandler: opsOnly,
+      onRequest: opsOnly,
       schema: {
         summary: 'Retry a failed file from the ingest step',
         params: IdParams,

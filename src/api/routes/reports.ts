@@ -146,7 +146,7 @@ export function registerReportRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases/:id/report',
     {
-      preHandler: anyRole,
+      onRequest: anyRole,
       schema: {
         summary: "The case's report: signed for the clinic; the draft for the reader holding the lease",
         description:
@@ -167,7 +167,7 @@ export function registerReportRoutes(app: App, ctx: Context): void {
   app.put(
     '/v1/cases/:id/report',
     {
-      preHandler: readerOnly,
+      onRequest: readerOnly,
       schema: {
         summary: 'Save the draft report (the reader holding the lease); replaces the whole draft',
         description:
@@ -189,7 +189,7 @@ export function registerReportRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/cases/:id/report/sign',
     {
-      preHandler: readerOnly,
+      onRequest: readerOnly,
       schema: {
         summary: 'Sign the draft: it becomes immutable, the case reported, and the clinic is notified',
         description:
@@ -233,7 +233,7 @@ export function registerReportRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/cases/:id/report/addenda',
     {
-      preHandler: readerOnly,
+      onRequest: readerOnly,
       schema: {
         summary: 'Append a signed addendum to a signed report (its signer); never edited afterwards',
         params: IdParams,
@@ -266,7 +266,7 @@ export function registerReportRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases/:id/report/fhir',
     {
-      preHandler: anyRole,
+      onRequest: anyRole,
       schema: {
         summary: 'The report as a FHIR R4 DiagnosticReport (application/fhir+json)',
         description:

@@ -98,7 +98,7 @@ export function registerRulesRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/rules',
     {
-      preHandler: requireRole(db, 'ops', 'admin'),
+      onRequest: requireRole(db, 'ops', 'admin'),
       schema: {
         summary: 'The routing rules, in evaluation order',
         response: { 200: RuleList, ...errorResponses },
@@ -110,7 +110,7 @@ export function registerRulesRoutes(app: App, ctx: Context): void {
   app.put(
     '/v1/rules',
     {
-      preHandler: adminOnly,
+      onRequest: adminOnly,
       schema: {
         summary: 'Replace the whole rule set (atomically)',
         body: Type.Object(
@@ -131,7 +131,7 @@ export function registerRulesRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/rules',
     {
-      preHandler: adminOnly,
+      onRequest: adminOnly,
       schema: {
         summary: 'Insert one rule at a 1-based position (default: last)',
         body: Type.Object(
@@ -156,7 +156,7 @@ export function registerRulesRoutes(app: App, ctx: Context): void {
   app.delete(
     '/v1/rules/:id',
     {
-      preHandler: adminOnly,
+      onRequest: adminOnly,
       schema: {
         summary: 'Delete one rule; the rules after it move up',
         params: Type.Object({ id: Type.String({ format: 'uuid' }) }),

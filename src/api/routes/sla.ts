@@ -40,7 +40,7 @@ export function registerSlaRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/ops/sla',
     {
-      preHandler: requireRole(db, 'ops', 'admin'),
+      onRequest: requireRole(db, 'ops', 'admin'),
       schema: {
         summary: 'Open cases at risk of missing their SLA, and overdue ones (ops, admin)',
         description:

@@ -49,7 +49,7 @@ export function registerSlideRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases/:id/slides/:descriptor',
     {
-      preHandler: anyRole,
+      onRequest: anyRole,
       schema: {
         summary: 'Deep Zoom descriptor of a slide: GET …/slides/{slideId}.dzi',
         params: Type.Object({
@@ -71,7 +71,7 @@ export function registerSlideRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/cases/:id/slides/:files/:level/:tile',
     {
-      preHandler: anyRole,
+      onRequest: anyRole,
       schema: {
         summary: 'One Deep Zoom tile: GET …/slides/{slideId}_files/{level}/{col}_{row}.jpeg',
         params: Type.Object({

@@ -28,7 +28,7 @@ export function registerUploadRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/uploads/check',
     {
-      preHandler: clinicOnly,
+      onRequest: clinicOnly,
       schema: {
         summary: 'Which of these sha256 values this site has already sent',
         body: Type.Object({
@@ -55,7 +55,7 @@ export function registerUploadRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/uploads/batches',
     {
-      preHandler: clinicOnly,
+      onRequest: clinicOnly,
       schema: {
         summary: 'Open an upload batch: files sent one by one (tus, S3 multipart) that form one upload',
         body: Type.Union([
@@ -87,7 +87,7 @@ export function registerUploadRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/uploads/batches/:id/complete',
     {
-      preHandler: clinicOnly,
+      onRequest: clinicOnly,
       schema: {
         summary: 'Seal an upload batch: its finished files enter the pipeline as one upload (idempotent)',
         params: IdParams,
@@ -108,7 +108,7 @@ export function registerUploadRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/uploads',
     {
-      preHandler: requireRole(ctx.db, 'clinic'),
+      onRequest: requireRole(ctx.db, 'clinic'),
       schema: {
         summary: 'Upload one or more files (multipart/form-data) with optional priority and notes',
         consumes: ['multipart/form-data'],

@@ -80,7 +80,7 @@ export function registerWebhookRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/ops/webhooks',
     {
-      preHandler: opsOnly,
+      onRequest: opsOnly,
       schema: {
         summary: 'Report webhook deliveries, newest first (status=failed: the ones that gave up)',
         querystring: Type.Object({
@@ -107,7 +107,7 @@ export function registerWebhookRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/ops/webhooks/:id',
     {
-      preHandler: opsOnly,
+      onRequest: opsOnly,
       schema: {
         summary: 'One webhook delivery with every attempt (status code, error, duration, next retry)',
         params: IdParams,
@@ -141,7 +141,7 @@ export function registerWebhookRoutes(app: App, ctx: Context): void {
   app.post(
     '/v1/ops/webhooks/:id/resend',
     {
-      preHandler: opsOnly,
+      onRequest: opsOnly,
       schema: {
         summary: 'Send a failed (or delivered) webhook again: a new round with a fresh retry budget',
         params: IdParams,

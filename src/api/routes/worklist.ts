@@ -79,7 +79,7 @@ export function registerWorklistRoutes(app: App, ctx: Context): void {
   app.get(
     '/v1/worklist',
     {
-      preHandler: requireRole(ctx.db, 'reader'),
+      onRequest: requireRole(ctx.db, 'reader'),
       schema: {
         summary:
           "The caller's assigned and claimed cases plus the pool cases they may claim, most urgent first",
