@@ -340,7 +340,10 @@ export function registerDicomwebRoutes(app: App, ctx: Context): void {
 
     dicomweb.post(
       '/dicomweb/studies',
-      { onRequest: clinicOnly, schema: { ...schema, summary: 'DICOMweb STOW-RS: store instances (PS3.18 §10.5)' } },
+      {
+        onRequest: clinicOnly,
+        schema: { ...schema, summary: 'DICOMweb STOW-RS: store instances (PS3.18 §10.5)' },
+      },
       async (request, reply) => {
         const { status, body } = await handleStore(ctx, request, request.query.priority, undefined);
         return reply.status(status).type('application/dicom+json').send(body);
