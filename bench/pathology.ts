@@ -3,8 +3,10 @@
  * (synthetic-slide.ts: `vips tiffsave --tile --pyramid --compression jpeg`, ANCHORS §4's big.tif), against
  * vipsthumbnail and openslide-write-png in the same run.
  *
- * Thumbnail (512 px): Teleread as a fresh process (`bin/teleread render`, which includes starting Node and the
- * tsx loader, about a second, measured alone with `bin/teleread help`) and warm in this process (readTiff →
+ * Thumbnail (512 px): Teleread as a fresh process (`bin/teleread render`, which includes starting Node and
+ * loading the CLI's compiled build, measured alone with `bin/teleread help`; the uncounted first run makes that
+ * build, see scripts/build-cli.mjs), the same through tsx (`TELEREAD_TSX=1`, how bin/teleread ran before, for
+ * contrast) and warm in this process (readTiff →
  * openTiffSlide → renderSlideThumbnailFromReader over a ByteSource, as a worker does it), against `vipsthumbnail -s 512` and
  * `openslide-write-png` of the pyramid level nearest 512 px (the whole level, not resized), each a process
  * per slide. Wall time and peak RSS (GNU time %M); for the warm path, the growth of this process's peak RSS
@@ -77,10 +79,28 @@ interface ProcessRun {
   rssMb: number;
 }
 
+/**
+ * The environment of the measured commands. Once sharp loads libvips in this process, libvips sets VIPSHOME to
+ * its own build prefix (/target), and children inherit it: Debian's vipsthumbnail then finds none of its
+ * modules and runs lighter than on a user's machine (about 7 MB less peak RSS). So it is left out.
+ */
+function commandEnv(extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  const { VIPSHOME: _set_by_libvips, ...env } = process.env;
+  return { ...env, ...extra };
+}
+
 /** Runs a command once, failing on a non-zero exit; seconds of wall time and peak RSS in MB. */
-function command(what: string, file: string, args: string[]): () => Promise<ProcessRun> {
+function command(
+  what: string,
+  file: string,
+  args: string[],
+  env: NodeJS.ProcessEnv = commandEnv(),
+): () => Promise<ProcessRun> {
   return async () => {
-    const r = check(await run(file, args, { timeoutMs: 120_000, measureRss: true, cwd: repoRoot }), what);
+    const r = check(
+      await run(file, args, { timeoutMs: 120_000, measureRss: true, cwd: repoRoot, env }),
+      what,
+    );
     return { seconds: r.wallMs / 1000, rssMb: r.peakRssMb ?? Number.NaN };
   };
 }
@@ -348,24 +368,27 @@ async function main(): Promise<BenchRow[]> {
     String(nearest.height),
     path.join(dir, 'openslide.png'),
   ]);
-  const cliOnce = command('bin/teleread render', TELEREAD, [
-    'render',
-    built.file,
-    '-o',
-    path.join(dir, 'teleread.png'),
-    '--size',
-    String(SIZE),
-  ]);
-  // One uncounted run each (page cache, binaries), then rotating measured runs.
+  const renderArgs = ['render', built.file, '-o', path.join(dir, 'teleread.png'), '--size', String(SIZE)];
+  const cliOnce = command('bin/teleread render', TELEREAD, renderArgs);
+  const cliTsxOnce = command(
+    'TELEREAD_TSX=1 bin/teleread render',
+    TELEREAD,
+    renderArgs,
+    commandEnv({ TELEREAD_TSX: '1' }),
+  );
+  // One uncounted run each (page cache, binaries, and bin/teleread's build when the sources changed), then
+  // rotating measured runs.
   await vipsOnce();
   await openslideOnce();
   await cliOnce();
-  const [cli, vipsthumbnail, openslide] = (await rotate(RUNS, deadline, [
+  await cliTsxOnce();
+  const [cli, vipsthumbnail, openslide, cliTsx] = (await rotate(RUNS, deadline, [
     cliOnce,
     vipsOnce,
     openslideOnce,
-  ])) as [ProcessRun[], ProcessRun[], ProcessRun[]];
-  // What the CLI costs before it touches the slide: node, the tsx loader and every module main.ts imports.
+    cliTsxOnce,
+  ])) as [ProcessRun[], ProcessRun[], ProcessRun[], ProcessRun[]];
+  // What the CLI costs before it touches the slide: node, the build's main module and the argument parsing.
   const startup = await repeat(RUNS, deadline, command('bin/teleread help', TELEREAD, ['help']));
 
   // Each run reads the slide under a new name (a hard link), as a worker reads each stored slide from its
@@ -419,7 +442,7 @@ async function main(): Promise<BenchRow[]> {
           vipsthumbnail.map((r) => r.seconds),
         ),
         better: 'lower',
-        note: `includes Node + tsx start-up: bin/teleread help alone takes ${startupS.toFixed(2)} s; slide (${built.seconds.toFixed(1)} s to build) made by vips tiffsave --tile --pyramid --compression jpeg`,
+        note: `includes Node's start-up and loading sharp: bin/teleread help alone takes ${startupS.toFixed(2)} s; slide (${built.seconds.toFixed(1)} s to build) made by vips tiffsave --tile --pyramid --compression jpeg`,
       }),
       TIME_GOAL,
     ),
@@ -439,6 +462,19 @@ async function main(): Promise<BenchRow[]> {
       }),
       RSS_GOAL,
     ),
+    row({
+      bench: 'pathology',
+      measure: 'the same fresh process through tsx (TELEREAD_TSX=1), for contrast',
+      unit: 's',
+      teleread: seconds(cliTsx),
+      reference: vipsRef,
+      pairs: zip(
+        cliTsx.map((r) => r.seconds),
+        vipsthumbnail.map((r) => r.seconds),
+      ),
+      better: 'lower',
+      note: `how bin/teleread ran before its compiled build (the tsx loader compiles and resolves every module at start); peak RSS ${rss(cliTsx).median.toFixed(0)} MB (${(rss(cliTsx).median / rss(vipsthumbnail).median).toFixed(1)}× vipsthumbnail)`,
+    }),
     withGoal(
       row({
         bench: 'pathology',

@@ -23,7 +23,8 @@ import {
 
 export const ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
-export const TELEREAD = path.join(repoRoot, 'bin/teleread');
+/** BENCH_TELEREAD_BIN runs another launcher in its place, e.g. a wrapper that adds --cpu-prof to api and worker. */
+export const TELEREAD = process.env.BENCH_TELEREAD_BIN ?? path.join(repoRoot, 'bin/teleread');
 
 /** A fresh database `teleread_bench_*`, dropped at clean-up; returns its URL. */
 export async function createDatabase(): Promise<string> {

@@ -1,7 +1,6 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, isAppError } from '../errors.js';
-import { dicomAttributes } from '../formats/dicom/attributes.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import { detectQrs } from '../formats/ecg/qrs.js';
 import { type EcgTriageSummary, type Inspection, inspectFile, loadEcgFile } from '../formats/inspect.js';
@@ -105,8 +104,12 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
       const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
       // DICOM: every attribute by its standard keyword. This is the user's own file on their disk, so patient
       // attributes are shown too (the pipeline keeps them out of logs and metadata columns).
+      // dcmjs's dictionary (about 16 MB) is loaded only here, not by `render` and `qrs`, which share this module.
       const dicom = inspection.format.startsWith('dicom')
-        ? dicomAttributes(parseDicom(new Uint8Array(await readFile(file))), { includePatient: true })
+        ? (await import('../formats/dicom/attributes.js')).dicomAttributes(
+            parseDicom(new Uint8Array(await readFile(file))),
+            { includePatient: true },
+          )
         : undefined;
       const slide =
         inspection.kind === 'pathology' && !inspection.format.startsWith('dicom')

@@ -4,6 +4,7 @@
  * answering. Threads are created on demand up to one per core, each loads its codecs once, and idle threads are
  * unref'd so they never keep a process alive.
  */
+import { existsSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { AppError, type ErrorCode } from '../errors.js';
@@ -12,7 +13,21 @@ import type { CompressedFrameJob } from './codecs/decode-compressed-frame.js';
 import type { WorkerRequest, WorkerResponse } from './codecs/decode-worker.js';
 import type { ResampleStoredJob } from './resample-area.js';
 
-const WORKER_ENTRY = new URL('./codecs/decode-worker-entry.mjs', import.meta.url);
+/** Defined by scripts/build-cli.mjs in the build bin/teleread runs: the worker compiled beside it, as a file URL. */
+declare const __TELEREAD_DECODE_WORKER__: string | undefined;
+
+/**
+ * From the sources (tsx, vitest), the .mjs entry registers tsx in the thread before loading the TypeScript
+ * worker. bin/teleread's build starts its compiled worker instead, which saves each thread tsx's start-up,
+ * unless that build has since been pruned (a service running for days while the sources changed).
+ */
+function workerEntry(): URL {
+  if (typeof __TELEREAD_DECODE_WORKER__ === 'string') {
+    const compiled = new URL(__TELEREAD_DECODE_WORKER__);
+    if (existsSync(compiled)) return compiled;
+  }
+  return new URL('./codecs/decode-worker-entry.mjs', import.meta.url);
+}
 
 /** No real frame takes anywhere near this; a decoder stuck on crafted input is stopped rather than waited on. */
 const DECODE_TIMEOUT_MS = 60_000;
@@ -65,7 +80,7 @@ class DecodePool {
   }
 
   private spawn(): PoolWorker {
-    const slot: PoolWorker = { worker: new Worker(WORKER_ENTRY), task: undefined, timer: undefined };
+    const slot: PoolWorker = { worker: new Worker(workerEntry()), task: undefined, timer: undefined };
     slot.worker.unref();
     slot.worker.on('message', (response: WorkerResponse) => this.settle(slot, response));
     slot.worker.on('error', (err) => this.fail(slot, `the decode worker failed: ${err.message}`));

@@ -1,6 +1,8 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { cp, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { repoRoot } from '../corpus.js';
@@ -64,4 +66,55 @@ test('render writes the thumbnail the pipeline would make', async () => {
   expect(code).toBe(0);
   const meta = await sharp(await readFile(out)).metadata();
   expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
+});
+
+/** Builds of the CLI (scripts/build-cli.mjs) made from the sources under `root`, by their embedded source URLs. */
+async function buildsOf(root: string): Promise<string[]> {
+  const cache = path.join(repoRoot, 'node_modules/.cache/teleread');
+  const found: string[] = [];
+  for (const name of await readdir(cache).catch(() => [])) {
+    const main = await readFile(path.join(cache, name, 'main.mjs'), 'utf8').catch(() => '');
+    if (main.includes(`file://${root}/src/`)) found.push(path.join(cache, name));
+  }
+  return found;
+}
+
+test('bin/teleread runs its compiled build, rebuilt when a source changes', async () => {
+  // A copy of the sources sharing this checkout's node_modules, so the real sources are never edited.
+  const copy = await mkdtemp(path.join(tmpdir(), 'teleread-cli-build-'));
+  try {
+    for (const entry of [
+      'src',
+      'workers',
+      'bin',
+      'scripts',
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+    ]) {
+      await cp(path.join(repoRoot, entry), path.join(copy, entry), {
+        recursive: true,
+        preserveTimestamps: true,
+      });
+    }
+    await symlink(path.join(repoRoot, 'node_modules'), path.join(copy, 'node_modules'));
+    const help = async () => (await promisify(execFile)(path.join(copy, 'bin/teleread'), ['help'])).stdout;
+
+    // stderr would carry "could not build the CLI": execFile's stdout alone is compared.
+    expect(await help()).toContain('teleread <command> [options]');
+    const first = await buildsOf(copy);
+    expect(first).toHaveLength(1);
+
+    const main = path.join(copy, 'src/cli/main.ts');
+    await writeFile(
+      main,
+      (await readFile(main, 'utf8')).replace('teleread <command>', 'teleread-edited <command>'),
+    );
+    expect(await help()).toContain('teleread-edited <command> [options]');
+    const second = await buildsOf(copy);
+    expect(second).toHaveLength(2);
+  } finally {
+    for (const build of await buildsOf(copy)) await rm(build, { recursive: true, force: true });
+    await rm(copy, { recursive: true, force: true });
+  }
 });

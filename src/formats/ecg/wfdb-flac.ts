@@ -7,7 +7,6 @@
  * FLAC files are decoded here and rewritten as the plain format with the same width and the same invalid-sample
  * code (508→80, 516→16, 524→24), so `parseWfdbRecord` / `parseWfdbMultiSegment` read them unchanged.
  */
-import { FLACDecoder } from '@wasm-audio-decoders/flac';
 import { AppError } from '../../errors.js';
 import { MAX_WFDB_SAMPLES, type WfdbHeader, type WfdbSignalSpec } from './wfdb.js';
 
@@ -99,6 +98,8 @@ async function decodeFlac(
   bits: number,
   limit: number,
 ): Promise<Int32Array[]> {
+  // Imported on first use: its WebAssembly costs every process that loads inspect.ts about 9 MB otherwise.
+  const { FLACDecoder } = await import('@wasm-audio-decoders/flac');
   const decoder = new FLACDecoder();
   const parts: Float32Array[][] = [];
   let decoded = 0;
