@@ -93,7 +93,7 @@ describe('a study arriving over several uploads', () => {
   test('is processed once it is stable, routed once, and late or duplicate instances do not re-route', async () => {
     await send('i1.dcm', ctInstance(1));
     await sleep(1000);
-    await send('i2.dcm', ctInstance(2));
+    const second = await send('i2.dcm', ctInstance(2));
     await waitFor('both instances ingested', async () => {
       const rows = await ctx.db
         .selectFrom('files')
@@ -134,6 +134,14 @@ describe('a study arriving over several uploads', () => {
       .where('id', '=', late)
       .executeTakeFirstOrThrow();
     expect(lateFile.case_id).toBe(routed.id);
+    // The series picture stays its middle instance (of 1, 2, 3: the second), not the late one.
+    const seriesThumbnail = await ctx.db
+      .selectFrom('artifacts')
+      .select(['file_id'])
+      .where('case_id', '=', routed.id)
+      .where('name', 'like', 'series-%')
+      .execute();
+    expect(seriesThumbnail).toEqual([{ file_id: second }]);
 
     // The same instance again (same SOP Instance UID, same bytes) is stored once.
     const dup = await send('i3-again.dcm', ctInstance(3));

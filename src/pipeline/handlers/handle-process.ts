@@ -76,24 +76,47 @@ export async function handleProcess(jc: JobContext, job: JobOf<'process'>): Prom
   return pending.length > 0 ? 'SUCCESS' : 'SKIPPED';
 }
 
-/** One series thumbnail per series (its middle instance), and the first series' as the study thumbnail. */
+/**
+ * One series thumbnail per series, from its middle instance, and the first series' as the study thumbnail. The
+ * middle is taken over every instance of the series the case holds, not only the new ones, so a late instance
+ * does not replace a series' picture with itself; a series whose middle has not moved keeps its thumbnail.
+ */
 async function processImaging(ctx: Context, caseId: string, files: FileRow[]): Promise<void> {
+  const touched = new Set(files.map((f) => seriesOf(f)));
+  const all = await ctx.db
+    .selectFrom('files')
+    .selectAll()
+    .where('case_id', '=', caseId)
+    .where('ingested_at', 'is not', null)
+    .where('status', '!=', 'failed')
+    .where('duplicate_of', 'is', null)
+    .execute();
   const bySeries = new Map<string, FileRow[]>();
-  for (const f of files) {
-    const series = String((f.metadata as Record<string, unknown>).seriesInstanceUid ?? 'unknown');
-    bySeries.set(series, [...(bySeries.get(series) ?? []), f]);
+  for (const f of all) {
+    const series = seriesOf(f);
+    if (touched.has(series)) bySeries.set(series, [...(bySeries.get(series) ?? []), f]);
   }
   for (const [seriesUid, seriesFiles] of bySeries) {
     const ordered = [...seriesFiles].sort(
-      (a, b) => Number(a.metadata.instanceNumber ?? 0) - Number(b.metadata.instanceNumber ?? 0),
+      (a, b) =>
+        Number(a.metadata.instanceNumber ?? 0) - Number(b.metadata.instanceNumber ?? 0) ||
+        a.received_at.getTime() - b.received_at.getTime(),
     );
-    // Try the middle instance first, then its neighbours: one unrenderable instance must not leave a series blank.
+    const name = `series-${safeName(seriesUid)}.webp`;
     const mid = Math.floor(ordered.length / 2);
+    const current = await ctx.db
+      .selectFrom('artifacts')
+      .select('file_id')
+      .where('case_id', '=', caseId)
+      .where('name', '=', name)
+      .executeTakeFirst();
+    if (current && current.file_id === ordered[mid]!.id) continue;
+    // Try the middle instance first, then its neighbours: one unrenderable instance must not leave a series blank.
     const tryOrder = ordered.map((_, i) => ordered[(mid + i) % ordered.length]!);
     for (const f of tryOrder.slice(0, 3)) {
       try {
         const image = await renderFileThumbnail('dicom', storedFileAccess(ctx, f), ctx.config.thumbnailSize);
-        await saveArtifact(ctx, caseId, f.id, `series-${safeName(seriesUid)}.webp`, image);
+        await saveArtifact(ctx, caseId, f.id, name, image);
         await saveArtifact(ctx, caseId, f.id, CASE_THUMBNAIL, image, { onlyIfMissing: true });
         break;
       } catch (err) {
@@ -103,6 +126,10 @@ async function processImaging(ctx: Context, caseId: string, files: FileRow[]): P
     }
   }
   await markProcessed(ctx, files);
+}
+
+function seriesOf(f: FileRow): string {
+  return String((f.metadata as Record<string, unknown>).seriesInstanceUid ?? 'unknown');
 }
 
 /** ECG records and slides: one image per file (a WFDB signal file rides with its header). */
