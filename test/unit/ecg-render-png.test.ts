@@ -53,6 +53,21 @@ describe('renderEcgPng', () => {
     expect(image.height).toBe(Math.round((800 * 260) / 275));
   });
 
+  test('pages rendered at the same time (sharing the spare pixel buffers) come out as when rendered alone', async () => {
+    const a = sineEcg(TWELVE, 10);
+    const b = sineEcg(TWELVE, 10);
+    for (const lead of b.leads) lead.samplesUv = lead.samplesUv.map((v) => -2 * v);
+    const pixels = (image: { data: Buffer }) => sharp(image.data).raw().toBuffer();
+    const same = async (x: { data: Buffer }, y: { data: Buffer }) =>
+      (await pixels(x)).equals(await pixels(y));
+    const alone = [await renderEcgPng(a), await renderEcgPng(b)];
+    const together = await Promise.all([renderEcgPng(a), renderEcgPng(b), renderEcgPng(a)]);
+    expect(await same(together[0]!, alone[0]!)).toBe(true);
+    expect(await same(together[1]!, alone[1]!)).toBe(true);
+    expect(await same(together[2]!, alone[0]!)).toBe(true);
+    expect(await same(alone[0]!, alone[1]!)).toBe(false);
+  });
+
   test('renderEcg lays out once and returns the SVG and the thumbnail of the same page', async () => {
     const { svg, image } = await renderEcg(sineEcg(TWELVE, 10), { width: 800 });
     expect(svg).toMatch(/^<svg[^>]*width="800" height="640"/);

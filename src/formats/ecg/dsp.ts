@@ -87,6 +87,57 @@ export function filtfilt(sections: Biquad[], x: Float64Array): Float64Array {
   return x;
 }
 
+/**
+ * `runForward` (step 1) or `runBackward` (step −1) over two signals of the same length at once. Each output
+ * sample of a recursive filter waits on the one before it, so a single signal leaves the CPU idle between
+ * steps; two independent recursions in one loop fill that time and run in about half the time per signal.
+ * Each signal sees exactly the arithmetic `runForward`/`runBackward` would do, so the results are identical.
+ */
+function runPair(f: Biquad, a: Float64Array, b: Float64Array, step: 1 | -1): void {
+  const n = a.length;
+  if (n === 0) return;
+  const { b0, b1, b2, a1, a2 } = f;
+  const dcGain = (b0 + b1 + b2) / (1 + a1 + a2);
+  const first = step === 1 ? 0 : n - 1;
+  const xa = a[first]!;
+  const xb = b[first]!;
+  const ya = xa * dcGain;
+  const yb = xb * dcGain;
+  let za1 = ya - b0 * xa;
+  let za2 = b2 * xa - a2 * ya;
+  let zb1 = yb - b0 * xb;
+  let zb2 = b2 * xb - a2 * yb;
+  for (let k = 0, i = first; k < n; k++, i += step) {
+    const ai = a[i]!;
+    const bi = b[i]!;
+    const yai = b0 * ai + za1;
+    const ybi = b0 * bi + zb1;
+    za1 = b1 * ai - a1 * yai + za2;
+    zb1 = b1 * bi - a1 * ybi + zb2;
+    za2 = b2 * ai - a2 * yai;
+    zb2 = b2 * bi - a2 * ybi;
+    a[i] = yai;
+    b[i] = ybi;
+  }
+}
+
+/** `filtfilt` on each signal, in place, two signals of the same length at a time (see `runPair`); the results
+ * are those of `filtfilt` on each. */
+export function filtfiltEach(sections: Biquad[], signals: Float64Array[]): void {
+  const pending: Float64Array[] = [];
+  for (const x of signals) {
+    const mate = pending.findIndex((p) => p.length === x.length);
+    if (mate < 0) {
+      pending.push(x);
+      continue;
+    }
+    const a = pending.splice(mate, 1)[0]!;
+    for (const f of sections) runPair(f, a, x, 1);
+    for (let k = sections.length - 1; k >= 0; k--) runPair(sections[k]!, a, x, -1);
+  }
+  for (const x of pending) filtfilt(sections, x);
+}
+
 /** Replaces NaN runs by straight lines between their neighbours (or the nearest value at the ends), so filters
  * can run through gaps; returns whether any sample was NaN. */
 export function bridgeGaps(x: Float64Array): boolean {
@@ -212,9 +263,50 @@ export function quantiles(x: ArrayLike<number>, qs: number[]): number[] {
     if (Number.isFinite(v)) values[count++] = v;
   }
   if (count === 0) return qs.map(() => Number.NaN);
-  return qs.map((q) =>
-    selectKth(values, Math.min(count - 1, Math.max(0, Math.round(q * (count - 1)))), 0, count - 1),
-  );
+  return qs.map((q) => {
+    const k = Math.min(count - 1, Math.max(0, Math.round(q * (count - 1))));
+    const kept = Math.min(k + 1, count - k);
+    return kept * 16 <= count ? extremeKth(values, count, k) : selectKth(values, k, 0, count - 1);
+  });
+}
+
+/**
+ * The k-th smallest of `a[0..count)` for a k near either end (the 1st or 99th percentile): one pass keeps the
+ * k + 1 smallest (or count − k largest) values in a binary heap whose top is the answer. Nearly every value
+ * costs one comparison with the top, which the CPU predicts, where quickselect's partitioning mispredicts
+ * about every other comparison. `a` is left as it was.
+ */
+export function extremeKth(a: Float64Array, count: number, k: number): number {
+  const low = k < count - k;
+  const size = low ? k + 1 : count - k;
+  // A max-heap of the k + 1 smallest; for the high end the same heap over negated values keeps the largest.
+  const sign = low ? 1 : -1;
+  const heap = new Float64Array(size);
+  for (let i = 0; i < size; i++) heap[i] = sign * a[i]!;
+  for (let i = (size >> 1) - 1; i >= 0; i--) siftDown(heap, i, size);
+  for (let i = size; i < count; i++) {
+    const v = sign * a[i]!;
+    if (v < heap[0]!) {
+      heap[0] = v;
+      siftDown(heap, 0, size);
+    }
+  }
+  return sign * heap[0]!;
+}
+
+/** Restores the max-heap order below `i` in `heap[0..size)`. */
+function siftDown(heap: Float64Array, i: number, size: number): void {
+  const v = heap[i]!;
+  let at = i;
+  for (;;) {
+    let child = 2 * at + 1;
+    if (child >= size) break;
+    if (child + 1 < size && heap[child + 1]! > heap[child]!) child++;
+    if (heap[child]! <= v) break;
+    heap[at] = heap[child]!;
+    at = child;
+  }
+  heap[at] = v;
 }
 
 /** The q-quantile (0..1) of the finite values of `x` (see `quantiles`). */

@@ -13,6 +13,7 @@
  * - anything else: one 10 s strip per lead, up to 16.
  */
 import { AppError } from '../../errors.js';
+import { selectKth } from './dsp.js';
 import {
   deriveLimbLeads,
   type Ecg,
@@ -132,15 +133,15 @@ function checkOption(name: string, value: number, min: number, max: number): num
  * a DC offset of a millivolt or more; normalized ones have none and get ~0). */
 function displayOffset(samples: Float32Array, start: number, end: number): number {
   const stride = Math.max(1, Math.floor((end - start) / 1000));
-  const values = new Float32Array(Math.ceil((end - start) / stride));
+  const values = new Float64Array(Math.ceil((end - start) / stride));
   let count = 0;
   for (let i = start; i < end; i += stride) {
     const v = samples[i]!;
     if (!Number.isNaN(v)) values[count++] = v;
   }
   if (count === 0) return 0;
-  const sorted = values.subarray(0, count).sort();
-  return sorted[count >> 1]!;
+  // Selection, not a sort: a page takes a median per trace.
+  return selectKth(values, count >> 1, 0, count - 1);
 }
 
 interface TraceSpec {

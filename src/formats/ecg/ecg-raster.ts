@@ -13,7 +13,9 @@ export interface RgbImage {
   height: number;
 }
 
-function rgb(hex: string): [number, number, number] {
+type Rgb = [number, number, number];
+
+function rgb(hex: string): Rgb {
   const h = hex.length === 4 ? hex.replace(/^#(.)(.)(.)$/, '#$1$1$2$2$3$3') : hex;
   return [
     Number.parseInt(h.slice(1, 3), 16),
@@ -22,112 +24,158 @@ function rgb(hex: string): [number, number, number] {
   ];
 }
 
-class Canvas {
-  readonly data: Uint8Array;
-  constructor(
-    readonly width: number,
-    readonly height: number,
-  ) {
-    this.data = new Uint8Array(width * height * 3).fill(255);
-  }
+const NONE = 0;
+const MINOR = 1;
+const MAJOR = 2;
 
-  /** Blends `color` over the pixel with coverage `alpha` (0..1). */
-  blend(x: number, y: number, color: [number, number, number], alpha: number): void {
-    if (x < 0 || y < 0 || x >= this.width || y >= this.height || alpha <= 0) return;
-    const i = (y * this.width + x) * 3;
-    const a = Math.min(alpha, 1);
-    const d = this.data;
-    d[i] = d[i]! + (color[0] - d[i]!) * a;
-    d[i + 1] = d[i + 1]! + (color[1] - d[i + 1]!) * a;
-    d[i + 2] = d[i + 2]! + (color[2] - d[i + 2]!) * a;
+/**
+ * Paper and grid, a row at a time. The grid is minor lines every millimetre and major ones every 5 mm, each
+ * a pixel column (over the grid's rows) or a pixel row (over its columns), major over minor where they meet.
+ * A pixel row is then one of at most six patterns (inside or outside the grid's rows × no, minor or major
+ * horizontal line), so each pattern is built once and copied: a per-line painter wrote every grid pixel
+ * again for each of the ~470 lines.
+ */
+function paintGrid(page: EcgPage, data: Uint8Array, width: number, height: number): void {
+  const k = page.pxPerMm;
+  const minor = rgb(COLORS.gridMinor);
+  const major = rgb(COLORS.gridMajor);
+  const { x, y, width: gw, height: gh } = page.grid;
+  const px0 = Math.max(0, Math.round(x * k));
+  const px1 = Math.min(width - 1, Math.round((x + gw) * k));
+  const py0 = Math.max(0, Math.round(y * k));
+  const py1 = Math.min(height - 1, Math.round((y + gh) * k));
+  const columns = new Uint8Array(width);
+  for (let i = 0; i <= Math.round(gw); i++) {
+    const px = Math.round((x + i) * k);
+    if (px < 0 || px >= width) continue;
+    const kind = i % 5 === 0 ? MAJOR : MINOR;
+    if (kind > columns[px]!) columns[px] = kind;
   }
-
-  vline(x: number, y0: number, y1: number, color: [number, number, number]): void {
-    if (x < 0 || x >= this.width) return;
-    const d = this.data;
-    for (let y = Math.max(0, y0); y <= Math.min(this.height - 1, y1); y++) {
-      const i = (y * this.width + x) * 3;
-      d[i] = color[0];
-      d[i + 1] = color[1];
-      d[i + 2] = color[2];
-    }
+  const rows = new Uint8Array(height);
+  for (let j = 0; j <= Math.round(gh); j++) {
+    const py = Math.round((y + j) * k);
+    if (py < 0 || py >= height) continue;
+    const kind = j % 5 === 0 ? MAJOR : MINOR;
+    if (kind > rows[py]!) rows[py] = kind;
   }
-
-  hline(y: number, x0: number, x1: number, color: [number, number, number]): void {
-    if (y < 0 || y >= this.height) return;
-    const d = this.data;
-    for (let x = Math.max(0, x0); x <= Math.min(this.width - 1, x1); x++) {
-      const i = (y * this.width + x) * 3;
-      d[i] = color[0];
-      d[i + 1] = color[1];
-      d[i + 2] = color[2];
+  const stride = width * 3;
+  const patterns = new Map<number, Uint8Array>();
+  const pattern = (inside: boolean, line: number): Uint8Array => {
+    const key = (inside ? 3 : 0) + line;
+    let row = patterns.get(key);
+    if (row) return row;
+    row = new Uint8Array(stride).fill(255);
+    for (let px = 0; px < width; px++) {
+      const onLine = px >= px0 && px <= px1;
+      // Later strokes win: minor columns, minor rows, major columns, major rows.
+      const kind =
+        line === MAJOR && onLine
+          ? MAJOR
+          : inside && columns[px] === MAJOR
+            ? MAJOR
+            : line === MINOR && onLine
+              ? MINOR
+              : inside && columns[px] === MINOR
+                ? MINOR
+                : NONE;
+      if (kind === NONE) continue;
+      const color = kind === MAJOR ? major : minor;
+      row[px * 3] = color[0];
+      row[px * 3 + 1] = color[1];
+      row[px * 3 + 2] = color[2];
     }
-  }
-
-  /** Xiaolin Wu's anti-aliased line, widened by `extra` (0..1) of a pixel on the minor axis for strokes a bit
-   * heavier than one pixel. Coordinates in pixels. */
-  line(x0: number, y0: number, x1: number, y1: number, color: [number, number, number], extra: number): void {
-    const steep = Math.abs(y1 - y0) > Math.abs(x1 - x0);
-    if (steep) {
-      [x0, y0] = [y0, x0];
-      [x1, y1] = [y1, x1];
-    }
-    if (x0 > x1) {
-      [x0, x1] = [x1, x0];
-      [y0, y1] = [y1, y0];
-    }
-    const dx = x1 - x0;
-    const gradient = dx === 0 ? 0 : (y1 - y0) / dx;
-    const plot = steep
-      ? (a: number, b: number, c: number) => this.blend(b, a, color, c)
-      : (a: number, b: number, c: number) => this.blend(a, b, color, c);
-    const start = Math.round(x0);
-    const end = Math.round(x1);
-    let y = y0 + gradient * (start - x0);
-    for (let x = start; x <= end; x++) {
-      const base = Math.floor(y);
-      const frac = y - base;
-      plot(x, base, 1 - frac + extra * frac);
-      plot(x, base + 1, frac + extra * (1 - frac));
-      y += gradient;
-    }
+    patterns.set(key, row);
+    return row;
+  };
+  for (let py = 0; py < height; py++) {
+    data.set(pattern(py >= py0 && py <= py1, rows[py]!), py * stride);
   }
 }
 
-/** Paints paper, grid, calibration and traces at the page's pixel size. */
-export function rasterizeEcgPage(page: EcgPage): RgbImage {
-  const { widthPx: width, heightPx: height, pxPerMm: k } = page;
-  const canvas = new Canvas(width, height);
-  const minor = rgb(COLORS.gridMinor);
-  const major = rgb(COLORS.gridMajor);
-  const ink = rgb(COLORS.trace);
-  const { x, y, width: gw, height: gh } = page.grid;
-  const px0 = Math.round(x * k);
-  const px1 = Math.round((x + gw) * k);
-  const py0 = Math.round(y * k);
-  const py1 = Math.round((y + gh) * k);
-  // Minor lines first so major ones win where they coincide.
-  for (const pass of [1, 0]) {
-    const color = pass === 1 ? minor : major;
-    for (let i = 0; i <= Math.round(gw); i++) {
-      if ((i % 5 === 0 ? 0 : 1) === pass) canvas.vline(Math.round((x + i) * k), py0, py1, color);
-    }
-    for (let j = 0; j <= Math.round(gh); j++) {
-      if ((j % 5 === 0 ? 0 : 1) === pass) canvas.hline(Math.round((y + j) * k), px0, px1, color);
-    }
+/**
+ * Xiaolin Wu's anti-aliased line, widened by `extra` (0..1) of a pixel on the minor axis for strokes a bit
+ * heavier than one pixel. Coordinates in pixels.
+ */
+function line(
+  data: Uint8Array,
+  width: number,
+  height: number,
+  ax: number,
+  ay: number,
+  bx: number,
+  by: number,
+  color: Rgb,
+  extra: number,
+): void {
+  const steep = Math.abs(by - ay) > Math.abs(bx - ax);
+  // Walk along the major axis (u), stepping the minor one (v).
+  let u0 = steep ? ay : ax;
+  let v0 = steep ? ax : ay;
+  let u1 = steep ? by : bx;
+  let v1 = steep ? bx : by;
+  if (u0 > u1) {
+    const u = u0;
+    u0 = u1;
+    u1 = u;
+    const v = v0;
+    v0 = v1;
+    v1 = v;
   }
+  const du = u1 - u0;
+  const gradient = du === 0 ? 0 : (v1 - v0) / du;
+  const start = Math.round(u0);
+  const end = Math.round(u1);
+  const [r, g, b] = color;
+  // The pixel step along u and along v, and how far each axis may go.
+  const uStep = steep ? width * 3 : 3;
+  const vStep = steep ? 3 : width * 3;
+  const uLimit = steep ? height : width;
+  const vLimit = steep ? width : height;
+  let v = v0 + gradient * (start - u0);
+  for (let u = start; u <= end; u++) {
+    const base = Math.floor(v);
+    const frac = v - base;
+    if (u >= 0 && u < uLimit) {
+      // Coverage of the pixel at `base` and of the one after it on the minor axis.
+      for (let side = 0; side < 2; side++) {
+        const at = base + side;
+        const alpha = side === 0 ? 1 - frac + extra * frac : frac + extra * (1 - frac);
+        if (at < 0 || at >= vLimit || alpha <= 0) continue;
+        const a = Math.min(alpha, 1);
+        const i = u * uStep + at * vStep;
+        data[i] = data[i]! + (r - data[i]!) * a;
+        data[i + 1] = data[i + 1]! + (g - data[i + 1]!) * a;
+        data[i + 2] = data[i + 2]! + (b - data[i + 2]!) * a;
+      }
+    }
+    v += gradient;
+  }
+}
+
+/**
+ * Paints paper, grid, calibration and traces at the page's pixel size. `into` (at least width × height × 3
+ * bytes) lets a caller reuse one buffer across pages; every byte of the image is written, so it need not be
+ * cleared.
+ */
+export function rasterizeEcgPage(page: EcgPage, into?: Uint8Array): RgbImage {
+  const { widthPx: width, heightPx: height, pxPerMm: k } = page;
+  const size = width * height * 3;
+  const data = into && into.length >= size ? into.subarray(0, size) : new Uint8Array(size);
+  paintGrid(page, data, width, height);
+  const ink = rgb(COLORS.trace);
   // A 0.3 mm pen: one anti-aliased pixel plus whatever width is left over.
   const extra = Math.max(0, Math.min(1, 0.3 * k - 1));
-  const stroke = (points: Float32Array): void => {
+  const stroke = (points: ArrayLike<number>): void => {
     for (let i = 0; i + 3 < points.length; i += 2) {
       const ax = points[i]!;
       const bx = points[i + 2]!;
       if (Number.isNaN(ax) || Number.isNaN(bx)) continue;
-      canvas.line(ax * k, points[i + 1]! * k, bx * k, points[i + 3]! * k, ink, extra);
+      line(data, width, height, ax * k, points[i + 1]! * k, bx * k, points[i + 3]! * k, ink, extra);
     }
   };
   for (const pulse of page.calibration) stroke(pulse);
   for (const trace of page.traces) stroke(trace.points);
-  for (const [sx, sy0, sy1] of page.separators) stroke(Float32Array.from([sx, sy0, sx, sy1]));
-  return { data: canvas.data, width, height };
+  // Separators are millimetres like the traces, held at single precision as the trace points are.
+  for (const [sx, sy0, sy1] of page.separators) stroke(Float32Array.of(sx, sy0, sx, sy1));
+  return { data, width, height };
 }

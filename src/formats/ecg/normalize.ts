@@ -13,7 +13,7 @@
  *   35 Hz or huge excursions).
  */
 
-import { biquad, bridgeGaps, filtfilt, quantiles, resample, selectKth } from './dsp.js';
+import { biquad, bridgeGaps, filtfiltEach, quantiles, resample, selectKth } from './dsp.js';
 import type { Ecg, EcgLead } from './ecg.js';
 
 export const NORMALIZED_SAMPLING_FREQUENCY = 500;
@@ -56,18 +56,36 @@ const FLAT_UV = 30;
 const NOISE_UV = 50;
 const HUGE_UV = 8000;
 
-/** Power of `x` at `f` Hz (Goertzel), over at most 20 s. */
-function goertzel(x: Float64Array, f: number, fs: number): number {
+/** Power of `x` at `f` − 3.5, `f` and `f` + 3.5 Hz (Goertzel), over at most 20 s. The three recursions share
+ * one loop: each step waits on the one before, so three independent ones cost little more than one. */
+function goertzelAround(x: Float64Array, f: number, fs: number): [below: number, at: number, above: number] {
   const n = Math.min(x.length, Math.round(20 * fs));
-  const coeff = 2 * Math.cos((2 * Math.PI * f) / fs);
-  let s1 = 0;
-  let s2 = 0;
+  const cb = 2 * Math.cos((2 * Math.PI * (f - 3.5)) / fs);
+  const cf = 2 * Math.cos((2 * Math.PI * f) / fs);
+  const ca = 2 * Math.cos((2 * Math.PI * (f + 3.5)) / fs);
+  let b1 = 0;
+  let b2 = 0;
+  let f1 = 0;
+  let f2 = 0;
+  let a1 = 0;
+  let a2 = 0;
   for (let i = 0; i < n; i++) {
-    const s0 = x[i]! + coeff * s1 - s2;
-    s2 = s1;
-    s1 = s0;
+    const xi = x[i]!;
+    const b0 = xi + cb * b1 - b2;
+    const f0 = xi + cf * f1 - f2;
+    const a0 = xi + ca * a1 - a2;
+    b2 = b1;
+    b1 = b0;
+    f2 = f1;
+    f1 = f0;
+    a2 = a1;
+    a1 = a0;
   }
-  return s1 * s1 + s2 * s2 - coeff * s1 * s2;
+  return [
+    b1 * b1 + b2 * b2 - cb * b1 * b2,
+    f1 * f1 + f2 * f2 - cf * f1 * f2,
+    a1 * a1 + a2 * a2 - ca * a1 * a2,
+  ];
 }
 
 /** 50 or 60 when that line stands 10× above its neighbourhood in the given (high-passed) leads. */
@@ -79,8 +97,9 @@ function detectMains(leads: Float64Array[], fs: number): 50 | 60 | null {
     let line = 0;
     let around = 0;
     for (const x of leads) {
-      line += goertzel(x, f, fs);
-      around += (goertzel(x, f - 3.5, fs) + goertzel(x, f + 3.5, fs)) / 2;
+      const [below, at, above] = goertzelAround(x, f, fs);
+      line += at;
+      around += (below + above) / 2;
     }
     const ratio = line / Math.max(around, 1e-9);
     if (ratio > bestRatio) {
@@ -101,35 +120,37 @@ function mainsFromFile(ecg: Ecg): 50 | 60 | undefined {
 
 /** Samples sitting at the lead's own extreme value in runs of ≥ 10 ms, as a fraction of the lead. */
 function saturatedFraction(raw: Float32Array, fs: number): number {
+  const n = raw.length;
   let min = Number.POSITIVE_INFINITY;
   let max = Number.NEGATIVE_INFINITY;
-  for (const v of raw) {
+  for (let i = 0; i < n; i++) {
+    const v = raw[i]!;
     if (v < min) min = v;
     if (v > max) max = v;
   }
   if (!(max > min)) return 0;
   const minRun = Math.max(3, Math.round(0.01 * fs));
   let stuck = 0;
-  let run = 0;
-  let runValue = Number.NaN;
-  for (let i = 0; i <= raw.length; i++) {
-    const v = i < raw.length ? raw[i]! : Number.NaN;
-    if (v === runValue && (v === min || v === max)) {
-      run++;
+  let i = 0;
+  while (i < n) {
+    const v = raw[i]!;
+    if (v !== min && v !== max) {
+      i++;
       continue;
     }
-    if (run >= minRun) stuck += run;
-    run = 1;
-    runValue = v;
+    let end = i + 1;
+    while (end < n && raw[end] === v) end++;
+    if (end - i >= minRun) stuck += end - i;
+    i = end;
   }
-  return stuck / raw.length;
+  return stuck / n;
 }
 
 /** Robust broadband noise: per second, the median |x| of the >35 Hz residual; the median over seconds,
- * scaled to a standard deviation. QRS complexes are a small part of each second, so they barely move it. */
-function noiseLevel(filtered: Float64Array, fs: number): number {
-  if (fs < 100) return 0;
-  const residual = filtfilt([biquad('highpass', 35, fs)], Float64Array.from(filtered));
+ * scaled to a standard deviation. QRS complexes are a small part of each second, so they barely move it.
+ * No residual (rates under 100 Hz have nothing above 35 Hz worth measuring): 0. */
+function noiseLevel(residual: Float64Array | null, fs: number): number {
+  if (!residual) return 0;
   const window = Math.max(1, Math.round(fs));
   const medians: number[] = [];
   const abs = new Float64Array(window);
@@ -148,19 +169,24 @@ function assessLead(
   filtered: Float64Array,
   nanFraction: number,
   fs: number,
+  residual: Float64Array | null,
 ): LeadQuality {
   const problems: LeadProblem[] = [];
+  // Constant: every sample that is not NaN has the first such sample's value.
   let constant = true;
-  const first = raw.find((v) => !Number.isNaN(v));
-  for (const v of raw) {
-    if (!Number.isNaN(v) && v !== first) {
+  let first = Number.NaN;
+  for (let i = 0; i < raw.length; i++) {
+    const v = raw[i]!;
+    if (Number.isNaN(v)) continue;
+    if (Number.isNaN(first)) first = v;
+    else if (v !== first) {
       constant = false;
       break;
     }
   }
   const [low, high] = quantiles(filtered, [0.01, 0.99]);
   const peakToPeakUv = high! - low!;
-  const noiseUv = noiseLevel(filtered, fs);
+  const noiseUv = noiseLevel(residual, fs);
   if (nanFraction > 0.5 || constant) problems.push('lead-off');
   else if (!(peakToPeakUv >= FLAT_UV)) problems.push('flat');
   if (!problems.includes('lead-off') && saturatedFraction(raw, fs) > 0.01) problems.push('saturated');
@@ -195,12 +221,12 @@ export function normalizeEcg(ecg: Ecg, options: NormalizeOptions = {}): Normaliz
   const bridged: { lead: EcgLead; signal: Float64Array; missing: Uint8Array | null; nanFraction: number }[] =
     [];
   for (const lead of ecg.leads) {
-    const x = Float64Array.from(lead.samplesUv.subarray(0, ecg.sampleCount));
-    let nan = 0;
-    for (const v of x) if (Number.isNaN(v)) nan++;
+    const x = new Float64Array(lead.samplesUv.subarray(0, ecg.sampleCount));
     const any = bridgeGaps(x);
+    let nan = 0;
     let missing: Uint8Array | null = null;
     if (any) {
+      for (let i = 0; i < x.length; i++) if (Number.isNaN(lead.samplesUv[i]!)) nan++;
       missing = new Uint8Array(outLength);
       for (let i = 0; i < outLength; i++) {
         const src = Math.min(lead.samplesUv.length - 1, Math.round((i * fsIn) / fs));
@@ -211,8 +237,8 @@ export function normalizeEcg(ecg: Ecg, options: NormalizeOptions = {}): Normaliz
     bridged.push({ lead, signal, missing, nanFraction: x.length > 0 ? nan / x.length : 1 });
   }
 
-  const baseline = highPass > 0 ? [biquad('highpass', highPass, fs)] : [];
-  for (const b of bridged) filtfilt(baseline, b.signal);
+  const signals = bridged.map((b) => b.signal);
+  if (highPass > 0) filtfiltEach([biquad('highpass', highPass, fs)], signals);
 
   let mains: 50 | 60 | null;
   if (options.mainsFrequency !== undefined)
@@ -225,15 +251,28 @@ export function normalizeEcg(ecg: Ecg, options: NormalizeOptions = {}): Normaliz
         fs,
       );
   if (mains !== null && mains < fs / 2) {
-    const notch = [biquad('notch', mains, fs, 30)];
-    for (const b of bridged) filtfilt(notch, b.signal);
+    filtfiltEach([biquad('notch', mains, fs, 30)], signals);
   }
 
+  // The >35 Hz residual of every assessed lead, for its noise level.
+  const residuals = bridged.map((b) => (!b.lead.derived && fs >= 100 ? b.signal.slice() : null));
+  filtfiltEach(
+    [biquad('highpass', 35, fs)],
+    residuals.filter((r) => r !== null),
+  );
   const quality: LeadQuality[] = [];
-  const leads: EcgLead[] = bridged.map(({ lead, signal, missing, nanFraction }) => {
+  const leads: EcgLead[] = bridged.map(({ lead, signal, missing, nanFraction }, index) => {
     const samplesUv = new Float32Array(outLength);
-    for (let i = 0; i < outLength; i++) samplesUv[i] = missing?.[i] ? Number.NaN : signal[i]!;
-    if (!lead.derived) quality.push(assessLead(lead.name, lead.samplesUv, signal, nanFraction, fs));
+    if (missing) {
+      for (let i = 0; i < outLength; i++) samplesUv[i] = missing[i] ? Number.NaN : signal[i]!;
+    } else {
+      samplesUv.set(signal.subarray(0, outLength));
+      // A lead shorter than the record ends in missing samples.
+      if (signal.length < outLength) samplesUv.fill(Number.NaN, signal.length);
+    }
+    if (!lead.derived) {
+      quality.push(assessLead(lead.name, lead.samplesUv, signal, nanFraction, fs, residuals[index] ?? null));
+    }
     const out: EcgLead = { name: lead.name, samplesUv };
     if (lead.derived) out.derived = true;
     return out;

@@ -11,7 +11,7 @@
  * centred on its QRS; the beat time is then the largest band-passed deflection within ±75 ms.
  */
 
-import { biquad, bridgeGaps, filtfilt, quantile } from './dsp.js';
+import { biquad, bridgeGaps, filtfiltEach, quantile } from './dsp.js';
 import type { Ecg } from './ecg.js';
 import type { LeadQuality } from './normalize.js';
 
@@ -120,11 +120,13 @@ export function detectQrs(ecg: Ecg, options: QrsOptions = {}): QrsDetection {
   const band = [biquad('highpass', BAND_LOW, fs), biquad('lowpass', BAND_HIGH, fs)];
   const energy = new Float64Array(n);
   const bandSum = new Float64Array(n);
-  for (const name of names) {
-    const lead = ecg.leads.find((l) => l.name === name)!;
-    const x = Float64Array.from(lead.samplesUv.subarray(0, n));
+  const filtered = names.map((name) => {
+    const x = new Float64Array(ecg.leads.find((l) => l.name === name)!.samplesUv.subarray(0, n));
     bridgeGaps(x);
-    filtfilt(band, x);
+    return x;
+  });
+  filtfiltEach(band, filtered);
+  for (const x of filtered) {
     const d = derivative(x);
     for (let i = 0; i < n; i++) d[i] = d[i]! * d[i]!;
     // A lead's typical QRS energy: a high quantile of its squared slope. Dividing by it lets a 0.3 mV lead and
