@@ -152,6 +152,11 @@ export async function buildApp(ctx: Context): Promise<App> {
   app.addHook('onSend', async (request, reply) => {
     if (reply.statusCode === 401) await limiter.recordFailure(request.ip);
   });
+  // A request refused before its body was read (no key, wrong role, a bad header) would otherwise keep the client
+  // sending bytes that Node reads only to drop, a whole multi-gigabyte upload included: close the connection.
+  app.addHook('onError', async (request, reply) => {
+    if (!request.raw.complete) void reply.header('connection', 'close');
+  });
 
   const audit = createAuditWriter(ctx.db, ctx.log);
   registerAuditHook(app, audit);

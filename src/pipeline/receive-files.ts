@@ -84,8 +84,14 @@ export async function storeIncoming(
   const id = randomUUID();
   const key = `sites/${upload.siteId}/uploads/${upload.id}/${id}`;
   const counter = new HashingCounter(budget);
-  // An error on the source (client gone, size limit) must reach the store so it drops its temp file.
+  // An error on the source (client gone, size limit) must reach the store so it drops its temp file; so must a
+  // source destroyed without one, or the store would wait for bytes that never come.
   file.body.on('error', (err) => counter.destroy(err));
+  file.body.on('close', () => {
+    if (!file.body.readableEnded && !counter.destroyed) {
+      counter.destroy(new AppError('VALIDATION_FAILED', 'the upload ended before this file was complete'));
+    }
+  });
   await ctx.storage.put(
     key,
     file.body.pipe(counter),

@@ -2,18 +2,31 @@ import { sql } from 'kysely';
 import type { Db } from '../db/database.js';
 import { type AppError, isAppError } from '../errors.js';
 
-/** Stamps a file as failed with a stable code, keeping the reason for ops and the clinic. */
+/** The columns a failure stamps: a stable code and the reason, kept for ops and the clinic. */
+function failed(err: AppError | Error) {
+  return {
+    status: 'failed' as const,
+    error_code: isAppError(err) ? err.code : 'INTERNAL',
+    error_message: err.message.slice(0, 2000),
+    failed_at: sql<Date>`now()`,
+  };
+}
+
+/** Stamps a file as failed (a render the process step could not make, for instance). */
 export async function recordFileFailure(db: Db, fileId: string, err: AppError | Error): Promise<void> {
-  const code = isAppError(err) ? err.code : 'INTERNAL';
+  await db.updateTable('files').set(failed(err)).where('id', '=', fileId).execute();
+}
+
+/**
+ * Stamps a file that failed its ingest, unless another job has attached it meanwhile (the sweep's single-file
+ * job and a batch can both hold a file; the one that loses must not fail a row the other finished).
+ */
+export async function recordIngestFailure(db: Db, fileId: string, err: AppError | Error): Promise<void> {
   await db
     .updateTable('files')
-    .set({
-      status: 'failed',
-      error_code: code,
-      error_message: err.message.slice(0, 2000),
-      failed_at: sql`now()`,
-    })
+    .set(failed(err))
     .where('id', '=', fileId)
+    .where('ingested_at', 'is', null)
     .execute();
 }
 
@@ -26,12 +39,7 @@ export async function recordUnfinishedFailure(
   if (fileIds.length === 0) return;
   await db
     .updateTable('files')
-    .set({
-      status: 'failed',
-      error_code: isAppError(err) ? err.code : 'INTERNAL',
-      error_message: err.message.slice(0, 2000),
-      failed_at: sql`now()`,
-    })
+    .set(failed(err))
     .where('id', 'in', fileIds)
     .where('ingested_at', 'is', null)
     .where('status', '!=', 'failed')

@@ -9,7 +9,7 @@ import { handleSweep } from './handlers/handle-sweep.js';
 import { handleWebhook } from './handlers/handle-webhook.js';
 import type { JobContext, JobOutcome } from './job-context.js';
 import { type JobPayloads, QUEUE_NAMES, type QueueName } from './queues.js';
-import { recordFileFailure, recordUnfinishedFailure } from './record-failure.js';
+import { recordIngestFailure, recordUnfinishedFailure } from './record-failure.js';
 
 type Handler<N extends QueueName> = (jc: JobContext, data: JobPayloads[N]) => Promise<JobOutcome>;
 
@@ -136,7 +136,7 @@ async function onJobError(ctx: Context, job: Job, err: unknown, log: Context['lo
   const lastAttempt = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
   const fileId = (job.data as { fileId?: string }).fileId;
   if (fileId && (permanent || lastAttempt)) {
-    await recordFileFailure(ctx.db, fileId, error).catch((e) =>
+    await recordIngestFailure(ctx.db, fileId, error).catch((e) =>
       log.error({ err: e }, 'could not record failure'),
     );
   }

@@ -265,9 +265,16 @@ export class FsStore implements ObjectStore {
       // The rename is durable once the directory holding the new entry is synced, and a new directory only once
       // its own parent is: walk up from the target's directory to the parent of the first one mkdir made.
       const last = created === undefined ? dir : dirname(created);
-      for (let d = dir; ; d = dirname(d)) {
-        await this.dirSyncs.sync(d);
-        if (d === last || d === dirname(d)) return;
+      try {
+        for (let d = dir; ; d = dirname(d)) {
+          await this.dirSyncs.sync(d);
+          if (d === last || d === dirname(d)) return;
+        }
+      } catch (err) {
+        // The object is in place but not durable, and the caller is told the put failed: take it back rather
+        // than leave an object nobody recorded.
+        await unlink(target).catch(() => undefined);
+        throw err;
       }
     }
   }

@@ -29,7 +29,11 @@ afterAll(async () => {
   await t?.dispose();
 });
 
-function ctInstance(study: string, n: number): Uint8Array {
+function ctInstance(
+  study: string,
+  n: number,
+  options: { sopUid?: string; description?: string } = {},
+): Uint8Array {
   const pixels = new Int16Array(16 * 16).map((_, i) => i * 3 + n - 500);
   return writeDicom(
     imageElements({
@@ -40,8 +44,9 @@ function ctInstance(study: string, n: number): Uint8Array {
       pixelData: pixels,
       extra: [
         { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2' },
-        { tag: 0x00080018, vr: 'UI', value: `${study}.${n}` },
+        { tag: 0x00080018, vr: 'UI', value: options.sopUid ?? `${study}.${n}` },
         { tag: 0x00080060, vr: 'CS', value: 'CT' },
+        ...(options.description ? [{ tag: 0x00081030, vr: 'LO', value: options.description }] : []),
         { tag: 0x0020000d, vr: 'UI', value: study },
         { tag: 0x0020000e, vr: 'UI', value: `${study}.0` },
         { tag: 0x00200013, vr: 'IS', value: String(n) },
@@ -55,6 +60,10 @@ async function upload(files: Array<[string, Uint8Array]>): Promise<StoredObject[
   async function* parts(): AsyncGenerator<IncomingFile> {
     for (const [name, bytes] of files) yield { name, body: Readable.from([Buffer.from(bytes)]) };
   }
+  return receive(parts());
+}
+
+function receive(parts: AsyncIterable<IncomingFile>): Promise<StoredObject[]> {
   return receiveFiles(
     ctx,
     {
@@ -64,7 +73,7 @@ async function upload(files: Array<[string, Uint8Array]>): Promise<StoredObject[
       actor: { keyId: null, role: 'clinic' },
       channel: 'upload',
     },
-    parts(),
+    parts,
     () => ({ priority: 'routine', notes: null }),
   );
 }
@@ -147,6 +156,77 @@ describe('batch ingest', () => {
     // The second copy's own object is gone; the first is still readable.
     expect(await ctx.storage.head(stored.find((f) => f.name === 'again.dcm')!.key)).toBeNull();
     expect((await ctx.storage.getBytes(first.object_key)).length).toBe(bytes.length);
+  });
+
+  test('a file the database refuses (a NUL inside its UID) fails alone; a NUL inside text is dropped', async () => {
+    const study = '2.25.880004';
+    const stored = await upload([
+      ['a.dcm', ctInstance(study, 1, { description: 'CT\u0000HEAD' })],
+      ['bad-uid.dcm', ctInstance(study, 2, { sopUid: '2.25.880004\u00002' })],
+      ['c.dcm', ctInstance(study, 3)],
+    ]);
+    expect(await handleIngest({ ctx, log: ctx.log }, { fileIds: stored.map((f) => f.id) })).toBe('SUCCESS');
+    const rows = await ctx.db
+      .selectFrom('files')
+      .select(['name', 'status', 'error_code', 'case_id', 'metadata'])
+      .where(
+        'id',
+        'in',
+        stored.map((f) => f.id),
+      )
+      .orderBy('name')
+      .execute();
+    expect(rows.map((r) => [r.name, r.status, r.error_code])).toEqual([
+      ['a.dcm', 'processing', null],
+      ['bad-uid.dcm', 'failed', 'CORRUPT_FILE'],
+      ['c.dcm', 'processing', null],
+    ]);
+    expect(rows[0]!.case_id).toBe(rows[2]!.case_id);
+    expect(rows[0]!.metadata.studyDescription).toBe('CTHEAD');
+  });
+
+  test('a file held by its batch and by a single-file job from the sweep is attached once, and neither fails it', async () => {
+    const study = '2.25.880005';
+    const stored = await upload([
+      ['a.dcm', ctInstance(study, 1)],
+      ['b.dcm', ctInstance(study, 2)],
+    ]);
+    const jc = { ctx, log: ctx.log };
+    const outcomes = await Promise.all([
+      handleIngest(jc, { fileIds: stored.map((f) => f.id) }),
+      handleIngest(jc, { fileId: stored[0]!.id }),
+    ]);
+    expect(outcomes).toContain('SUCCESS');
+    const rows = await ctx.db
+      .selectFrom('files')
+      .select(['status', 'case_id', 'attempts'])
+      .where(
+        'id',
+        'in',
+        stored.map((f) => f.id),
+      )
+      .execute();
+    expect(rows.every((r) => r.status === 'processing' && r.case_id === rows[0]!.case_id)).toBe(true);
+    const cases = await ctx.db
+      .selectFrom('cases')
+      .select('id')
+      .where('study_instance_uid', '=', study)
+      .execute();
+    expect(cases).toHaveLength(1);
+  });
+
+  test('a part whose stream is destroyed without an error ends the request with an error, and keeps nothing', async () => {
+    const before = await ctx.db.selectFrom('files').select('id').execute();
+    async function* parts(): AsyncGenerator<IncomingFile> {
+      yield { name: 'whole.dcm', body: Readable.from([Buffer.from(ctInstance('2.25.880006', 1))]) };
+      const cut = new Readable({ read() {} });
+      cut.push(Buffer.alloc(1000));
+      setTimeout(() => cut.destroy(), 20);
+      yield { name: 'cut.dcm', body: cut };
+    }
+    await expect(receive(parts())).rejects.toThrow();
+    const after = await ctx.db.selectFrom('files').select('id').execute();
+    expect(after.length).toBe(before.length);
   });
 
   test('a single-file job keeps failing on its own, so ops see its reason on the job', async () => {

@@ -1,4 +1,5 @@
 import { readdir } from 'node:fs/promises';
+import { request } from 'node:http';
 import path from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { App } from '../../src/api/build-app.js';
@@ -109,4 +110,29 @@ test('a non-multipart body is refused with a stable code; an empty upload is a v
 test('an upload within the limit is accepted with sizes and hashes', async () => {
   const res = await post(multipart([{ name: 'ok.bin', bytes: new Uint8Array(1000).fill(7) }]));
   expect(res.status).toBe(202);
+});
+
+test('an upload without a valid key is refused before its body is read, and the connection is closed', async () => {
+  // The body is still on its way (a slow clinic link): the 401 must not wait for it, nor leave Node reading it.
+  const { status, connection } = await new Promise<{ status: number; connection: string | undefined }>(
+    (resolve, reject) => {
+      const req = request(`${url}/v1/uploads`, {
+        method: 'POST',
+        headers: {
+          authorization: 'Bearer not-a-key',
+          'content-type': 'multipart/form-data; boundary=xBOUNDARYx',
+          'content-length': String(50 * 1024 * 1024),
+        },
+      });
+      req.on('response', (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0, connection: res.headers.connection });
+        req.destroy();
+      });
+      req.on('error', reject);
+      req.write(Buffer.alloc(64 * 1024));
+    },
+  );
+  expect(status).toBe(401);
+  expect(connection).toBe('close');
 });

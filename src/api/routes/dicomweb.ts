@@ -318,11 +318,6 @@ export function registerDicomwebRoutes(app: App, ctx: Context): void {
     // after authentication, so that the 415 says what STOW-RS takes.
     dicomweb.removeAllContentTypeParsers();
     dicomweb.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    // A request refused before its body was read (auth, media type, size, framing) would otherwise keep the
-    // client sending bytes that are only discarded: close the connection instead.
-    dicomweb.addHook('onError', async (request, reply) => {
-      if (!request.raw.complete) void reply.header('connection', 'close');
-    });
 
     const schema = {
       consumes: ['multipart/related'],

@@ -108,13 +108,10 @@ export function registerTusRoutes(app: App, ctx: Context, registry?: Registry): 
     const tusScope = scope.withTypeProvider<TypeBoxTypeProvider>();
     tusScope.removeAllContentTypeParsers();
     tusScope.addContentTypeParser('*', (_request, _payload, done) => done(null));
-    // Refused before tus saw it (no key, wrong role, bad checksum header): say which protocol this is, and close
-    // the connection rather than read a chunk only to drop it.
+    // Refused before tus saw it (no key, wrong role, bad checksum header): say which protocol this is (the app's
+    // onError hook closes the connection rather than read a chunk only to drop it).
     tusScope.addHook('onSend', async (_request, reply) => {
       reply.header('Tus-Resumable', '1.0.0');
-    });
-    tusScope.addHook('onError', async (request, reply) => {
-      if (!request.raw.complete) void reply.header('connection', 'close');
     });
     for (const url of [TUS_PATH, `${TUS_PATH}/:id`]) {
       tusScope.route({

@@ -7,7 +7,7 @@ import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { ObjectStore } from '../../storage/object-store.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import { enqueueProcess, type JobOf } from '../queues.js';
-import { recordFileFailure } from '../record-failure.js';
+import { recordIngestFailure } from '../record-failure.js';
 
 /** Inspections run side by side within one batch: they are mostly waits on storage reads. */
 const INSPECT_PARALLEL = 4;
@@ -48,7 +48,7 @@ export async function handleIngest(jc: JobContext, job: JobOf<'ingest'>): Promis
 
   const inspected = await inspectAll(jc, todo, 'fileIds' in job);
   if (inspected.length === 0) return 'SUCCESS';
-  const attached = await attachToCases(db, inspected);
+  const attached = await attachAll(jc, inspected);
   for (const a of attached.filter((x) => x.duplicateOf)) {
     await jc.ctx.storage
       .delete(a.file.object_key)
@@ -112,16 +112,56 @@ async function inspectAll(jc: JobContext, files: FileRow[], batch: boolean): Pro
         const kind = inspection.kind ?? (await companionKind(db, file));
         results[i] = { file, inspection, kind };
       } catch (err) {
-        if (!isAppError(err) || err.retryable) throw err;
-        // A one-file job fails itself (run-worker stamps the file), so ops see the job's reason too.
+        // Storage trouble retries the job. A one-file job fails itself (run-worker stamps the file), so ops see
+        // the job's reason too. In a batch, anything else is this file's: a parser that throws on one file
+        // would throw on every retry, and must not take the other files of the request down with it.
+        if (isAppError(err) && err.retryable) throw err;
         if (!batch) throw err;
-        await recordFileFailure(db, file.id, err);
-        jc.log.warn({ fileId: file.id, code: err.code, reason: err.message }, 'file failed ingest');
+        const error = err instanceof Error ? err : new Error(String(err));
+        await recordIngestFailure(db, file.id, error);
+        jc.log.warn({ fileId: file.id, err: error }, 'file failed ingest');
       }
     }
   };
   await Promise.all(Array.from({ length: Math.min(INSPECT_PARALLEL, files.length) }, lane));
   return results.filter((r): r is Inspected => r !== null);
+}
+
+/**
+ * Attaches the batch in one transaction. If the database refuses one file's row (a data error: say, text it
+ * cannot store), each file is attached in a transaction of its own instead, so that only that file fails.
+ */
+async function attachAll(jc: JobContext, inspected: Inspected[]): Promise<Attached[]> {
+  const { db } = jc.ctx;
+  try {
+    return await attachToCases(db, inspected);
+  } catch (err) {
+    if (inspected.length === 1 || !isDataError(err)) throw err;
+    jc.log.warn({ err }, 'batch refused by the database; attaching its files one by one');
+  }
+  const attached: Attached[] = [];
+  for (const item of inspected) {
+    try {
+      attached.push(...(await attachToCases(db, [item])));
+    } catch (err) {
+      if (!isDataError(err)) throw err;
+      await recordIngestFailure(
+        db,
+        item.file.id,
+        new AppError(
+          'CORRUPT_FILE',
+          `${item.file.name}: its metadata could not be stored (${(err as Error).message})`,
+        ),
+      );
+    }
+  }
+  return attached;
+}
+
+/** PostgreSQL's data exceptions (class 22) and constraint violations (23): the row, not the connection. */
+function isDataError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && /^2[23]/.test(code);
 }
 
 interface Attached extends Inspected {
@@ -138,11 +178,21 @@ async function attachToCases(db: Db, inspected: Inspected[]): Promise<Attached[]
     const cases = new Map<string, string>();
     const uploads = new Map<string, UploadDefaults>();
     const out: Attached[] = [];
-    for (const item of inspected) {
+    // Cases are found or created in key order, so two batches holding the same new studies in another order
+    // cannot wait on each other's uncommitted case rows (a deadlock PostgreSQL would break by aborting one).
+    const keyed = inspected.map((item) => ({ item, caseKey: caseKeyOf(item) }));
+    keyed.sort((a, b) => (a.caseKey < b.caseKey ? -1 : a.caseKey > b.caseKey ? 1 : 0));
+    for (const { item, caseKey } of keyed) {
       const { file, inspection, kind } = item;
-      const caseKey = inspection.studyInstanceUid
-        ? `study:${file.site_id}:${inspection.studyInstanceUid}`
-        : `upload:${file.upload_id}:${kind}`;
+      // The sweep may have queued this file on its own while its batch waited: whichever job comes second
+      // finds the row attached (it is locked until the first commits) and leaves it.
+      const row = await trx
+        .selectFrom('files')
+        .select(['ingested_at', 'status'])
+        .where('id', '=', file.id)
+        .forUpdate()
+        .executeTakeFirst();
+      if (!row || row.ingested_at || row.status === 'failed') continue;
       let caseId = cases.get(caseKey);
       if (!caseId) {
         let upload = uploads.get(file.upload_id);
@@ -193,13 +243,13 @@ async function attachToCases(db: Db, inspected: Inspected[]): Promise<Attached[]
           kind,
           format: inspection.format,
           sop_instance_uid: sopInstanceUid,
-          metadata: JSON.stringify({
+          metadata: jsonForDb({
             ...inspection.metadata,
             ...(inspection.seriesInstanceUid ? { seriesInstanceUid: inspection.seriesInstanceUid } : {}),
             ...(inspection.sopInstanceUid ? { sopInstanceUid: inspection.sopInstanceUid } : {}),
             ...(inspection.companions ? { companions: inspection.companions } : {}),
           }),
-          patient: inspection.patient ? JSON.stringify(inspection.patient) : null,
+          patient: inspection.patient ? jsonForDb(inspection.patient) : null,
           ingested_at: sql`now()`,
           ...(original
             ? {
@@ -215,16 +265,30 @@ async function attachToCases(db: Db, inspected: Inspected[]): Promise<Attached[]
       out.push({ ...item, caseId, duplicateOf: original?.id ?? null });
     }
     const touched = [...new Set(cases.values())].sort();
-    await trx
-      .updateTable('cases')
-      .set({
-        updated_at: sql`now()`,
-        status: sql`CASE WHEN status = 'routed' THEN status ELSE 'processing' END`,
-      })
-      .where('id', 'in', touched)
-      .execute();
+    if (touched.length > 0) {
+      await trx
+        .updateTable('cases')
+        .set({
+          updated_at: sql`now()`,
+          status: sql`CASE WHEN status = 'routed' THEN status ELSE 'processing' END`,
+        })
+        .where('id', 'in', touched)
+        .execute();
+    }
     return out;
   });
+}
+
+/** JSON for a jsonb column, which cannot hold U+0000: a NUL inside a DICOM text value (padding gone astray)
+ * is dropped rather than failing the file. */
+function jsonForDb(value: unknown): string {
+  return JSON.stringify(value, (_key, v) => (typeof v === 'string' ? v.replaceAll('\u0000', '') : v));
+}
+
+function caseKeyOf({ file, inspection, kind }: Inspected): string {
+  return inspection.studyInstanceUid
+    ? `study:${file.site_id}:${inspection.studyInstanceUid}`
+    : `upload:${file.upload_id}:${kind}`;
 }
 
 interface UploadDefaults {
@@ -324,7 +388,7 @@ async function findOrCreateCase(
       study_instance_uid: studyUid,
       upload_id: file.upload_id,
       notes: upload.notes,
-      metadata: JSON.stringify(metadata),
+      metadata: jsonForDb(metadata),
       status: 'processing',
     })
     .onConflict((oc) => oc.doNothing())
