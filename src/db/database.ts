@@ -11,6 +11,7 @@ import * as m0007 from './migrations/0007-escalated-worklist.js';
 import * as m0008 from './migrations/0008-cross-border.js';
 import * as m0009 from './migrations/0009-site-mains.js';
 import * as m0010 from './migrations/0010-worklist-indexes.js';
+import * as m0011 from './migrations/0011-ingest-job.js';
 import type { Database } from './schema.js';
 import { createWriteWatch, type WriteWatch, watchWrites } from './write-watch.js';
 
@@ -54,6 +55,7 @@ const provider: MigrationProvider = {
       '0008-cross-border': m0008,
       '0009-site-mains': m0009,
       '0010-worklist-indexes': m0010,
+      '0011-ingest-job': m0011,
     };
   },
 };

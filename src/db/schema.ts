@@ -132,6 +132,8 @@ export interface FilesTable {
   patient: Json<Record<string, unknown> | null>;
   sop_instance_uid: ColumnType<string | null, string | null | undefined, string | null>;
   duplicate_of: ColumnType<string | null, string | null | undefined, string | null>;
+  /** The BullMQ job id that carries this file's ingest (see migration 0011). */
+  ingest_job: ColumnType<string | null, string | null | undefined, string | null>;
   attempts: Generated<number>;
   received_at: Generated<Date>;
   ingested_at: NullableTimestamp;

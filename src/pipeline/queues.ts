@@ -65,26 +65,56 @@ export async function enqueueIngest(queues: Queues, fileId: string, requestId?: 
 /** Most files one ingest job attaches: a batch is one transaction, so it stays short enough not to hold locks. */
 export const INGEST_BATCH_FILES = 50;
 
+/** One ingest job to add: its id and the files it carries. */
+export interface IngestJobPlan {
+  jobId: string;
+  fileIds: string[];
+}
+
 /**
- * The files of one request, in jobs of INGEST_BATCH_FILES, added in one round trip. A job's id is its first
- * file's, so enqueueing the same files again (a repeated call, the sweep) adds no second job.
+ * How the files of one request are split into ingest jobs: one file is a job of its own (`ingest-<fileId>`),
+ * more go in jobs of INGEST_BATCH_FILES named after their first file (`ingest-batch-<fileId>`), so planning the
+ * same files again (a repeated call) names the same jobs and adds none. Planned before the rows are written, so
+ * each row can keep its job's id for the sweep.
  */
-export async function enqueueIngestFiles(
-  queues: Queues,
-  fileIds: string[],
-  requestId?: string,
-): Promise<void> {
-  if (fileIds.length === 1) return enqueueIngest(queues, fileIds[0]!, requestId);
-  const jobs = [];
+export function planIngestJobs(fileIds: string[]): IngestJobPlan[] {
+  if (fileIds.length === 1) return [{ jobId: `ingest-${fileIds[0]}`, fileIds }];
+  const plan: IngestJobPlan[] = [];
   for (let i = 0; i < fileIds.length; i += INGEST_BATCH_FILES) {
     const chunk = fileIds.slice(i, i + INGEST_BATCH_FILES);
-    jobs.push({
-      name: 'ingest',
-      data: { fileIds: chunk, ...(requestId ? { requestId } : {}) },
-      opts: { jobId: `ingest-batch-${chunk[0]}` },
-    });
+    plan.push({ jobId: `ingest-batch-${chunk[0]}`, fileIds: chunk });
   }
-  if (jobs.length > 0) await queues.ingest.addBulk(jobs);
+  return plan;
+}
+
+/** Adds the planned ingest jobs in one round trip. */
+export async function enqueueIngestJobs(
+  queues: Queues,
+  plan: IngestJobPlan[],
+  requestId?: string,
+): Promise<void> {
+  if (plan.length === 0) return;
+  await queues.ingest.addBulk(
+    plan.map((p) => ({
+      name: 'ingest',
+      data:
+        p.fileIds.length === 1 && p.jobId === `ingest-${p.fileIds[0]}`
+          ? { fileId: p.fileIds[0]!, ...(requestId ? { requestId } : {}) }
+          : { fileIds: p.fileIds, ...(requestId ? { requestId } : {}) },
+      opts: { jobId: p.jobId },
+    })),
+  );
+}
+
+/** Planned and added at once, for callers that keep no job ids on their rows. */
+export async function enqueueIngestFiles(queues: Queues, fileIds: string[], requestId?: string): Promise<void> {
+  await enqueueIngestJobs(queues, planIngestJobs(fileIds), requestId);
+}
+
+/** Whether a job is still due to run (or running): the sweep leaves its files to it. */
+export async function ingestJobPending(queues: Queues, jobId: string): Promise<boolean> {
+  const state = await queues.ingest.getJobState(jobId);
+  return ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children'].includes(state);
 }
 
 /** The files an ingest job covers, whichever form it has. */

@@ -6,7 +6,7 @@ import { finished } from 'node:stream/promises';
 import type { Context } from '../context.js';
 import type { Priority } from '../db/schema.js';
 import { AppError } from '../errors.js';
-import { enqueueIngestFiles } from './queues.js';
+import { enqueueIngestJobs, planIngestJobs } from './queues.js';
 
 /**
  * How files enter Teleread, whatever the door (HTTP upload, DICOMweb STOW-RS, DIMSE C-STORE): each body is
@@ -117,6 +117,8 @@ export async function recordFiles(
   stored: StoredObject[],
   options: { createUpload: boolean },
 ): Promise<void> {
+  const plan = planIngestJobs(stored.map((f) => f.id));
+  const jobOf = new Map(plan.flatMap((p) => p.fileIds.map((id) => [id, p.jobId] as const)));
   await ctx.db.transaction().execute(async (trx) => {
     if (options.createUpload) {
       await trx
@@ -143,6 +145,7 @@ export async function recordFiles(
             sha256: f.sha256,
             bytes: f.bytes,
             content_type: f.contentType,
+            ingest_job: jobOf.get(f.id) ?? null,
           })),
         )
         .execute();
@@ -166,11 +169,7 @@ export async function recordFiles(
   // After the commit. The files are safely recorded now: if Redis refuses the enqueue (or this process dies
   // first), the sweep finds the rows without `ingested_at` and enqueues them, so the caller still succeeds.
   try {
-    await enqueueIngestFiles(
-      ctx.queues,
-      stored.map((f) => f.id),
-      upload.requestId ?? undefined,
-    );
+    await enqueueIngestJobs(ctx.queues, plan, upload.requestId ?? undefined);
   } catch (err) {
     ctx.log.warn(
       { uploadId: upload.id, err: err instanceof Error ? err.message : err },

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { addSite } from '../../src/cli/admin-commands.js';
 import type { Context } from '../../src/context.js';
 import { handleIngest } from '../../src/pipeline/handlers/handle-ingest.js';
+import { handleSweep } from '../../src/pipeline/handlers/handle-sweep.js';
 import { enqueueIngestFiles, INGEST_BATCH_FILES, ingestJobFileIds } from '../../src/pipeline/queues.js';
 import {
   type IncomingFile,
@@ -260,6 +261,33 @@ describe('batch ingest', () => {
       error_code: 'INTERNAL',
       error_message: 'storage unreachable',
     });
+  });
+
+  test('the sweep leaves files whose batch is still queued, and queues them one by one once it is lost', async () => {
+    const study = '2.25.880007';
+    const stored = await upload([
+      ['a.dcm', ctInstance(study, 1)],
+      ['b.dcm', ctInstance(study, 2)],
+    ]);
+    const ids = stored.map((f) => f.id);
+    const rows = await ctx.db.selectFrom('files').select('ingest_job').where('id', 'in', ids).execute();
+    const batchJob = `ingest-batch-${ids[0]}`;
+    expect(rows.map((r) => r.ingest_job)).toEqual([batchJob, batchJob]);
+    // Every row counts as old enough to be stuck.
+    const sweep = () =>
+      handleSweep({ ctx: { ...ctx, config: { ...ctx.config, stuckAfterSeconds: 0 } }, log: ctx.log });
+    const singleJobs = async () =>
+      (await Promise.all(ids.map((id) => ctx.queues.ingest.getJob(`ingest-${id}`)))).filter(
+        (j) => j !== undefined,
+      );
+
+    // The batch waits behind a backlog (no worker runs here): not stuck.
+    await sweep();
+    expect(await singleJobs()).toEqual([]);
+    // Its job is lost (Redis flushed, say): the sweep queues each file again.
+    await ctx.queues.ingest.remove(batchJob);
+    await sweep();
+    expect((await singleJobs()).flatMap((j) => ingestJobFileIds(j.data)).sort()).toEqual([...ids].sort());
   });
 
   test('a request is enqueued as jobs of at most INGEST_BATCH_FILES files, once however often it is asked', async () => {

@@ -137,6 +137,7 @@ export function registerOpsRoutes(app: App, ctx: Context): void {
           failed_at: null,
           ingested_at: null,
           processed_at: null,
+          ingest_job: `ingest-${id}`,
         })
         .where('id', '=', id)
         .where('status', '=', 'failed')

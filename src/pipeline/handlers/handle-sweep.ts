@@ -1,7 +1,7 @@
 import { sql } from 'kysely';
 import { sweepUploads } from '../../uploads/sweep-uploads.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
-import { enqueueIngest, enqueueProcess, enqueueRoute } from '../queues.js';
+import { enqueueIngest, enqueueProcess, enqueueRoute, ingestJobPending } from '../queues.js';
 
 /** Most rows one sweep re-enqueues per step, so a backlog drains over several sweeps instead of one burst. */
 const SWEEP_BATCH = 500;
@@ -15,14 +15,25 @@ export async function handleSweep({ ctx, log }: JobContext): Promise<JobOutcome>
   const { db, queues, config } = ctx;
   const cutoff = sql<Date>`now() - make_interval(secs => ${config.stuckAfterSeconds})`;
 
-  const received = await db
+  const stuck = await db
     .selectFrom('files')
-    .select('id')
+    .select(['id', 'ingest_job'])
     .where('ingested_at', 'is', null)
     .where('status', 'in', ['received', 'processing'])
     .where('received_at', '<', cutoff)
     .limit(SWEEP_BATCH)
     .execute();
+  // A file whose job is still queued (a batch waiting its turn behind a backlog) is not stuck: leave it to that
+  // job. The others lost theirs (Redis refused the enqueue, or lost it) and are queued again, one by one.
+  const pending = new Map<string, boolean>();
+  const received: typeof stuck = [];
+  for (const f of stuck) {
+    if (f.ingest_job) {
+      if (!pending.has(f.ingest_job)) pending.set(f.ingest_job, await ingestJobPending(queues, f.ingest_job));
+      if (pending.get(f.ingest_job)) continue;
+    }
+    received.push(f);
+  }
   for (const f of received) await enqueueIngest(queues, f.id);
 
   // A case is stuck only when its newest file is older than the study-stability window plus the grace period:
