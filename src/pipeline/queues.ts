@@ -106,11 +106,6 @@ export async function enqueueIngestJobs(
   );
 }
 
-/** Planned and added at once, for callers that keep no job ids on their rows. */
-export async function enqueueIngestFiles(queues: Queues, fileIds: string[], requestId?: string): Promise<void> {
-  await enqueueIngestJobs(queues, planIngestJobs(fileIds), requestId);
-}
-
 /** Whether a job is still due to run (or running): the sweep leaves its files to it. */
 export async function ingestJobPending(queues: Queues, jobId: string): Promise<boolean> {
   const state = await queues.ingest.getJobState(jobId);

@@ -4,7 +4,12 @@ import { addSite } from '../../src/cli/admin-commands.js';
 import type { Context } from '../../src/context.js';
 import { handleIngest } from '../../src/pipeline/handlers/handle-ingest.js';
 import { handleSweep } from '../../src/pipeline/handlers/handle-sweep.js';
-import { enqueueIngestFiles, INGEST_BATCH_FILES, ingestJobFileIds } from '../../src/pipeline/queues.js';
+import {
+  enqueueIngestJobs,
+  INGEST_BATCH_FILES,
+  ingestJobFileIds,
+  planIngestJobs,
+} from '../../src/pipeline/queues.js';
 import {
   type IncomingFile,
   newUploadId,
@@ -295,8 +300,8 @@ describe('batch ingest', () => {
       { length: INGEST_BATCH_FILES * 2 + 3 },
       (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`,
     );
-    await enqueueIngestFiles(ctx.queues, ids);
-    await enqueueIngestFiles(ctx.queues, ids);
+    await enqueueIngestJobs(ctx.queues, planIngestJobs(ids));
+    await enqueueIngestJobs(ctx.queues, planIngestJobs(ids));
     const jobs = (await ctx.queues.ingest.getJobs(['waiting'])).filter((j) =>
       ingestJobFileIds(j.data).some((id) => ids.includes(id)),
     );
