@@ -178,21 +178,32 @@ async function attachToCases(db: Db, inspected: Inspected[]): Promise<Attached[]
     const cases = new Map<string, string>();
     const uploads = new Map<string, UploadDefaults>();
     const out: Attached[] = [];
+    // The sweep may have queued a file on its own while its batch waited: whichever job comes second finds the
+    // row attached (it stays locked until the first commits) and leaves it. Locked in id order, all at once.
+    const open = new Set(
+      (
+        await trx
+          .selectFrom('files')
+          .select(['id', 'ingested_at', 'status'])
+          .where(
+            'id',
+            'in',
+            inspected.map((i) => i.file.id),
+          )
+          .orderBy('id')
+          .forUpdate()
+          .execute()
+      )
+        .filter((r) => !r.ingested_at && r.status !== 'failed')
+        .map((r) => r.id),
+    );
     // Cases are found or created in key order, so two batches holding the same new studies in another order
     // cannot wait on each other's uncommitted case rows (a deadlock PostgreSQL would break by aborting one).
     const keyed = inspected.map((item) => ({ item, caseKey: caseKeyOf(item) }));
     keyed.sort((a, b) => (a.caseKey < b.caseKey ? -1 : a.caseKey > b.caseKey ? 1 : 0));
     for (const { item, caseKey } of keyed) {
       const { file, inspection, kind } = item;
-      // The sweep may have queued this file on its own while its batch waited: whichever job comes second
-      // finds the row attached (it is locked until the first commits) and leaves it.
-      const row = await trx
-        .selectFrom('files')
-        .select(['ingested_at', 'status'])
-        .where('id', '=', file.id)
-        .forUpdate()
-        .executeTakeFirst();
-      if (!row || row.ingested_at || row.status === 'failed') continue;
+      if (!open.has(file.id)) continue;
       let caseId = cases.get(caseKey);
       if (!caseId) {
         let upload = uploads.get(file.upload_id);
