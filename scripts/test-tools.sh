@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The reference tools the conformance and interoperability tests run against (Debian packages): dcmtk
-# (dcmdump, dcmj2pnm, dcml2pnm, storescu, echoscu) and dicom3tools (dciodvfy). Installs what is missing when
+# (dcmdump, dcmj2pnm, dcml2pnm, storescu, echoscu), dicom3tools (dciodvfy) and libvips-tools (vips, which
+# writes the Zstandard TIFF pyramids sharp cannot). Installs what is missing when
 # run as root on Debian; otherwise says what to install. Tests that need a tool run only where it is present.
 set -euo pipefail
 need=()
 command -v dcmdump >/dev/null 2>&1 || need+=(dcmtk)
 command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
+command -v vips >/dev/null 2>&1 || need+=(libvips-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
   echo "test-tools: installing ${need[*]}" >&2

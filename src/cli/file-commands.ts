@@ -138,13 +138,26 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
   return failed > 0 ? 1 : 0;
 }
 
-/** `teleread render FILE -o OUT [--size N]`: the thumbnail the pipeline would store for this file. */
+/**
+ * `teleread render FILE -o OUT [--size N]`: the thumbnail the pipeline would store for this file. Without --size,
+ * at the pipeline's sizes (DICOM 256 px, ECG page 800 px, slide 512 px); with it, N for every kind.
+ */
 export async function renderCommand(
   file: string,
   out: string,
-  size: number,
+  sizeOption: number | undefined,
   frame?: number,
 ): Promise<number> {
+  const size = sizeOption ?? 256;
+  if (!Number.isInteger(size) || size < 32 || size > 8192) {
+    console.log(
+      JSON.stringify({
+        file,
+        ...errorJson(new AppError('VALIDATION_FAILED', '--size is a whole number of pixels from 32 to 8192')),
+      }),
+    );
+    return 1;
+  }
   const source = await fileByteSource(file);
   const encoding = /\.webp$/i.test(out) ? 'webp' : /\.jpe?g$/i.test(out) ? 'jpeg' : 'png';
   try {
@@ -183,6 +196,7 @@ export async function renderCommand(
       },
       size,
       encoding,
+      sizeOption !== undefined,
     );
     await writeFile(out, image.data);
     console.log(

@@ -248,7 +248,7 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./file-commands.js')).renderCommand(
         positionals[0]!,
         v.out,
-        Number(v.size ?? 256),
+        v.size === undefined ? undefined : Number(v.size),
         v.frame ? Number(v.frame) : undefined,
       );
     }

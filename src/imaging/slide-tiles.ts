@@ -11,6 +11,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
+import { deflateSync } from 'node:zlib';
+import { decompress as zstdDecompress } from 'fzstd';
 import sharp from 'sharp';
 import { AppError, isAppError } from '../errors.js';
 import { asRgbJpeg } from '../formats/dicom/as-rgb-jpeg.js';
@@ -408,6 +410,10 @@ interface Rect {
 /** Compressions decoded by sharp through a one-tile TIFF (libtiff's own codecs). */
 const WRAPPED_COMPRESSIONS = new Set([1, 2, 3, 4, 5, 8, 32773, 32946, 50001]);
 const J2K_COMPRESSIONS = new Set([33003, 33004, 33005, 34712]);
+/** Zstandard (50000): libvips' libtiff in sharp has no ZSTD codec (it reads such tiles as black), so a tile is
+ * unpacked here and handed to libtiff as a deflate tile, which keeps its predictor's undoing in libtiff. */
+const ZSTD = 50000;
+const DEFLATE = 8;
 /** Tags a one-tile TIFF needs to decode like the original directory. */
 const COPIED_TAGS = [
   TAG.BitsPerSample,
@@ -427,7 +433,7 @@ const COPIED_TAGS = [
 
 /** Compressions this module decodes from TIFF tiles, by any path. */
 export function canDecodeTiffCompression(code: number): boolean {
-  return code === 7 || WRAPPED_COMPRESSIONS.has(code) || J2K_COMPRESSIONS.has(code);
+  return code === 7 || code === ZSTD || WRAPPED_COMPRESSIONS.has(code) || J2K_COMPRESSIONS.has(code);
 }
 
 interface CopiedTag {
@@ -583,8 +589,12 @@ class TiffLevel implements LevelSource {
         (compression === 34712 && this.ifd.photometric === 6);
       return decodeJ2k(bytes, reduce, ycc, this.channels);
     }
-    if (WRAPPED_COMPRESSIONS.has(compression)) {
-      return decodeWithSharp(await this.wrap(bytes, row), what, { channels: this.channels, reduce, width });
+    if (WRAPPED_COMPRESSIONS.has(compression) || compression === ZSTD) {
+      return decodeWithSharp(await this.wrapped(bytes, row, what), what, {
+        channels: this.channels,
+        reduce,
+        width,
+      });
     }
     throw unsupported(`TIFF compression ${this.ifd.compressionName} cannot be decoded`, {
       compression,
@@ -594,11 +604,12 @@ class TiffLevel implements LevelSource {
 
   async decodeTilePart(col: number, row: number, rect: Rect): Promise<RawTile | undefined> {
     const compression = this.ifd.compression;
-    if (compression !== 7 && !WRAPPED_COMPRESSIONS.has(compression)) return undefined;
+    if (compression !== 7 && compression !== ZSTD && !WRAPPED_COMPRESSIONS.has(compression)) return undefined;
     const bytes = await this.segmentBytes(col, row);
     if (!bytes) return undefined;
-    const input = compression === 7 ? await this.jpegStream(bytes) : await this.wrap(bytes, row);
-    return decodeWithSharp(input, this.what(col, row), { channels: this.channels, extract: rect });
+    const what = this.what(col, row);
+    const input = compression === 7 ? await this.jpegStream(bytes) : await this.wrapped(bytes, row, what);
+    return decodeWithSharp(input, what, { channels: this.channels, extract: rect });
   }
 
   private async jpegStream(bytes: Uint8Array): Promise<Uint8Array> {
@@ -608,8 +619,20 @@ class TiffLevel implements LevelSource {
     return this.ifd.photometric === 2 && this.ifd.samplesPerPixel >= 3 ? asRgbJpeg(merged) : merged;
   }
 
+  /** The one-segment TIFF sharp decodes; a Zstandard segment is unpacked and deflated first (level 1: fast). */
+  private async wrapped(segment: Uint8Array, row: number, what: string): Promise<Uint8Array> {
+    if (this.ifd.compression !== ZSTD) return this.wrap(segment, row);
+    let raw: Uint8Array;
+    try {
+      raw = zstdDecompress(segment);
+    } catch (err) {
+      throw corrupt(`${what}: bad Zstandard data (${err instanceof Error ? err.message : String(err)})`);
+    }
+    return this.wrap(deflateSync(raw, { level: 1 }), row, DEFLATE);
+  }
+
   /** A classic TIFF holding this one segment, in the original byte order (sample bytes are kept as is). */
-  private async wrap(segment: Uint8Array, row: number): Promise<Uint8Array> {
+  private async wrap(segment: Uint8Array, row: number, compression?: number): Promise<Uint8Array> {
     const copied = await this.copiedTags();
     const { width, height } = this.segmentSize(row);
     const le = this.ifd.littleEndian;
@@ -617,7 +640,11 @@ class TiffLevel implements LevelSource {
     const entries: Out[] = [
       { tag: TAG.ImageWidth, type: 4, count: 1, value: width },
       { tag: TAG.ImageLength, type: 4, count: 1, value: height },
-      ...copied.map((c) => ({ tag: c.tag, type: c.type, count: c.count, bytes: c.bytes })),
+      ...copied.map((c) =>
+        compression !== undefined && c.tag === TAG.Compression
+          ? { tag: c.tag, type: 3, count: 1, value: compression }
+          : { tag: c.tag, type: c.type, count: c.count, bytes: c.bytes },
+      ),
     ];
     const dataOffsetPlaceholder = -1;
     if (this.tiled) {
@@ -655,6 +682,9 @@ class TiffLevel implements LevelSource {
           dv.setUint32(at + 8, valueAt, le);
           valueAt += e.bytes.length + (e.bytes.length % 2);
         }
+      } else if (e.type === 3) {
+        // A SHORT sits in the first two bytes of the value field, whatever the byte order.
+        dv.setUint16(at + 8, e.value ?? 0, le);
       } else {
         dv.setUint32(at + 8, e.value === dataOffsetPlaceholder ? dataOffset : (e.value ?? 0), le);
       }

@@ -36,11 +36,12 @@ export interface FileAccess {
  */
 async function renderEcgPage(
   ecg: Ecg,
+  width: number,
   encoding?: ImageEncoding,
   known?: EcgTriageSummary,
 ): Promise<RenderedImage> {
   const { svg, image } = await renderEcg(ecg, {
-    width: THUMBNAIL_WIDTH.ecg,
+    width,
     format: encoding === 'webp' ? 'webp' : 'png',
     // Normalisation and QRS detection are the costly part of triage: reuse the ingest step's result.
     triage: known
@@ -61,19 +62,23 @@ export const THUMBNAIL_WIDTH = { ecg: 800, pathology: 512 } as const;
 /**
  * The representative image the pipeline stores for one file of a given format (the same one
  * `bin/teleread render` writes). DICOM renders its middle frame; ECG the 12-lead page; a slide its pyramid.
+ * `size` is the longest side of a DICOM image; ECG pages and slides keep their own width (THUMBNAIL_WIDTH)
+ * unless `sizeForEveryKind` (the CLI's explicit --size) says otherwise.
  */
 export async function renderFileThumbnail(
   format: string,
   file: FileAccess,
   size: number,
   encoding?: ImageEncoding,
+  sizeForEveryKind = false,
 ): Promise<RenderedImage> {
+  const slideSize = sizeForEveryKind ? size : THUMBNAIL_WIDTH.pathology;
   switch (format) {
     case 'dicom':
       return renderDicomFrame(parseDicom(await file.bytes()), { size, format: encoding ?? 'webp' });
     case 'dicom-wsi':
       return renderDicomFrame(parseDicom(await file.bytes()), {
-        size: THUMBNAIL_WIDTH.pathology,
+        size: slideSize,
         format: encoding ?? 'webp',
       });
     case 'dicom-waveform':
@@ -86,6 +91,7 @@ export async function renderFileThumbnail(
     case 'csv':
       return renderEcgPage(
         await loadEcgFile(format, await file.bytes(), file.name, file.sibling),
+        sizeForEveryKind ? size : THUMBNAIL_WIDTH.ecg,
         encoding,
         file.ecgTriage,
       );
@@ -97,10 +103,7 @@ export async function renderFileThumbnail(
       // Read by byte range, composed tile by tile from the smallest sufficient level: a slide of gigabytes in
       // object storage is never copied whole to local disk for one thumbnail.
       const reader = await openTiffSlide(file.source());
-      return renderSlideThumbnailFromReader(reader, {
-        size: THUMBNAIL_WIDTH.pathology,
-        format: encoding ?? 'webp',
-      });
+      return renderSlideThumbnailFromReader(reader, { size: slideSize, format: encoding ?? 'webp' });
     }
   }
 }

@@ -68,6 +68,24 @@ test('render writes the thumbnail the pipeline would make', async () => {
   expect([meta.format, meta.width, meta.height]).toEqual(['png', 64, 64]);
 });
 
+test('render --size applies to every kind; without it each kind keeps the pipeline size', async () => {
+  const ecg = path.join(repoRoot, 'fixtures/ecg/s0010_re.hea');
+  const sized = path.join(dir, 'ecg-400.png');
+  expect((await run(['render', ecg, '-o', sized, '--size', '400'])).code).toBe(0);
+  expect((await sharp(await readFile(sized)).metadata()).width).toBe(400);
+  const natural = path.join(dir, 'ecg.png');
+  expect((await run(['render', ecg, '-o', natural])).code).toBe(0);
+  expect((await sharp(await readFile(natural)).metadata()).width).toBe(800);
+  const slide = path.join(repoRoot, 'fixtures/pathology/CMU-1-Small-Region.svs');
+  const slideOut = path.join(dir, 'slide-256.png');
+  expect((await run(['render', slide, '-o', slideOut, '--size', '256'])).code).toBe(0);
+  const slideMeta = await sharp(await readFile(slideOut)).metadata();
+  expect(Math.max(slideMeta.width ?? 0, slideMeta.height ?? 0)).toBe(256);
+  const bad = await run(['render', ecg, '-o', natural, '--size', 'big']);
+  expect(bad.code).toBe(1);
+  expect(JSON.parse(bad.out.trim())).toMatchObject({ error: { code: 'VALIDATION_FAILED' } });
+});
+
 /** Builds of the CLI (scripts/build-cli.mjs) made from the sources under `root`, by their embedded source URLs. */
 async function buildsOf(root: string): Promise<string[]> {
   const cache = path.join(repoRoot, 'node_modules/.cache/teleread');

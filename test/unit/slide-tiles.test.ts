@@ -1,3 +1,4 @@
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -21,6 +22,8 @@ import {
 } from '../../src/imaging/slide-tiles.js';
 import { type DicomElement, imageElements, writeDicom } from '../helpers/dicom-writer.js';
 import { encodeJ2k, writeTiff } from '../helpers/tiff-writer.js';
+
+const hasVips = spawnSync('vips', ['--version']).status === 0;
 
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'teleread-slide-tiles-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -179,6 +182,83 @@ describe('Deep Zoom tiles of a synthetic pyramid', () => {
       }
     },
   );
+
+  // sharp's libtiff has no Zstandard codec (it reads such tiles as black), so the ZSTD pyramid and its lossless
+  // twin come from Debian's vips; the twin, deflate-compressed, is what sharp decodes as the reference.
+  describe.runIf(hasVips)('Zstandard (TIFF compression 50000)', () => {
+    // Made on first use (the parent block's beforeAll makes the sharp pyramids).
+    let made: Promise<Record<'zstd' | 'deflate', string>> | undefined;
+    const makeTwins = async () => {
+      const twins = { zstd: '', deflate: '' };
+      const source = path.join(tmp, 'zstd-source.png');
+      await sharp(pixels, { raw: { width: WIDTH, height: HEIGHT, channels: 3 } })
+        .png()
+        .toFile(source);
+      for (const c of ['zstd', 'deflate'] as const) {
+        twins[c] = path.join(tmp, `vips-${c}.tif`);
+        execFileSync('vips', [
+          'tiffsave',
+          source,
+          twins[c],
+          '--tile',
+          '--pyramid',
+          '--tile-width',
+          '128',
+          '--tile-height',
+          '128',
+          '--compression',
+          c,
+          '--predictor',
+          'horizontal',
+        ]);
+      }
+      return twins;
+    };
+    const vipsTwins = () => {
+      made ??= makeTwins();
+      return made;
+    };
+
+    test('exact levels are pixel-exact crops of the lossless twin (PNG tiles)', async () => {
+      const twins = await vipsTwins();
+      const slide = await openTiffSlide(byteSourceFromBytes(readFileSync(twins.zstd)));
+      for (const { dzLevel, page, col, row } of exact) {
+        const level = await levelImage(twins.deflate, page);
+        const tile = await decode(await renderDziTile(slide, dzLevel, col, row, { format: 'png' }));
+        expect(meanAbsDiff(tile, await crop(level, dziRect(level.width, level.height, col, row)))).toBe(0);
+      }
+      // The thumbnail is the source's, not black (what the slide reads as without this path).
+      const thumb = await decode(
+        (await renderSlideThumbnailFromReader(slide, { size: 200, format: 'png' })).data,
+      );
+      const twin = await decode(
+        (
+          await renderSlideThumbnailFromReader(
+            await openTiffSlide(byteSourceFromBytes(readFileSync(twins.deflate))),
+            {
+              size: 200,
+              format: 'png',
+            },
+          )
+        ).data,
+      );
+      expect(meanAbsDiff(thumb, twin)).toBe(0);
+    });
+
+    test('a tile that is not Zstandard data → CORRUPT_FILE naming the tile', async () => {
+      const twins = await vipsTwins();
+      const bytes = new Uint8Array(readFileSync(twins.zstd));
+      const tiff = await readTiff(byteSourceFromBytes(bytes));
+      const level0 = tiff.ifds[0]!;
+      const table = await readTileTable(byteSourceFromBytes(bytes), level0);
+      bytes.fill(0x5a, table.offsets[0]!, table.offsets[0]! + Math.min(64, table.byteCounts[0]!));
+      const slide = await openTiffSlide(byteSourceFromBytes(bytes));
+      await expect(renderDziTile(slide, 10, 0, 0, { format: 'png' })).rejects.toMatchObject({
+        code: 'CORRUPT_FILE',
+        message: expect.stringMatching(/tile 0,0 .*Zstandard/),
+      });
+    });
+  });
 
   test('a level between stored levels is cut from the larger one and shrunk', async () => {
     const file = files.deflate!;
