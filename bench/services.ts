@@ -76,15 +76,12 @@ export interface TelereadStack {
   siteId: string;
 }
 
-/**
- * A fresh database, queue prefix and file storage, migrated and seeded through the CLI with a clinic site in
- * KE and its key (and, with `reader`, a radiology reader licensed in KE, so imaging cases route). The API and
- * workers are not started here.
- */
-export async function prepareTeleread(
+/** A fresh database, queue prefix (its keys dropped at clean-up) and file storage, and the environment that
+ * points Teleread's processes at them. */
+export async function freshEnvironment(
   label: string,
-  opts: { reader?: boolean; env?: NodeJS.ProcessEnv } = {},
-): Promise<TelereadStack> {
+  extra: NodeJS.ProcessEnv = {},
+): Promise<Pick<TelereadStack, 'env' | 'databaseUrl' | 'storageDir' | 'apiPort'>> {
   const storageDir = await makeTempDir(`${label}-store`);
   const databaseUrl = await createDatabase();
   const queuePrefix = `{bench-${randomBytes(4).toString('hex')}}`;
@@ -102,8 +99,21 @@ export async function prepareTeleread(
     DICOM_PORT: String(await freePort()),
     LOG_LEVEL: 'warn',
     MIGRATE_ON_START: 'true',
-    ...opts.env,
+    ...extra,
   };
+  return { env, databaseUrl, storageDir, apiPort };
+}
+
+/**
+ * A fresh environment (freshEnvironment), migrated and seeded through the CLI with a clinic site in KE and its
+ * key (and, with `reader`, a radiology reader licensed in KE, so imaging cases route). The API and workers are
+ * not started here.
+ */
+export async function prepareTeleread(
+  label: string,
+  opts: { reader?: boolean; env?: NodeJS.ProcessEnv } = {},
+): Promise<TelereadStack> {
+  const { env, databaseUrl, storageDir, apiPort } = await freshEnvironment(label, opts.env);
   const siteId = 'bench-clinic';
   // Seeding migrates the fresh database first, so the API and worker do not race it to the migration lock.
   check(

@@ -22,7 +22,6 @@ import path from 'node:path';
 import { startS3Server } from '../test/helpers/s3-server.js';
 import {
   type BenchRow,
-  check,
   Deadline,
   freePort,
   makeTempDir,
@@ -30,7 +29,6 @@ import {
   onCleanup,
   readProcMemory,
   row,
-  run,
   runBench,
   sampleRss,
   spawnService,
@@ -38,7 +36,7 @@ import {
   waitFor,
   zip,
 } from './lib.js';
-import { createDatabase, dropQueueKeys, REDIS_URL, TELEREAD } from './services.js';
+import { prepareTeleread, startApi, TELEREAD } from './services.js';
 
 const GiB = 1024 ** 3;
 const TOTAL = Number(process.env.BENCH_UPLOAD_BYTES ?? 2 * GiB);
@@ -282,44 +280,10 @@ async function uploadMultipart(
 
 async function main(): Promise<BenchRow[]> {
   const deadline = new Deadline(Number(process.env.BENCH_UPLOAD_DEADLINE_MS ?? 220_000));
-  const storageDir = await makeTempDir('upload-store');
+  const stack = await prepareTeleread('upload');
+  const { apiPort, clinicKey, storageDir } = stack;
   const refDir = await makeTempDir('upload-ref');
-  const databaseUrl = await createDatabase();
-  const queuePrefix = `{bench-${randomBytes(4).toString('hex')}}`;
-  onCleanup(`drop queue keys ${queuePrefix}`, () => dropQueueKeys(queuePrefix));
-  const apiPort = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL: databaseUrl,
-    REDIS_URL,
-    QUEUE_PREFIX: queuePrefix,
-    STORAGE_URL: `file://${storageDir}`,
-    HOST: '127.0.0.1',
-    PORT: String(apiPort),
-    LOG_LEVEL: 'warn',
-    MIGRATE_ON_START: 'true',
-  };
-
-  // Seeding migrates the fresh database first, so the API does not race it to the migration lock.
-  check(
-    await run(TELEREAD, ['sites', 'add', 'bench-clinic', '--jurisdiction', 'KE'], { env, timeoutMs: 60_000 }),
-    'teleread sites add',
-  );
-  const keyOut = check(
-    await run(TELEREAD, ['keys', 'create', '--role', 'clinic', '--site', 'bench-clinic'], {
-      env,
-      timeoutMs: 30_000,
-    }),
-    'teleread keys create',
-  );
-  const clinicKey = keyOut.stdout.trim().split('\n').pop() ?? '';
-  if (!clinicKey) throw new Error('teleread keys create printed no key');
-
-  const api = spawnService(TELEREAD, ['api'], env, 'teleread api');
-  await waitFor('the API to answer /healthz', new Deadline(60_000), async () => {
-    api.assertRunning();
-    return (await fetch(`http://127.0.0.1:${apiPort}/healthz`)).ok;
-  });
+  const api = await startApi(stack);
 
   const refPort = await freePort();
   const refOut = path.join(refDir, 'body.bin');
@@ -433,7 +397,7 @@ async function main(): Promise<BenchRow[]> {
       TELEREAD,
       ['api'],
       {
-        ...env,
+        ...stack.env,
         PORT: String(s3Port),
         STORAGE_URL:
           `s3://${s3.bucket}/objects?endpoint=${encodeURIComponent(s3.endpoint)}&forcePathStyle=true` +

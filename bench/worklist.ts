@@ -29,10 +29,8 @@ import {
   type BenchRow,
   Deadline,
   freePort,
-  makeTempDir,
   median,
   msSince,
-  onCleanup,
   row,
   runBench,
   spawnService,
@@ -40,7 +38,7 @@ import {
   waitFor,
   zip,
 } from './lib.js';
-import { createDatabase, dropQueueKeys, REDIS_URL, TELEREAD } from './services.js';
+import { freshEnvironment, TELEREAD } from './services.js';
 
 const CASES = Math.max(1000, Math.min(1_000_000, Number(process.env.BENCH_WORKLIST_CASES ?? 100_000)));
 const QUERY = process.env.BENCH_WORKLIST_QUERY ?? '';
@@ -572,23 +570,7 @@ async function checkWorklists(base: string, path: string, keys: readonly string[
 
 async function main(): Promise<BenchRow[]> {
   const deadline = new Deadline(200_000);
-  const databaseUrl = await createDatabase();
-  const storageDir = await makeTempDir('worklist-store');
-  const queuePrefix = `{bench-${randomUUID().slice(0, 8)}}`;
-  onCleanup(`drop queue keys ${queuePrefix}`, () => dropQueueKeys(queuePrefix));
-  const apiPort = await freePort();
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    DATABASE_URL: databaseUrl,
-    REDIS_URL,
-    QUEUE_PREFIX: queuePrefix,
-    STORAGE_URL: `file://${storageDir}`,
-    HOST: '127.0.0.1',
-    PORT: String(apiPort),
-    DICOM_PORT: String(await freePort()),
-    LOG_LEVEL: 'warn',
-    MIGRATE_ON_START: 'true',
-  };
+  const { env, databaseUrl, apiPort } = await freshEnvironment('worklist');
   const base = `http://127.0.0.1:${apiPort}`;
   // The API migrates the fresh database as it starts; the seed then writes into the migrated schema.
   const api = spawnService(TELEREAD, ['api'], env, 'teleread api');

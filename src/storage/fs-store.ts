@@ -61,20 +61,12 @@ function resolveRange(range: ByteRange, size: number, key: string): { start: num
   return { start: range.start, end: Math.min(range.end ?? size - 1, size - 1) };
 }
 
-async function writeFully(handle: FileHandle, bytes: Uint8Array): Promise<void> {
-  let offset = 0;
-  while (offset < bytes.length) {
-    const { bytesWritten } = await handle.write(bytes, offset, bytes.length - offset);
-    if (bytesWritten <= 0) throw new Error('write made no progress');
-    offset += bytesWritten;
-  }
-}
-
 /** Chunks of a streamed body are gathered up to this size and written with one writev. */
 const WRITE_BATCH_BYTES = 1024 * 1024;
 
+/** Writes every byte of `chunks`, in order, with as few writev calls as the kernel allows. */
 async function writeAllV(handle: FileHandle, chunks: Uint8Array[]): Promise<void> {
-  let pending = chunks;
+  let pending = chunks.filter((c) => c.length > 0);
   while (pending.length > 0) {
     let { bytesWritten } = await handle.writev(pending);
     if (bytesWritten <= 0) throw new Error('write made no progress');
@@ -181,7 +173,7 @@ export class FsStore implements ObjectStore {
     try {
       handle = await this.openTemp(tmp);
       if (source === undefined) {
-        await writeFully(handle, body as Uint8Array);
+        await writeAllV(handle, [body as Uint8Array]);
       } else {
         // Network chunks are small (16–64 KiB): one writev per megabyte saves a thread-pool trip per chunk.
         // for-await rethrows the source's error, or ERR_STREAM_PREMATURE_CLOSE when it is destroyed mid-way.
