@@ -16,7 +16,7 @@ import {
 import { transcodeWfdbFlac, usesWfdbFlac, wfdbFormatList } from './ecg/wfdb-flac.js';
 import { describeSlide, type SlideInfo } from './slide/describe-slide.js';
 import { readTiff } from './slide/tiff.js';
-import type { ByteSource, CaseKind, PatientInfo } from './types.js';
+import { type ByteSource, type CaseKind, isDetectedEcgFormat, type PatientInfo } from './types.js';
 
 /** What the pipeline learns about one file before grouping it into a case. */
 export interface Inspection {
@@ -61,6 +61,9 @@ export async function inspectFile(
   const head = await source.read(0, Math.min(SNIFF_BYTES, source.size));
   if (source.size === 0) throw new AppError('UNSUPPORTED_FORMAT', 'empty file', { retryable: false });
   const detected = detectFormat(head, name);
+  if (isDetectedEcgFormat(detected)) {
+    return inspectEcg(parseEcg(detected, await readWhole(source, name)), detected, options);
+  }
   switch (detected) {
     case 'tiff':
       return inspectSlide(await describeSlide(await readTiff(source)));
@@ -70,13 +73,6 @@ export async function inspectFile(
       return inspectWfdb(await readWhole(source, name), name, siblings, options);
     case 'wfdb-signal':
       return { kind: null, format: 'wfdb-signal', metadata: { bytes: source.size } };
-    case 'scp-ecg':
-    case 'hl7-aecg':
-    case 'ge-muse-xml':
-    case 'philips-xml':
-    case 'edf':
-    case 'csv':
-      return inspectEcg(parseEcg(detected, await readWhole(source, name)), detected, options);
     case 'unknown': {
       // Formats with weak magic (UTF-16 XML, headerless CSV) get a second look by the ECG sniffer.
       const ecgFormat = detectEcgFormat(head, name);
@@ -262,6 +258,11 @@ export async function loadWfdbRecord(
   return ecg;
 }
 
+/** Whether files stored under this format name are ECGs that `loadEcgFile` reads. */
+export function isEcgFormat(format: string): boolean {
+  return format === 'wfdb' || format === 'dicom-waveform' || isDetectedEcgFormat(format);
+}
+
 /** Any ECG file, by its stored format name, as the canonical model (WFDB signal files come through `siblings`). */
 export async function loadEcgFile(
   format: string,
@@ -270,7 +271,6 @@ export async function loadEcgFile(
   siblings?: SiblingReader,
 ): Promise<Ecg> {
   if (format === 'wfdb') return loadWfdbRecord(bytes, name, siblings);
-  if (format === 'dicom-waveform') return parseDicomWaveform(bytes);
   return parseEcg(format, bytes);
 }
 

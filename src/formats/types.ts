@@ -21,19 +21,23 @@ export function byteSourceFromBytes(bytes: Uint8Array): ByteSource {
   };
 }
 
+/** The single-file ECG formats sniffing tells apart (a DICOM waveform is only known once the DICOM is parsed). */
+export const DETECTED_ECG_FORMATS = [
+  'scp-ecg',
+  'hl7-aecg',
+  'ge-muse-xml',
+  'philips-xml',
+  'edf',
+  'csv',
+] as const;
+export type DetectedEcgFormat = (typeof DETECTED_ECG_FORMATS)[number];
+
+export function isDetectedEcgFormat(format: string): format is DetectedEcgFormat {
+  return (DETECTED_ECG_FORMATS as readonly string[]).includes(format);
+}
+
 /** What sniffing the first bytes of a file tells. `format` names are stable (stored in files.format). */
-export type DetectedFormat =
-  | 'dicom'
-  | 'wfdb-header'
-  | 'wfdb-signal'
-  | 'tiff'
-  | 'scp-ecg'
-  | 'hl7-aecg'
-  | 'ge-muse-xml'
-  | 'philips-xml'
-  | 'edf'
-  | 'csv'
-  | 'unknown';
+export type DetectedFormat = 'dicom' | 'wfdb-header' | 'wfdb-signal' | 'tiff' | DetectedEcgFormat | 'unknown';
 
 /** Patient demographics are kept apart from technical metadata so that de-identification can drop them
  * and logs never see them. */

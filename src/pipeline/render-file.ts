@@ -2,7 +2,7 @@ import { AppError } from '../errors.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import type { Ecg } from '../formats/ecg/ecg.js';
 import { triageEcg } from '../formats/ecg/measure.js';
-import { type EcgTriageSummary, loadEcgFile, type SiblingReader } from '../formats/inspect.js';
+import { type EcgTriageSummary, isEcgFormat, loadEcgFile, type SiblingReader } from '../formats/inspect.js';
 import type { ByteSource } from '../formats/types.js';
 import { renderDicomFrame } from '../imaging/render-dicom.js';
 import { renderEcg } from '../imaging/render-ecg.js';
@@ -72,6 +72,14 @@ export async function renderFileThumbnail(
   encoding?: ImageEncoding,
   sizeForEveryKind = false,
 ): Promise<RenderedImage> {
+  if (isEcgFormat(format)) {
+    return renderEcgPage(
+      await loadEcgFile(format, await file.bytes(), file.name, file.sibling),
+      sizeForEveryKind ? size : THUMBNAIL_WIDTH.ecg,
+      encoding,
+      file.ecgTriage,
+    );
+  }
   const slideSize = sizeForEveryKind ? size : THUMBNAIL_WIDTH.pathology;
   switch (format) {
     case 'dicom':
@@ -81,20 +89,6 @@ export async function renderFileThumbnail(
         size: slideSize,
         format: encoding ?? 'webp',
       });
-    case 'dicom-waveform':
-    case 'wfdb':
-    case 'scp-ecg':
-    case 'hl7-aecg':
-    case 'ge-muse-xml':
-    case 'philips-xml':
-    case 'edf':
-    case 'csv':
-      return renderEcgPage(
-        await loadEcgFile(format, await file.bytes(), file.name, file.sibling),
-        sizeForEveryKind ? size : THUMBNAIL_WIDTH.ecg,
-        encoding,
-        file.ecgTriage,
-      );
     case 'wfdb-signal':
       throw new AppError('UNSUPPORTED_FORMAT', `${file.name} is a WFDB signal file: render its .hea header`, {
         retryable: false,

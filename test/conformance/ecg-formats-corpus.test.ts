@@ -6,6 +6,7 @@ import { parseEdf } from '../../src/formats/ecg/edf.js';
 import { triageEcg } from '../../src/formats/ecg/measure.js';
 import { detectEcgFormat, parseEcg } from '../../src/formats/ecg/parse-ecg.js';
 import { corpusPath, hasCorpus, loadTruth, type TruthEntry } from '../corpus.js';
+import { TWELVE } from '../helpers/ecg-synthetic.js';
 
 /** TRUTH.json entries are JSON written by the corpus tools; their fields differ per kind and are checked one
  * by one below. */
@@ -146,20 +147,7 @@ describe.runIf(hasCorpus)('ECG corpus: every non-WFDB record parses and matches 
   test.each(entries('xml', 'ecg/philips-xml/'))('Philips %s', (rel, t) => {
     const { format, ecg } = parseCorpus(rel);
     expect(format).toBe('philips-xml');
-    const labels = t.parsedwaveforms.leadlabels?.split(' ') ?? [
-      'I',
-      'II',
-      'III',
-      'aVR',
-      'aVL',
-      'aVF',
-      'V1',
-      'V2',
-      'V3',
-      'V4',
-      'V5',
-      'V6',
-    ];
+    const labels = t.parsedwaveforms.leadlabels?.split(' ') ?? TWELVE;
     expect(ecg.leads.map((l) => l.name)).toEqual(labels);
     expect(ecg.leads).toHaveLength(Number(t.signal_numberchannelsvalid));
     expect(ecg.samplingFrequency).toBe(Number(t.signal_samplingrate));

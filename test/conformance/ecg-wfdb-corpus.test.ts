@@ -12,6 +12,7 @@ import {
   wfdbSignalFiles,
 } from '../../src/formats/ecg/wfdb.js';
 import { corpusPath, hasCorpus, loadTruth, type TruthEntry } from '../corpus.js';
+import { TWELVE } from '../helpers/ecg-synthetic.js';
 import { wfdbChecksum } from '../helpers/wfdb-writer.js';
 
 interface TruthSignal {
@@ -154,10 +155,7 @@ describe.runIf(hasCorpus)('WFDB corpus: records decode', () => {
     const rel = 'ecg/wfdb/ptbdb-s0010_re/s0010_re.hea';
     const header = readHeader(rel);
     const ecg = parseWfdbRecord(header, readFiles(path.dirname(rel), wfdbSignalFiles(header)));
-    expect(ecg.leads.map((l) => l.name)).toEqual([
-      ...['I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'],
-      ...['vx', 'vy', 'vz'],
-    ]);
+    expect(ecg.leads.map((l) => l.name)).toEqual([...TWELVE, ...['vx', 'vy', 'vz']]);
     const get = (name: string) => ecg.leads.find((l) => l.name === name)!.samplesUv;
     // Recorded leads obey Einthoven's law within a few µV of quantisation (0.5 µV per ADC unit here).
     let worst = 0;
@@ -269,20 +267,7 @@ describe.runIf(hasCorpus)('DICOM waveform corpus', () => {
     const ecg = parseDicomWaveform(
       new Uint8Array(readFileSync(corpusPath('ecg/dicom-waveform/waveform_ecg.dcm'))),
     );
-    expect(ecg.leads.map((l) => l.name)).toEqual([
-      'I',
-      'II',
-      'III',
-      'aVR',
-      'aVL',
-      'aVF',
-      'V1',
-      'V2',
-      'V3',
-      'V4',
-      'V5',
-      'V6',
-    ]);
+    expect(ecg.leads.map((l) => l.name)).toEqual(TWELVE);
     const get = (name: string) => ecg.leads.find((l) => l.name === name)!.samplesUv;
     let worst = 0;
     for (let i = 0; i < ecg.sampleCount; i++) {

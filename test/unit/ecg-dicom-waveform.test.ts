@@ -1,6 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import { parseDicomWaveform } from '../../src/formats/ecg/dicom-waveform.js';
+import { TWELVE } from '../helpers/ecg-synthetic.js';
 
 // A small explicit-VR little-endian DICOM writer: enough to build waveform objects with chosen defects.
 
@@ -226,20 +227,7 @@ describe('parseDicomWaveform', () => {
       extra: [],
     });
     const ecg = parseDicomWaveform(bytes);
-    expect(ecg.leads.map((l) => l.name)).toEqual([
-      'I',
-      'II',
-      'III',
-      'aVR',
-      'aVL',
-      'aVF',
-      'V1',
-      'V2',
-      'V3',
-      'V4',
-      'V5',
-      'V6',
-    ]);
+    expect(ecg.leads.map((l) => l.name)).toEqual(TWELVE);
     expect(ecg.samplingFrequency).toBe(500);
     expect(ecg.sampleCount).toBe(500);
     expect(ecg.durationSeconds).toBe(1);

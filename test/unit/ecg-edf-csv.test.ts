@@ -3,6 +3,7 @@ import { AppError } from '../../src/errors.js';
 import { parseCsvEcg } from '../../src/formats/ecg/csv.js';
 import { parseEdf, parseEdfEcg } from '../../src/formats/ecg/edf.js';
 import { detectEcgFormat, parseEcg } from '../../src/formats/ecg/parse-ecg.js';
+import { TWELVE } from '../helpers/ecg-synthetic.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -224,20 +225,7 @@ describe('CSV', () => {
   test('no header and 12 columns: standard order, assumptions recorded, options override', () => {
     const rows = Array.from({ length: 5 }, (_, i) => `${i},${i * 2},,,,,,,,,,`).join('\n');
     const ecg = parseCsvEcg(enc(rows));
-    expect(ecg.leads.map((l) => l.name)).toEqual([
-      'I',
-      'II',
-      'III',
-      'aVR',
-      'aVL',
-      'aVF',
-      'V1',
-      'V2',
-      'V3',
-      'V4',
-      'V5',
-      'V6',
-    ]);
+    expect(ecg.leads.map((l) => l.name)).toEqual(TWELVE);
     expect(ecg.samplingFrequency).toBe(500);
     expect(ecg.acquisition.assumptions).toMatch(/no header row.*500 Hz assumed/);
     const given = parseEcg('csv', enc(rows), { csv: { samplingFrequency: 800, microvoltsPerUnit: 5 } });

@@ -2,6 +2,7 @@ import sharp from 'sharp';
 import { describe, expect, test } from 'vitest';
 import type { Ecg } from '../../src/formats/ecg/ecg.js';
 import { DEFAULT_ECG_IMAGE_WIDTH, renderEcg, renderEcgPng } from '../../src/imaging/render-ecg.js';
+import { TWELVE } from '../helpers/ecg-synthetic.js';
 
 const FS = 1000;
 
@@ -22,8 +23,6 @@ function sineEcg(names: string[], seconds: number): Ecg {
     source: { format: 'test' },
   };
 }
-
-const TWELVE = ['I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'];
 
 describe('renderEcgPng', () => {
   test('12-lead page at 1250 px is 1250 × 1000, a real PNG with ink on it', async () => {

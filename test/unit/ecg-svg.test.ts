@@ -2,6 +2,7 @@ import { describe, expect, test } from 'vitest';
 import { AppError } from '../../src/errors.js';
 import type { Ecg } from '../../src/formats/ecg/ecg.js';
 import { renderEcgSvg, TWELVE_LEAD_LAYOUT } from '../../src/formats/ecg/ecg-svg.js';
+import { TWELVE } from '../helpers/ecg-synthetic.js';
 
 const FS = 500;
 
@@ -24,8 +25,6 @@ function makeEcg(names: string[], seconds = 10, extra: Partial<Ecg> = {}): Ecg {
     ...extra,
   };
 }
-
-const TWELVE = ['I', 'II', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'];
 
 function labels(svg: string, role: string): string[] {
   return [...svg.matchAll(new RegExp(`<text data-role="${role}-label"[^>]*>([^<]*)</text>`, 'g'))].map(

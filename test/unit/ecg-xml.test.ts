@@ -4,6 +4,7 @@ import { crc32, parseGeMuseXml } from '../../src/formats/ecg/ge-muse.js';
 import { parseHl7Aecg } from '../../src/formats/ecg/hl7-aecg.js';
 import { decodeXli, lzwDecompress, parsePhilipsXml } from '../../src/formats/ecg/philips-xml.js';
 import { decodeXmlText, parseXmlDocument } from '../../src/formats/ecg/xml.js';
+import { TWELVE } from '../helpers/ecg-synthetic.js';
 
 const enc = (s: string) => new TextEncoder().encode(s);
 
@@ -143,20 +144,7 @@ describe('parseGeMuseXml', () => {
   const eight = ['I', 'II', 'V1', 'V2', 'V3', 'V4', 'V5', 'V6'];
   test('8 stored leads → 12 with III, aVR, aVL, aVF derived; demographics kept apart', () => {
     const ecg = parseGeMuseXml(enc(muse(eight.map((id, k) => museLead(id, [k, 100 + k, -200])).join(''))));
-    expect(ecg.leads.map((l) => l.name)).toEqual([
-      'I',
-      'II',
-      'III',
-      'aVR',
-      'aVL',
-      'aVF',
-      'V1',
-      'V2',
-      'V3',
-      'V4',
-      'V5',
-      'V6',
-    ]);
+    expect(ecg.leads.map((l) => l.name)).toEqual(TWELVE);
     expect(ecg.leads.filter((l) => l.derived).map((l) => l.name)).toEqual(['III', 'aVR', 'aVL', 'aVF']);
     const get = (n: string) => ecg.leads.find((l) => l.name === n)!.samplesUv;
     expect(get('II')[1]).toBeCloseTo(101 * 4.88, 3);

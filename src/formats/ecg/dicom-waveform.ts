@@ -15,6 +15,7 @@ import {
   normalizeLeadName,
   scpLeadName,
 } from './ecg.js';
+import { corrupt, unsupported } from './ecg-input.js';
 
 /** Channels × samples above this are refused (80 MB of Float32), whatever the file claims. */
 export const MAX_WAVEFORM_SAMPLES = 20_000_000;
@@ -70,14 +71,6 @@ const EXPLICIT_BIG_ENDIAN = '1.2.840.10008.1.2.2';
 const DEFLATED = '1.2.840.10008.1.2.1.99';
 /** All waveform storage SOP classes (ECG, hemodynamic, audio …) live under this root (PS3.4 B.5). */
 const WAVEFORM_SOP_CLASS_PREFIX = '1.2.840.10008.5.1.4.1.1.9.';
-
-function corrupt(message: string, details?: Record<string, unknown>): AppError {
-  return new AppError('CORRUPT_FILE', message, { retryable: false, details });
-}
-
-function unsupported(message: string, details?: Record<string, unknown>): AppError {
-  return new AppError('UNSUPPORTED_FORMAT', message, { retryable: false, details });
-}
 
 /** dicom-parser throws strings or `{ exception, dataSet }` objects, not Errors. */
 function dicomParserMessage(err: unknown): string {

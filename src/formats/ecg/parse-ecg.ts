@@ -2,6 +2,7 @@
  * One entry point for the single-file ECG formats (everything but WFDB, whose header needs its signal files):
  * sniff the format, then parse to the canonical Ecg. Pure.
  */
+import type { DetectedEcgFormat } from '../types.js';
 import { type CsvEcgOptions, parseCsvEcg } from './csv.js';
 import { parseDicomWaveform } from './dicom-waveform.js';
 import type { Ecg } from './ecg.js';
@@ -14,14 +15,7 @@ import { parseScpEcg } from './scp-ecg.js';
 import { decodeXmlText } from './xml.js';
 
 /** Format names as `detectFormat` (src/formats/detect.ts) and files.format spell them. */
-export type EcgFileFormat =
-  | 'scp-ecg'
-  | 'hl7-aecg'
-  | 'ge-muse-xml'
-  | 'philips-xml'
-  | 'edf'
-  | 'csv'
-  | 'dicom-waveform';
+export type EcgFileFormat = DetectedEcgFormat | 'dicom-waveform';
 
 export interface ParseEcgOptions {
   /** Rate and units for CSV files that do not state them. */
@@ -66,10 +60,7 @@ function ascii(bytes: Uint8Array, start: number, length: number): string {
  * reads UTF-16 XML (Philips PageWriter writes it) and header-less numeric CSV. Returns null when the bytes are
  * none of these formats (DICOM and WFDB are recognised elsewhere).
  */
-export function detectEcgFormat(
-  head: Uint8Array,
-  name = '',
-): Exclude<EcgFileFormat, 'dicom-waveform'> | null {
+export function detectEcgFormat(head: Uint8Array, name = ''): DetectedEcgFormat | null {
   if (
     head.length >= 256 &&
     (ascii(head, 0, 8) === '0       ' || (head[0] === 0xff && ascii(head, 1, 7) === 'BIOSEMI'))

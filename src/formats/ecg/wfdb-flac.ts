@@ -7,7 +7,9 @@
  * FLAC files are decoded here and rewritten as the plain format with the same width and the same invalid-sample
  * code (508→80, 516→16, 524→24), so `parseWfdbRecord` / `parseWfdbMultiSegment` read them unchanged.
  */
+import type { FLACDecodedAudio } from '@wasm-audio-decoders/flac';
 import { AppError } from '../../errors.js';
+import { corrupt, unsupported } from './ecg-input.js';
 import { MAX_WFDB_SAMPLES, type WfdbHeader, type WfdbSignalSpec } from './wfdb.js';
 
 /** FLAC format → the plain format with the same sample width and invalid code. */
@@ -20,14 +22,6 @@ const MAX_FLAC_CHANNELS = 8;
  * samples (a decompression bomb) is stopped after at most a few tens of megabytes, not after it has all
  * been decoded. */
 const DECODE_CHUNK_BYTES = 4096;
-
-function corrupt(message: string, details?: Record<string, unknown>): AppError {
-  return new AppError('CORRUPT_FILE', message, { retryable: false, details });
-}
-
-function unsupported(message: string, details?: Record<string, unknown>): AppError {
-  return new AppError('UNSUPPORTED_FORMAT', message, { retryable: false, details });
-}
 
 export function isWfdbFlacFormat(format: number): boolean {
   return PLAIN_FORMAT[format] !== undefined;
@@ -104,46 +98,36 @@ async function decodeFlac(
   const parts: Float32Array[][] = [];
   let decoded = 0;
   let bitDepth = 0;
+  const take = (out: FLACDecodedAudio): void => {
+    if (out.errors.length > 0) {
+      throw corrupt(`WFDB FLAC signal file ${file} does not decode: ${out.errors[0]?.message ?? 'error'}`, {
+        file,
+      });
+    }
+    if (out.samplesDecoded > 0) {
+      parts.push(out.channelData);
+      decoded += out.samplesDecoded;
+      bitDepth = out.bitDepth;
+    }
+    if (decoded > limit) {
+      throw corrupt(
+        `WFDB FLAC signal file ${file} holds more than the ${limit} samples per signal expected`,
+        {
+          file,
+        },
+      );
+    }
+  };
   try {
     await decoder.ready;
     for (let offset = 0; offset < bytes.byteLength; offset += DECODE_CHUNK_BYTES) {
-      const out = await decoder.decode(bytes.subarray(offset, offset + DECODE_CHUNK_BYTES));
-      if (out.errors.length > 0) {
-        throw corrupt(`WFDB FLAC signal file ${file} does not decode: ${out.errors[0]?.message ?? 'error'}`, {
-          file,
-        });
-      }
-      if (out.samplesDecoded > 0) {
-        parts.push(out.channelData);
-        decoded += out.samplesDecoded;
-        bitDepth = out.bitDepth;
-      }
-      if (decoded > limit) {
-        throw corrupt(
-          `WFDB FLAC signal file ${file} holds more than the ${limit} samples per signal expected`,
-          {
-            file,
-          },
-        );
-      }
+      take(await decoder.decode(bytes.subarray(offset, offset + DECODE_CHUNK_BYTES)));
     }
     // codec-parser only emits a frame once it sees the next frame's sync, and drops the final frame at flush
     // when that frame happens to contain a sync-like byte pair. A copy of the first frame header after the end
     // confirms the final frame; the copy itself is never decoded (nothing follows it).
     const sentinel = firstFrameHeader(bytes);
-    if (sentinel) {
-      const out = await decoder.decode(sentinel);
-      if (out.errors.length > 0) {
-        throw corrupt(`WFDB FLAC signal file ${file} does not decode: ${out.errors[0]?.message ?? 'error'}`, {
-          file,
-        });
-      }
-      if (out.samplesDecoded > 0) {
-        parts.push(out.channelData);
-        decoded += out.samplesDecoded;
-        bitDepth = out.bitDepth;
-      }
-    }
+    if (sentinel) take(await decoder.decode(sentinel));
   } catch (err) {
     if (err instanceof AppError) throw err;
     throw new AppError('CORRUPT_FILE', `WFDB FLAC signal file ${file} does not decode`, {
@@ -155,11 +139,6 @@ async function decodeFlac(
     decoder.free();
   }
   if (decoded === 0) throw corrupt(`WFDB FLAC signal file ${file} holds no FLAC samples`, { file });
-  if (decoded > limit) {
-    throw corrupt(`WFDB FLAC signal file ${file} holds more than the ${limit} samples per signal expected`, {
-      file,
-    });
-  }
   // A FLAC writer may store fewer bits than the format allows (the reference library accepts that), never more.
   if (!(bitDepth === 8 || bitDepth === 16 || bitDepth === 24) || bitDepth > bits) {
     throw corrupt(

@@ -3,9 +3,9 @@
  * (header(5) and signal(5) of the WFDB Applications Guide). Pure: the caller fetches the files
  * `wfdbSignalFiles` / `wfdbSegmentHeaderFiles` name and passes their bytes in.
  */
-import { AppError } from '../../errors.js';
 import type { PatientInfo } from '../types.js';
 import { type Ecg, type EcgLead, microvoltsPerUnit, normalizeLeadName } from './ecg.js';
+import { corrupt, unsupported } from './ecg-input.js';
 
 /** Header and decode both stop past this many samples (signals × samples), so a hostile header cannot make
  * us allocate gigabytes. 20 M samples is 80 MB of Float32, and 15 leads × 15 min at 1 kHz. */
@@ -97,14 +97,6 @@ const INVALID_CODE: Record<number, number | undefined> = {
   310: -512,
   311: -512,
 };
-
-function unsupported(message: string, details?: Record<string, unknown>): AppError {
-  return new AppError('UNSUPPORTED_FORMAT', message, { retryable: false, details });
-}
-
-function corrupt(message: string, details?: Record<string, unknown>): AppError {
-  return new AppError('CORRUPT_FILE', message, { retryable: false, details });
-}
 
 // ---------------------------------------------------------------------------------------------------------
 // Header

@@ -7,7 +7,7 @@
  * fetched. A bare `<!DOCTYPE RestingECG SYSTEM "restecg.dtd">` (MUSE writes one) is allowed: nothing reads the
  * DTD it names.
  */
-import { AppError } from '../../errors.js';
+import { corrupt, unsupported } from './ecg-input.js';
 
 export interface XmlElement {
   /** Local name, namespace prefix removed ('xsi:type' attributes keep only 'type'). */
@@ -20,14 +20,6 @@ export interface XmlElement {
 
 /** XML documents larger than this are refused before parsing: no ECG XML comes near it. */
 export const MAX_XML_BYTES = 64 * 1024 * 1024;
-
-function unsupported(message: string): AppError {
-  return new AppError('UNSUPPORTED_FORMAT', message, { retryable: false });
-}
-
-function corrupt(message: string): AppError {
-  return new AppError('CORRUPT_FILE', message, { retryable: false });
-}
 
 /** Decodes XML bytes to text: BOM first, then UTF-16 without BOM (a NUL beside '<'), then the encoding the
  * declaration names (ISO-8859-1 and windows-1252 are common from older carts), UTF-8 otherwise. */
