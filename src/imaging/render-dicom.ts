@@ -26,6 +26,8 @@ import {
   type PixelAspect,
   type PixelDescription,
   readPixelAspect,
+  roundToByte,
+  ybrFullToRgb,
 } from '../formats/dicom/pixel-data.js';
 import { TAG } from '../formats/dicom/tags.js';
 import { describeTransferSyntax, type PixelCodec } from '../formats/dicom/transfer-syntax.js';
@@ -285,8 +287,9 @@ export function toDisplayPixels(
     if (pi === 'PALETTE COLOR')
       return { data: resizeColour(renderPalette(frame, instance), frame, target), channels: 3 };
   } else if (frame.samplesPerPixel === 3) {
-    if (pi === 'RGB') return { data: resizeColour(renderRgb(frame), frame, target), channels: 3 };
-    if (pi === 'YBR_FULL') return { data: resizeColour(renderYbrFull(frame), frame, target), channels: 3 };
+    if (pi === 'RGB') return { data: resizeColour(colourBytes(frame), frame, target), channels: 3 };
+    if (pi === 'YBR_FULL')
+      return { data: resizeColour(ybrFullToRgb(colourBytes(frame)), frame, target), channels: 3 };
   }
   throw new AppError(
     'UNSUPPORTED_FORMAT',
@@ -307,7 +310,7 @@ function resizeColour(rgb: Uint8Array, frame: Frame, size: DisplaySize): Uint8Ar
     for (let i = 0; i < row.length; i++) row[i] = rgb[offset + i]!;
   });
   const out = new Uint8Array(resampled.length);
-  for (let i = 0; i < out.length; i++) out[i] = clamp255(resampled[i]!);
+  for (let i = 0; i < out.length; i++) out[i] = roundToByte(resampled[i]!);
   return out;
 }
 
@@ -639,7 +642,8 @@ function sampledPercentiles(pixels: Frame['pixels'], n: number): [number, number
 
 // ---- colour ----------------------------------------------------------------------------------------------
 
-function renderRgb(frame: Frame): Uint8Array {
+/** The frame's colour samples, 8 bits each. */
+function colourBytes(frame: Frame): Uint8Array {
   const pixels = frame.pixels;
   if (pixels instanceof Uint8Array) return pixels;
   return to8Bit(pixels, frame.bitsStored);
@@ -654,25 +658,6 @@ function to8Bit(pixels: Frame['pixels'], bitsStored: number): Uint8Array {
     out[i] = Math.max(0, Math.min(255, v));
   }
   return out;
-}
-
-/** YBR_FULL → RGB with the full-range equations of PS3.3 C.7.6.3.1.2. */
-function renderYbrFull(frame: Frame): Uint8Array {
-  const src = frame.pixels instanceof Uint8Array ? frame.pixels : to8Bit(frame.pixels, frame.bitsStored);
-  const out = new Uint8Array(src.length);
-  for (let i = 0; i < src.length; i += 3) {
-    const y = src[i]!;
-    const cb = src[i + 1]! - 128;
-    const cr = src[i + 2]! - 128;
-    out[i] = clamp255(y + 1.402 * cr);
-    out[i + 1] = clamp255(y - 0.344136 * cb - 0.714136 * cr);
-    out[i + 2] = clamp255(y + 1.772 * cb);
-  }
-  return out;
-}
-
-function clamp255(v: number): number {
-  return v <= 0 ? 0 : v >= 255 ? 255 : (v + 0.5) | 0;
 }
 
 function renderPalette(frame: Frame, instance: DicomInstance): Uint8Array {

@@ -4,6 +4,7 @@
  * so thumbnails match what dcmj2pnm draws. Grayscale frames are resampled as modality values, before the VOI
  * window, again as DCMTK does: averaging first keeps a narrow window from turning fine detail into noise.
  */
+import type { PixelArray } from '../formats/dicom/pixel-data.js';
 
 interface Contributions {
   /** First input index for each output index. */
@@ -113,15 +114,7 @@ export function resampleArea(
 /** A grayscale frame to shrink as modality values: stored values map through `table` (stored value `min + k`
  * → `values[k]`) or a linear rescale. Plain data, so it can run on a decode worker. */
 export interface ResampleStoredJob {
-  pixels:
-    | Uint8Array
-    | Int8Array
-    | Uint16Array
-    | Int16Array
-    | Uint32Array
-    | Int32Array
-    | Float32Array
-    | Float64Array;
+  pixels: PixelArray;
   width: number;
   height: number;
   newWidth: number;

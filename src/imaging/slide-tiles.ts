@@ -23,10 +23,12 @@ import {
   type Frame,
   getEncapsulatedFrame,
   getFrame,
+  roundToByte,
+  ybrFullToRgb,
 } from '../formats/dicom/pixel-data.js';
 import { describeTransferSyntax } from '../formats/dicom/transfer-syntax.js';
 import { type DziOptions, dziTileRegion } from '../formats/slide/deep-zoom.js';
-import { describeSlide, type SlideInfo } from '../formats/slide/describe-slide.js';
+import { describeSlide, type SlideInfo, type SlideLevel } from '../formats/slide/describe-slide.js';
 import {
   type DicomFrameTable,
   type DicomTileMap,
@@ -221,7 +223,7 @@ async function decodeJ2k(bytes: Uint8Array, reduce: number, ycc: boolean, channe
   }
   const samples = toEightBit(raw, width * height * components, bytesPerSample, info.bitsPerSample);
   let tile = interleavedToTile(samples, width, height, components);
-  if (ycc && tile.channels === 3) tile = { ...tile, data: yccToRgb(tile.data) };
+  if (ycc && tile.channels === 3) tile = { ...tile, data: ybrFullToRgb(tile.data) };
   return withChannels(tile, channels);
 }
 
@@ -256,7 +258,7 @@ async function decodeJpegLs(bytes: Uint8Array, photometric: string, channels: 1 
   // Interleave mode 0 (none) decodes plane after plane.
   if (components === 3 && interleave === 0) samples = planarToInterleaved(samples, width * height);
   let tile = interleavedToTile(samples, width, height, components);
-  if (photometric === 'YBR_FULL' && tile.channels === 3) tile = { ...tile, data: yccToRgb(tile.data) };
+  if (photometric === 'YBR_FULL' && tile.channels === 3) tile = { ...tile, data: ybrFullToRgb(tile.data) };
   return withChannels(tile, channels);
 }
 
@@ -292,24 +294,6 @@ function interleavedToTile(samples: Uint8Array, width: number, height: number, c
   return { data: out, width, height, channels: 3 };
 }
 
-/** Full-range YCbCr (JFIF, DICOM YBR_FULL) → RGB. */
-function yccToRgb(ycc: Uint8Array): Uint8Array {
-  const out = new Uint8Array(ycc.length);
-  for (let i = 0; i + 2 < ycc.length; i += 3) {
-    const y = ycc[i]!;
-    const cb = ycc[i + 1]! - 128;
-    const cr = ycc[i + 2]! - 128;
-    out[i] = clamp(y + 1.402 * cr);
-    out[i + 1] = clamp(y - 0.344136 * cb - 0.714136 * cr);
-    out[i + 2] = clamp(y + 1.772 * cb);
-  }
-  return out;
-}
-
-function clamp(v: number): number {
-  return v <= 0 ? 0 : v >= 255 ? 255 : (v + 0.5) | 0;
-}
-
 /** Brings a tile to the reader's channel count (grey → RGB by copying, RGB → grey by luma). */
 function withChannels(tile: RawTile, channels: 1 | 3): RawTile {
   if (tile.channels === channels) return tile;
@@ -326,7 +310,9 @@ function withChannels(tile: RawTile, channels: 1 | 3): RawTile {
   }
   const out = new Uint8Array(n);
   for (let i = 0; i < n; i++) {
-    out[i] = clamp(0.299 * tile.data[i * 3]! + 0.587 * tile.data[i * 3 + 1]! + 0.114 * tile.data[i * 3 + 2]!);
+    out[i] = roundToByte(
+      0.299 * tile.data[i * 3]! + 0.587 * tile.data[i * 3 + 1]! + 0.114 * tile.data[i * 3 + 2]!,
+    );
   }
   return { ...tile, data: out, channels: 1 };
 }
@@ -443,20 +429,8 @@ interface CopiedTag {
   bytes: Uint8Array;
 }
 
-const TIFF_TYPE_SIZE: Readonly<Record<number, number>> = {
-  1: 1,
-  2: 1,
-  3: 2,
-  4: 4,
-  5: 8,
-  6: 1,
-  7: 1,
-  8: 2,
-  9: 4,
-  10: 8,
-  11: 4,
-  12: 8,
-};
+/** Field types 1–12 (BYTE … DOUBLE): what the classic TIFF a segment is wrapped in can carry. */
+const LAST_CLASSIC_TIFF_TYPE = 12;
 
 class TiffLevel implements LevelSource {
   readonly grid: LevelGrid;
@@ -513,7 +487,7 @@ class TiffLevel implements LevelSource {
       const out: CopiedTag[] = [];
       for (const tag of COPIED_TAGS) {
         const entry = this.ifd.entries.get(tag);
-        if (!entry || TIFF_TYPE_SIZE[entry.type] === undefined) continue;
+        if (!entry || entry.type < 1 || entry.type > LAST_CLASSIC_TIFF_TYPE) continue;
         const bytes = await readTagBytes(this.source, this.ifd, tag, 1024 * 1024);
         if (bytes) out.push({ tag, type: entry.type, count: entry.count, bytes });
       }
@@ -821,7 +795,7 @@ function frameToTile(frame: Frame): RawTile {
   }
   if (samplesPerPixel !== 3)
     throw unsupported(`WSI frames with ${samplesPerPixel} samples are not supported`);
-  if (pi === 'YBR_FULL') data = yccToRgb(data);
+  if (pi === 'YBR_FULL') data = ybrFullToRgb(data);
   else if (pi !== 'RGB') throw unsupported(`WSI frames in ${pi} are not supported`);
   return { data, width: columns, height: rows, channels: 3 };
 }
@@ -982,8 +956,21 @@ function copyInto(
   }
 }
 
-function channelsOf(samplesPerPixel: number): 1 | 3 {
-  return samplesPerPixel >= 3 ? 3 : 1;
+/** A reader over `info`'s levels, grey or RGB as level 0 is. */
+function openPyramid(
+  info: SlideInfo,
+  opts: OpenSlideOptions,
+  openLevel: (level: SlideLevel, channels: 1 | 3) => LevelSource,
+): SlideTileReader {
+  const channels = (info.levels[0]?.samplesPerPixel ?? 3) >= 3 ? 3 : 1;
+  const levels = info.levels.map((level) => openLevel(level, channels));
+  return new PyramidReader(
+    opts.id ?? randomUUID(),
+    info,
+    channels,
+    levels,
+    opts.tileCache ?? createRawTileCache(32 * 1024 * 1024),
+  );
 }
 
 /**
@@ -996,8 +983,7 @@ export async function openTiffSlide(
 ): Promise<SlideTileReader> {
   const tiff = opts.tiff ?? (await readTiff(source));
   const info = opts.info ?? describeSlide(tiff);
-  const channels = channelsOf(info.levels[0]?.samplesPerPixel ?? 3);
-  const levels = info.levels.map((level) => {
+  return openPyramid(info, opts, (level, channels) => {
     const page = tiff.ifds[level.ifd];
     const ifd = level.subifd === undefined ? page : page?.subIfds[level.subifd];
     if (!ifd || ifd.width !== level.width || ifd.height !== level.height) {
@@ -1005,13 +991,6 @@ export async function openTiffSlide(
     }
     return new TiffLevel(source, ifd, channels);
   });
-  return new PyramidReader(
-    opts.id ?? randomUUID(),
-    info,
-    channels,
-    levels,
-    opts.tileCache ?? createRawTileCache(32 * 1024 * 1024),
-  );
 }
 
 export interface DicomWsiInput {
@@ -1026,19 +1005,11 @@ export async function openDicomWsiSlide(
   opts: OpenSlideOptions & { info?: SlideInfo } = {},
 ): Promise<SlideTileReader> {
   const info = opts.info ?? describeDicomWsi(inputs.map((input) => input.instance));
-  const channels = channelsOf(info.levels[0]?.samplesPerPixel ?? 3);
-  const levels = info.levels.map((level) => {
+  return openPyramid(info, opts, (level, channels) => {
     const input = inputs[level.ifd];
     if (!input) throw corrupt(`slide level ${level.width}x${level.height} refers to a missing instance`);
     return new DicomLevel(input.instance, input.source, channels);
   });
-  return new PyramidReader(
-    opts.id ?? randomUUID(),
-    info,
-    channels,
-    levels,
-    opts.tileCache ?? createRawTileCache(32 * 1024 * 1024),
-  );
 }
 
 // ---------------------------------------------------------------------------------------------- Deep Zoom

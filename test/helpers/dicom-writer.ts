@@ -4,26 +4,25 @@
  * Lossless encoder. It writes only what the tests need and makes no attempt to validate.
  */
 import { deflateRawSync } from 'node:zlib';
+import type { PixelArray } from '../../src/formats/dicom/pixel-data.js';
+import {
+  DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
+  EXPLICIT_VR_BIG_ENDIAN,
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  IMPLICIT_VR_LITTLE_ENDIAN,
+} from '../../src/formats/dicom/transfer-syntax.js';
+import { LONG_LENGTH_VRS, STRING_VRS } from '../../src/formats/dicom/vr.js';
 
 export type DicomEncoding = 'implicit-le' | 'explicit-le' | 'explicit-be' | 'deflated';
 
 export const TRANSFER_SYNTAX_FOR: Record<DicomEncoding, string> = {
-  'implicit-le': '1.2.840.10008.1.2',
-  'explicit-le': '1.2.840.10008.1.2.1',
-  'explicit-be': '1.2.840.10008.1.2.2',
-  deflated: '1.2.840.10008.1.2.1.99',
+  'implicit-le': IMPLICIT_VR_LITTLE_ENDIAN,
+  'explicit-le': EXPLICIT_VR_LITTLE_ENDIAN,
+  'explicit-be': EXPLICIT_VR_BIG_ENDIAN,
+  deflated: DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
 };
 
-type NumericArray =
-  | number[]
-  | Uint8Array
-  | Int8Array
-  | Uint16Array
-  | Int16Array
-  | Uint32Array
-  | Int32Array
-  | Float32Array
-  | Float64Array;
+type NumericArray = number[] | PixelArray;
 
 export interface DicomElement {
   /** 0xGGGGEEEE */
@@ -53,26 +52,6 @@ export interface WriteOptions {
   sopInstanceUid?: string;
 }
 
-const LONG_VRS = new Set(['OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'SQ', 'UC', 'UN', 'UR', 'UT', 'UV']);
-const TEXT_VRS = new Set([
-  'AE',
-  'AS',
-  'CS',
-  'DA',
-  'DS',
-  'DT',
-  'IS',
-  'LO',
-  'LT',
-  'PN',
-  'SH',
-  'ST',
-  'TM',
-  'UC',
-  'UI',
-  'UR',
-  'UT',
-]);
 const NUMERIC_WIDTH: Record<string, number> = { US: 2, SS: 2, UL: 4, SL: 4, FL: 4, FD: 8, AT: 4 };
 
 class ByteWriter {
@@ -173,7 +152,7 @@ function writeHeader(w: ByteWriter, tag: number, vr: string, length: number, exp
     return;
   }
   w.bytes(Uint8Array.from(vr, (c) => c.charCodeAt(0)));
-  if (LONG_VRS.has(vr)) {
+  if (LONG_LENGTH_VRS.has(vr)) {
     w.uint16(0);
     w.uint32(length);
   } else {
@@ -221,9 +200,9 @@ function writeElement(w: ByteWriter, el: DicomElement, explicit: boolean): void 
   let bytes: Uint8Array;
   if (value === undefined) bytes = new Uint8Array(0);
   else if (typeof value === 'string') bytes = textBytes(value, vr);
-  else if (value instanceof Uint8Array && TEXT_VRS.has(vr)) bytes = value;
+  else if (value instanceof Uint8Array && STRING_VRS.has(vr)) bytes = value;
   else if (vr in NUMERIC_WIDTH) bytes = numericBytes(value as NumericArray | number, vr, w.littleEndian);
-  else if (TEXT_VRS.has(vr)) bytes = textBytes(String(value), vr);
+  else if (STRING_VRS.has(vr)) bytes = textBytes(String(value), vr);
   else bytes = binaryBytes(value as NumericArray, vr, w.littleEndian, el.raw === true);
   writeHeader(w, tag, vr, bytes.length, explicit);
   w.bytes(bytes);
@@ -286,6 +265,27 @@ export interface ImageSpec {
   /** Native pixel data (OW for 16/32-bit, OB for 8-bit) or fragments. */
   pixelData?: NumericArray | Encapsulated;
   extra?: DicomElement[];
+}
+
+/** A 1×2 PALETTE COLOR image (stored values 0 and 255) whose red, green and blue tables are 256 16-bit entries,
+ * given as segmented data (PS3.3 C.7.9.2). */
+export function segmentedPaletteImage(red: Uint16Array, green: Uint16Array, blue: Uint16Array): ImageSpec {
+  const descriptor = { vr: 'US', value: [256, 0, 16] };
+  return {
+    rows: 1,
+    columns: 2,
+    bitsAllocated: 8,
+    photometricInterpretation: 'PALETTE COLOR',
+    pixelData: Uint8Array.of(0, 255),
+    extra: [
+      { tag: 0x00281101, ...descriptor },
+      { tag: 0x00281102, ...descriptor },
+      { tag: 0x00281103, ...descriptor },
+      { tag: 0x00281221, vr: 'OW', value: red },
+      { tag: 0x00281222, vr: 'OW', value: green },
+      { tag: 0x00281223, vr: 'OW', value: blue },
+    ],
+  };
 }
 
 /** The usual identifying attributes plus an Image Pixel module. */

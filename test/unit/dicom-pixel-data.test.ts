@@ -17,6 +17,8 @@ import {
   encodeRleFrame,
   type ImageSpec,
   imageElements,
+  segmentedPaletteImage,
+  type WriteOptions,
   writeDicom,
 } from '../helpers/dicom-writer.js';
 
@@ -25,6 +27,11 @@ const NATIVE: DicomEncoding[] = ['implicit-le', 'explicit-le', 'explicit-be', 'd
 
 function ramp(length: number, make: (i: number) => number): number[] {
   return Array.from({ length }, (_, i) => make(i));
+}
+
+/** An image written as a Part 10 file and parsed back. */
+function imageInstance(spec: ImageSpec, options?: WriteOptions) {
+  return parseDicom(writeDicom(imageElements(spec), options));
 }
 
 function expectAppError(fn: () => unknown, code: string, message?: RegExp): void {
@@ -65,7 +72,7 @@ describe('getFrame, native', () => {
       numberOfFrames: 2,
       pixelData: typed(bits, signed, values),
     };
-    const instance = parseDicom(writeDicom(imageElements(spec), { encoding }));
+    const instance = imageInstance(spec, { encoding });
     expect(Array.from(getFrame(instance, 0).pixels)).toEqual(values.slice(0, 12));
     const second = getFrame(instance, 1);
     expect(Array.from(second.pixels)).toEqual(values.slice(12));
@@ -78,18 +85,14 @@ describe('getFrame, native', () => {
   ])('masks 12 stored bits out of 16 (signed=$signed)', ({ signed, expected }) => {
     // High nibble holds overlay bits that must not leak into the values.
     const stored = Uint16Array.from([0xf000, 0x1001, 0x27ff, 0x0fff, 0xa064]);
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 1,
-          columns: 5,
-          bitsAllocated: 16,
-          bitsStored: 12,
-          pixelRepresentation: signed,
-          pixelData: stored,
-        }),
-      ),
-    );
+    const instance = imageInstance({
+      rows: 1,
+      columns: 5,
+      bitsAllocated: 16,
+      bitsStored: 12,
+      pixelRepresentation: signed,
+      pixelData: stored,
+    });
     expect(Array.from(getFrame(instance, 0).pixels)).toEqual(expected);
   });
 
@@ -108,18 +111,14 @@ describe('getFrame, native', () => {
       // Two lengths of Patient ID put the pixel data at offsets 2 apart: the check reads aligned samples four
       // bytes at a time and others one by one, and both must catch the stray bit.
       const offsets = ['AB', 'ABCD'].map((patientId) => {
-        const instance = parseDicom(
-          writeDicom(
-            imageElements({
-              rows: 1,
-              columns: values.length,
-              bitsAllocated,
-              bitsStored,
-              pixelData: bitsAllocated === 16 ? Uint16Array.from(stored) : Uint8Array.from(stored),
-              extra: [{ tag: 0x00100020, vr: 'LO', value: patientId }],
-            }),
-          ),
-        );
+        const instance = imageInstance({
+          rows: 1,
+          columns: values.length,
+          bitsAllocated,
+          bitsStored,
+          pixelData: bitsAllocated === 16 ? Uint16Array.from(stored) : Uint8Array.from(stored),
+          extra: [{ tag: 0x00100020, vr: 'LO', value: patientId }],
+        });
         expect(Array.from(getFrame(instance, 0).pixels), patientId).toEqual(values);
         const { byteOffset } = instance.dataSet.byteArray;
         return (byteOffset + instance.dataSet.elements.x7fe00010!.dataOffset) % 4;
@@ -129,18 +128,14 @@ describe('getFrame, native', () => {
   );
 
   test('honours a high bit that is not bitsStored - 1', () => {
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 1,
-          columns: 2,
-          bitsAllocated: 16,
-          bitsStored: 12,
-          highBit: 15,
-          pixelData: Uint16Array.from([0xabc0, 0x0010]),
-        }),
-      ),
-    );
+    const instance = imageInstance({
+      rows: 1,
+      columns: 2,
+      bitsAllocated: 16,
+      bitsStored: 12,
+      highBit: 15,
+      pixelData: Uint16Array.from([0xabc0, 0x0010]),
+    });
     expect(Array.from(getFrame(instance, 0).pixels)).toEqual([0xabc, 0x001]);
   });
 
@@ -151,11 +146,13 @@ describe('getFrame, native', () => {
     bits.forEach((b, i) => {
       packed[i >> 3]! |= b << (i & 7);
     });
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({ rows: 3, columns: 3, bitsAllocated: 1, numberOfFrames: 3, pixelData: packed }),
-      ),
-    );
+    const instance = imageInstance({
+      rows: 3,
+      columns: 3,
+      bitsAllocated: 1,
+      numberOfFrames: 3,
+      pixelData: packed,
+    });
     for (let f = 0; f < 3; f++) {
       expect(Array.from(getFrame(instance, f).pixels)).toEqual(bits.slice(f * 9, f * 9 + 9));
     }
@@ -171,18 +168,16 @@ describe('getFrame, native', () => {
   )(
     'RGB planar configuration $planarConfiguration, $encoding → interleaved',
     ({ encoding, planarConfiguration, data }) => {
-      const instance = parseDicom(
-        writeDicom(
-          imageElements({
-            rows: 2,
-            columns: 3,
-            bitsAllocated: 8,
-            samplesPerPixel: 3,
-            planarConfiguration,
-            pixelData: data,
-          }),
-          { encoding },
-        ),
+      const instance = imageInstance(
+        {
+          rows: 2,
+          columns: 3,
+          bitsAllocated: 8,
+          samplesPerPixel: 3,
+          planarConfiguration,
+          pixelData: data,
+        },
+        { encoding },
       );
       const frame = getFrame(instance, 0);
       expect(frame.photometricInterpretation).toBe('RGB');
@@ -193,35 +188,27 @@ describe('getFrame, native', () => {
   test('expands YBR_FULL_422 to YBR_FULL', () => {
     // Two pixel pairs: Y1 Y2 Cb Cr each.
     const stored = Uint8Array.from([10, 20, 100, 200, 30, 40, 110, 210]);
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 1,
-          columns: 4,
-          bitsAllocated: 8,
-          samplesPerPixel: 3,
-          photometricInterpretation: 'YBR_FULL_422',
-          pixelData: stored,
-        }),
-      ),
-    );
+    const instance = imageInstance({
+      rows: 1,
+      columns: 4,
+      bitsAllocated: 8,
+      samplesPerPixel: 3,
+      photometricInterpretation: 'YBR_FULL_422',
+      pixelData: stored,
+    });
     const frame = getFrame(instance, 0);
     expect(frame.photometricInterpretation).toBe('YBR_FULL');
     expect(Array.from(frame.pixels)).toEqual([10, 100, 200, 20, 100, 200, 30, 110, 210, 40, 110, 210]);
   });
 
   test('pixel data shorter than the frames it must hold → CORRUPT_FILE', () => {
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 4,
-          columns: 4,
-          bitsAllocated: 16,
-          numberOfFrames: 2,
-          pixelData: new Uint16Array(20),
-        }),
-      ),
-    );
+    const instance = imageInstance({
+      rows: 4,
+      columns: 4,
+      bitsAllocated: 16,
+      numberOfFrames: 2,
+      pixelData: new Uint16Array(20),
+    });
     expect(getFrame(instance, 0).pixels).toHaveLength(16);
     expectAppError(
       () => getFrame(instance, 1),
@@ -239,9 +226,7 @@ describe('getFrame, native', () => {
   });
 
   test.each([-1, 1, 0.5])('frame %s of a single-frame image → VALIDATION_FAILED', (frameIndex) => {
-    const instance = parseDicom(
-      writeDicom(imageElements({ rows: 1, columns: 2, bitsAllocated: 8, pixelData: new Uint8Array(2) })),
-    );
+    const instance = imageInstance({ rows: 1, columns: 2, bitsAllocated: 8, pixelData: new Uint8Array(2) });
     expectAppError(() => getFrame(instance, frameIndex), 'VALIDATION_FAILED');
   });
 
@@ -280,18 +265,16 @@ describe('getFrame, RLE Lossless', () => {
   ];
   test.each(rleCases)('$name round-trips', ({ bits, spp, signed, values }) => {
     const samples = typed(bits, signed, values);
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 6,
-          columns: 8,
-          bitsAllocated: bits,
-          samplesPerPixel: spp,
-          pixelRepresentation: signed,
-          pixelData: { fragments: [encodeRleFrame(samples, spp, bits)] },
-        }),
-        { transferSyntaxUid: RLE },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 6,
+        columns: 8,
+        bitsAllocated: bits,
+        samplesPerPixel: spp,
+        pixelRepresentation: signed,
+        pixelData: { fragments: [encodeRleFrame(samples, spp, bits)] },
+      },
+      { transferSyntaxUid: RLE },
     );
     expect(Array.from(getFrame(instance, 0).pixels)).toEqual(values);
   });
@@ -303,17 +286,15 @@ describe('getFrame, RLE Lossless', () => {
     const frames = [0, 1, 2].map((f) => Uint8Array.from(ramp(16, (i) => (i * (f + 3)) % 256)));
     const encoded = frames.map((f) => encodeRleFrame(f, 1, 8));
     const offsets = [0, encoded[0]!.length + 8, encoded[0]!.length + encoded[1]!.length + 16];
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 4,
-          columns: 4,
-          bitsAllocated: 8,
-          numberOfFrames: 3,
-          pixelData: { fragments: encoded, offsetTable: withTable ? offsets : [] },
-        }),
-        { transferSyntaxUid: RLE },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 4,
+        columns: 4,
+        bitsAllocated: 8,
+        numberOfFrames: 3,
+        pixelData: { fragments: encoded, offsetTable: withTable ? offsets : [] },
+      },
+      { transferSyntaxUid: RLE },
     );
     frames.forEach((f, k) => {
       expect(Array.from(getFrame(instance, k).pixels)).toEqual(Array.from(f));
@@ -324,28 +305,24 @@ describe('getFrame, RLE Lossless', () => {
     const values = ramp(64, (i) => (i * 5) % 256);
     const encoded = encodeRleFrame(Uint8Array.from(values), 1, 8);
     const cut = 70;
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 8,
-          columns: 8,
-          bitsAllocated: 8,
-          pixelData: { fragments: [encoded.subarray(0, cut), encoded.subarray(cut)] },
-        }),
-        { transferSyntaxUid: RLE },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 8,
+        columns: 8,
+        bitsAllocated: 8,
+        pixelData: { fragments: [encoded.subarray(0, cut), encoded.subarray(cut)] },
+      },
+      { transferSyntaxUid: RLE },
     );
     expect(Array.from(getFrame(instance, 0).pixels)).toEqual(values);
   });
 
   function rleInstance(frame: Uint8Array) {
-    return parseDicom(
-      writeDicom(
-        imageElements({ rows: 4, columns: 4, bitsAllocated: 8, pixelData: { fragments: [frame] } }),
-        {
-          transferSyntaxUid: RLE,
-        },
-      ),
+    return imageInstance(
+      { rows: 4, columns: 4, bitsAllocated: 8, pixelData: { fragments: [frame] } },
+      {
+        transferSyntaxUid: RLE,
+      },
     );
   }
 
@@ -378,19 +355,17 @@ describe('getEncapsulatedFrame', () => {
   test('finds frames split over fragments by their JPEG end markers when there is no offset table', () => {
     const a = jpegLike(10, 1);
     const b = jpegLike(20, 2);
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 2,
-          columns: 2,
-          bitsAllocated: 8,
-          numberOfFrames: 2,
-          pixelData: {
-            fragments: [a.subarray(0, 6), a.subarray(6), b.subarray(0, 4), b.subarray(4, 10), b.subarray(10)],
-          },
-        }),
-        { transferSyntaxUid: '1.2.840.10008.1.2.4.50' },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 2,
+        columns: 2,
+        bitsAllocated: 8,
+        numberOfFrames: 2,
+        pixelData: {
+          fragments: [a.subarray(0, 6), a.subarray(6), b.subarray(0, 4), b.subarray(4, 10), b.subarray(10)],
+        },
+      },
+      { transferSyntaxUid: '1.2.840.10008.1.2.4.50' },
     );
     expect(Array.from(getEncapsulatedFrame(instance, 0))).toEqual(Array.from(a));
     expect(Array.from(getEncapsulatedFrame(instance, 1))).toEqual(Array.from(b));
@@ -400,34 +375,30 @@ describe('getEncapsulatedFrame', () => {
     const a = jpegLike(4, 1);
     const b = jpegLike(6, 2);
     // Fragment items: a[0..4) (12 bytes with header), a[4..) (12), b (18).
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 2,
-          columns: 2,
-          bitsAllocated: 8,
-          numberOfFrames: 2,
-          pixelData: { fragments: [a.subarray(0, 4), a.subarray(4), b], offsetTable: [0, 24] },
-        }),
-        { transferSyntaxUid: '1.2.840.10008.1.2.4.50' },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 2,
+        columns: 2,
+        bitsAllocated: 8,
+        numberOfFrames: 2,
+        pixelData: { fragments: [a.subarray(0, 4), a.subarray(4), b], offsetTable: [0, 24] },
+      },
+      { transferSyntaxUid: '1.2.840.10008.1.2.4.50' },
     );
     expect(Array.from(getEncapsulatedFrame(instance, 0))).toEqual(Array.from(a));
     expect(Array.from(getEncapsulatedFrame(instance, 1))).toEqual(Array.from(b));
   });
 
   test('fragments that cannot be told apart → CORRUPT_FILE', () => {
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 2,
-          columns: 2,
-          bitsAllocated: 8,
-          numberOfFrames: 3,
-          pixelData: { fragments: [Uint8Array.of(1, 2), Uint8Array.of(3, 4)] },
-        }),
-        { transferSyntaxUid: '1.2.840.10008.1.2.4.90' },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 2,
+        columns: 2,
+        bitsAllocated: 8,
+        numberOfFrames: 3,
+        pixelData: { fragments: [Uint8Array.of(1, 2), Uint8Array.of(3, 4)] },
+      },
+      { transferSyntaxUid: '1.2.840.10008.1.2.4.90' },
     );
     expectAppError(
       () => getEncapsulatedFrame(instance, 1),
@@ -440,18 +411,16 @@ describe('getEncapsulatedFrame', () => {
     { uid: '1.2.840.10008.1.2.4.90', name: 'JPEG 2000 (Lossless Only)' },
     { uid: '1.2.840.10008.1.2.4.80', name: 'JPEG-LS Lossless' },
   ])('getFrame on $name → UNSUPPORTED_FORMAT naming the syntax', ({ uid, name }) => {
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 2,
-          columns: 2,
-          bitsAllocated: 8,
-          pixelData: { fragments: [Uint8Array.of(1, 2)] },
-        }),
-        {
-          transferSyntaxUid: uid,
-        },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 2,
+        columns: 2,
+        bitsAllocated: 8,
+        pixelData: { fragments: [Uint8Array.of(1, 2)] },
+      },
+      {
+        transferSyntaxUid: uid,
+      },
     );
     expect(instance.transferSyntaxUid).toBe(uid);
     expectAppError(
@@ -487,9 +456,7 @@ describe('getEncapsulatedFrame, Extended Offset Table', () => {
     );
     expect(Array.from(getEncapsulatedFrame(withTable, 0))).toEqual([1, 2, 3, 4, 5, 6]);
     expect(Array.from(getEncapsulatedFrame(withTable, 1))).toEqual([7, 8, 9, 10, 11, 12]);
-    const without = parseDicom(
-      writeDicom(imageElements(spec), { transferSyntaxUid: '1.2.840.10008.1.2.4.90' }),
-    );
+    const without = imageInstance(spec, { transferSyntaxUid: '1.2.840.10008.1.2.4.90' });
     expectAppError(() => getEncapsulatedFrame(without, 1), 'CORRUPT_FILE', /4 pixel data fragments/);
   });
 });
@@ -533,17 +500,15 @@ describe('getFrame, float pixel data', () => {
     { tag: 0x7fe00009, vr: 'OD', bits: 64, make: Float64Array, encoding: 'explicit-be' as const },
   ])('$vr ($encoding), 2 frames', ({ tag, vr, bits, make, encoding }) => {
     const frames = [values, values.map((v) => v * 2)];
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 2,
-          columns: 3,
-          bitsAllocated: bits,
-          numberOfFrames: 2,
-          extra: [{ tag, vr, value: make.from(frames.flat()) }],
-        }),
-        { encoding },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 2,
+        columns: 3,
+        bitsAllocated: bits,
+        numberOfFrames: 2,
+        extra: [{ tag, vr, value: make.from(frames.flat()) }],
+      },
+      { encoding },
     );
     expect(describePixels(instance)).toMatchObject({ sampleFormat: 'float', bitsAllocated: bits });
     for (const [k, expected] of frames.entries()) {
@@ -554,16 +519,12 @@ describe('getFrame, float pixel data', () => {
   });
 
   test('float pixel data cut short → CORRUPT_FILE naming its tag', () => {
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 4,
-          columns: 4,
-          bitsAllocated: 32,
-          extra: [{ tag: 0x7fe00008, vr: 'OF', value: new Float32Array(8) }],
-        }),
-      ),
-    );
+    const instance = imageInstance({
+      rows: 4,
+      columns: 4,
+      bitsAllocated: 32,
+      extra: [{ tag: 0x7fe00008, vr: 'OF', value: new Float32Array(8) }],
+    });
     expectAppError(() => getFrame(instance, 0), 'CORRUPT_FILE', /\(7FE0,0008\) holds 32 bytes/);
   });
 });
@@ -601,34 +562,30 @@ describe('getFrame, Deflated Image Frame Compression', () => {
       const t = typed(bits, signed, f);
       return new Uint8Array(t.buffer, t.byteOffset, t.byteLength);
     });
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 2,
-          columns: 3,
-          bitsAllocated: bits,
-          pixelRepresentation: signed,
-          numberOfFrames: 2,
-          pixelData: { fragments: native.map((b) => new Uint8Array(deflateRawSync(b))) },
-        }),
-        { transferSyntaxUid: DEFLATED_FRAMES },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 2,
+        columns: 3,
+        bitsAllocated: bits,
+        pixelRepresentation: signed,
+        numberOfFrames: 2,
+        pixelData: { fragments: native.map((b) => new Uint8Array(deflateRawSync(b))) },
+      },
+      { transferSyntaxUid: DEFLATED_FRAMES },
     );
     for (const [k, expected] of frames.entries())
       expect(Array.from(getFrame(instance, k).pixels)).toEqual(expected);
   });
 
   test('a fragment that is not a deflate stream → CORRUPT_FILE', () => {
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          rows: 2,
-          columns: 2,
-          bitsAllocated: 8,
-          pixelData: { fragments: [Uint8Array.of(0xff, 0xff)] },
-        }),
-        { transferSyntaxUid: DEFLATED_FRAMES },
-      ),
+    const instance = imageInstance(
+      {
+        rows: 2,
+        columns: 2,
+        bitsAllocated: 8,
+        pixelData: { fragments: [Uint8Array.of(0xff, 0xff)] },
+      },
+      { transferSyntaxUid: DEFLATED_FRAMES },
     );
     expectAppError(() => getFrame(instance, 0), 'CORRUPT_FILE', /deflated frame 1 of 1 cannot be inflated/);
   });
@@ -637,18 +594,14 @@ describe('getFrame, Deflated Image Frame Compression', () => {
 describe('frameFromDecodedSamples', () => {
   const pixel = (pixelRepresentation: number, bitsStored: number) =>
     describePixels(
-      parseDicom(
-        writeDicom(
-          imageElements({
-            rows: 1,
-            columns: 3,
-            bitsAllocated: 16,
-            bitsStored,
-            pixelRepresentation,
-            pixelData: new Uint16Array(3),
-          }),
-        ),
-      ),
+      imageInstance({
+        rows: 1,
+        columns: 3,
+        bitsAllocated: 16,
+        bitsStored,
+        pixelRepresentation,
+        pixelData: new Uint16Array(3),
+      }),
     );
   const samples = (values: number[], over: Partial<DecodedSamples> = {}): DecodedSamples => ({
     data: new Uint8Array(Uint16Array.from(values).buffer),
@@ -694,17 +647,13 @@ describe('frameFromDecodedSamples', () => {
 
   test('planar colour output is interleaved', () => {
     const rgbPixel = describePixels(
-      parseDicom(
-        writeDicom(
-          imageElements({
-            rows: 1,
-            columns: 2,
-            bitsAllocated: 8,
-            samplesPerPixel: 3,
-            pixelData: new Uint8Array(6),
-          }),
-        ),
-      ),
+      imageInstance({
+        rows: 1,
+        columns: 2,
+        bitsAllocated: 8,
+        samplesPerPixel: 3,
+        pixelData: new Uint8Array(6),
+      }),
     );
     const frame = frameFromDecodedSamples(
       {
@@ -734,8 +683,7 @@ describe('frameFromDecodedSamples', () => {
 
 describe('readPixelAspect', () => {
   const base = { rows: 2, columns: 2, bitsAllocated: 8, pixelData: new Uint8Array(4) };
-  const aspectOf = (extra: ImageSpec['extra']) =>
-    readPixelAspect(parseDicom(writeDicom(imageElements({ ...base, extra }))));
+  const aspectOf = (extra: ImageSpec['extra']) => readPixelAspect(imageInstance({ ...base, extra }));
 
   test.each([
     {
@@ -827,31 +775,11 @@ describe('segmented palettes', () => {
   });
 
   test('readPaletteColorLut expands segmented red, green and blue tables', () => {
-    const descriptor = { vr: 'US', value: [256, 0, 16] };
-    const ramp16 = Uint16Array.of(0, 1, 0, 1, 255, 0xffff);
-    const instance = parseDicom(
-      writeDicom(
-        imageElements({
-          ...{
-            rows: 1,
-            columns: 2,
-            bitsAllocated: 8,
-            photometricInterpretation: 'PALETTE COLOR',
-            pixelData: Uint8Array.of(0, 255),
-          },
-          extra: [
-            { tag: 0x00281101, ...descriptor },
-            { tag: 0x00281102, ...descriptor },
-            { tag: 0x00281103, ...descriptor },
-            { tag: 0x00281221, vr: 'OW', value: ramp16 },
-            {
-              tag: 0x00281222,
-              vr: 'OW',
-              value: Uint16Array.of(0, 256, ...new Array<number>(256).fill(0x8000)),
-            },
-            { tag: 0x00281223, vr: 'OW', value: Uint16Array.of(0, 1, 0xffff, 1, 255, 0) },
-          ],
-        }),
+    const instance = imageInstance(
+      segmentedPaletteImage(
+        Uint16Array.of(0, 1, 0, 1, 255, 0xffff),
+        Uint16Array.of(0, 256, ...new Array<number>(256).fill(0x8000)),
+        Uint16Array.of(0, 1, 0xffff, 1, 255, 0),
       ),
     );
     const lut = readPaletteColorLut(instance);

@@ -20,6 +20,7 @@ import {
   encodeFrame,
   type ImageSpec,
   imageElements,
+  segmentedPaletteImage,
   type TestCodec,
   writeDicom,
 } from '../helpers/dicom-writer.js';
@@ -797,24 +798,9 @@ describe('renderDicomFrame, pixel aspect, float data and VOI functions', () => {
   });
 
   test('a segmented palette renders through its expanded tables', async () => {
-    const descriptor = { vr: 'US', value: [256, 0, 16] };
     const ramp = Uint16Array.of(0, 1, 0, 1, 255, 0xffff);
     const flat = Uint16Array.of(0, 256, ...new Array<number>(256).fill(0));
-    const { pixels } = await render({
-      rows: 1,
-      columns: 2,
-      bitsAllocated: 8,
-      photometricInterpretation: 'PALETTE COLOR',
-      pixelData: Uint8Array.of(0, 255),
-      extra: [
-        { tag: 0x00281101, ...descriptor },
-        { tag: 0x00281102, ...descriptor },
-        { tag: 0x00281103, ...descriptor },
-        { tag: 0x00281221, vr: 'OW', value: ramp },
-        { tag: 0x00281222, vr: 'OW', value: flat },
-        { tag: 0x00281223, vr: 'OW', value: ramp },
-      ],
-    });
+    const { pixels } = await render(segmentedPaletteImage(ramp, flat, ramp));
     expect(pixels).toEqual([0, 0, 0, 255, 0, 255]);
   });
 });

@@ -3,7 +3,8 @@
  * Descriptor and LUT Data. Used instead of rescale or window when a file carries them.
  */
 import type { DataSet } from 'dicom-parser';
-import type { DicomInstance } from './parse-dicom.js';
+import { type DicomInstance, firstItem } from './parse-dicom.js';
+import { TAG } from './tags.js';
 
 export interface LookupTable {
   /** Input value mapped to the first entry; inputs outside the table clamp to its ends. */
@@ -14,8 +15,6 @@ export interface LookupTable {
 
 const MODALITY_LUT_SEQUENCE = 'x00283000';
 const VOI_LUT_FUNCTION = 'x00281056';
-const SHARED_FUNCTIONAL_GROUPS_SEQUENCE = 'x52009229';
-const FRAME_VOI_LUT_SEQUENCE = 'x00289132';
 const VOI_LUT_SEQUENCE = 'x00283010';
 const LUT_DESCRIPTOR = 'x00283002';
 const LUT_DATA = 'x00283006';
@@ -45,19 +44,18 @@ function readLookupTable(item: DataSet | undefined, signed: boolean): LookupTabl
   return { firstMapped, bitsPerEntry, data: out };
 }
 
-function firstItem(instance: DicomInstance, tag: string): DataSet | undefined {
-  return instance.dataSet.elements[tag]?.items?.[0]?.dataSet;
-}
-
 /** The Modality LUT, when the file has one that can be read; otherwise rescale slope/intercept apply. */
 export function readModalityLut(instance: DicomInstance): LookupTable | undefined {
-  return readLookupTable(firstItem(instance, MODALITY_LUT_SEQUENCE), instance.pixelRepresentation === 1);
+  return readLookupTable(
+    firstItem(instance.dataSet, MODALITY_LUT_SEQUENCE),
+    instance.pixelRepresentation === 1,
+  );
 }
 
 /** The first VOI LUT, when the file has one that can be read. */
 export function readVoiLut(instance: DicomInstance): LookupTable | undefined {
   const signedInput = instance.pixelRepresentation === 1 && readModalityLut(instance) === undefined;
-  return readLookupTable(firstItem(instance, VOI_LUT_SEQUENCE), signedInput);
+  return readLookupTable(firstItem(instance.dataSet, VOI_LUT_SEQUENCE), signedInput);
 }
 
 /** Looks a value up, clamping to the table's ends. */
@@ -75,8 +73,8 @@ export type VoiLutFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
  * or unknown, as the standard says. */
 export function readVoiLutFunction(instance: DicomInstance): VoiLutFunction {
   const ds = instance.dataSet;
-  const shared = firstItem(instance, SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
-  const frameVoi = shared?.elements[FRAME_VOI_LUT_SEQUENCE]?.items?.[0]?.dataSet;
+  const shared = firstItem(ds, TAG.SharedFunctionalGroupsSequence);
+  const frameVoi = firstItem(shared, TAG.FrameVOILUTSequence);
   for (const source of [ds, frameVoi]) {
     const element = source?.elements[VOI_LUT_FUNCTION];
     if (!source || !element || element.dataOffset + element.length > source.byteArray.length) continue;

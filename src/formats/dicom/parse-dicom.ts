@@ -525,7 +525,8 @@ function readDecimalString(ds: DataSet, tag: string): number | undefined {
   return Number.isFinite(n) ? n : undefined;
 }
 
-function firstItem(ds: DataSet | undefined, tag: string): DataSet | undefined {
+/** The data set of a sequence's first item. */
+export function firstItem(ds: DataSet | undefined, tag: string): DataSet | undefined {
   return ds?.elements[tag]?.items?.[0]?.dataSet;
 }
 

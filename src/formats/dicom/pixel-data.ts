@@ -8,7 +8,7 @@ import { inflateRawSync } from 'node:zlib';
 import type { DataSet, Element } from 'dicom-parser';
 import dicomParser from 'dicom-parser';
 import { AppError } from '../../errors.js';
-import type { DicomInstance } from './parse-dicom.js';
+import { type DicomInstance, firstItem } from './parse-dicom.js';
 import { TAG } from './tags.js';
 import { describeTransferSyntax } from './transfer-syntax.js';
 
@@ -725,6 +725,25 @@ function signExtend(pixels: PixelArray, bits: number): PixelArray {
   return out;
 }
 
+/** YBR_FULL → RGB with the full-range equations of PS3.3 C.7.6.3.1.2 (JFIF's too). */
+export function ybrFullToRgb(ybr: Uint8Array): Uint8Array {
+  const out = new Uint8Array(ybr.length);
+  for (let i = 0; i + 2 < ybr.length; i += 3) {
+    const y = ybr[i]!;
+    const cb = ybr[i + 1]! - 128;
+    const cr = ybr[i + 2]! - 128;
+    out[i] = roundToByte(y + 1.402 * cr);
+    out[i + 1] = roundToByte(y - 0.344136 * cb - 0.714136 * cr);
+    out[i + 2] = roundToByte(y + 1.772 * cb);
+  }
+  return out;
+}
+
+/** Rounds to the nearest 0–255 value (NaN → 0). */
+export function roundToByte(v: number): number {
+  return v <= 0 ? 0 : v >= 255 ? 255 : (v + 0.5) | 0;
+}
+
 // ---- pixel aspect ----------------------------------------------------------------------------------------
 
 /** The physical height and width of a pixel, in any unit: only their ratio matters. */
@@ -758,8 +777,8 @@ function readPair(ds: DataSet | undefined, tag: string): PixelAspect | undefined
  * means square pixels. Ratios beyond 16:1 are taken for garbage and ignored. */
 export function readPixelAspect(instance: DicomInstance): PixelAspect | undefined {
   const ds = instance.dataSet;
-  const shared = ds.elements[TAG.SharedFunctionalGroupsSequence]?.items?.[0]?.dataSet;
-  const measures = shared?.elements[PIXEL_MEASURES_SEQUENCE]?.items?.[0]?.dataSet;
+  const shared = firstItem(ds, TAG.SharedFunctionalGroupsSequence);
+  const measures = firstItem(shared, PIXEL_MEASURES_SEQUENCE);
   const aspect =
     readPair(ds, PIXEL_SPACING) ??
     readPair(measures, PIXEL_SPACING) ??

@@ -12,7 +12,7 @@
 import { AppError } from '../../errors.js';
 import type { ByteSource } from '../types.js';
 import { describeSlide, type SlideFormat } from './describe-slide.js';
-import { readTagBytes, readTileTable, TAG, type TiffFile, type TiffIfd } from './tiff.js';
+import { readTagBytes, readTileTable, TAG, type TiffFile, type TiffIfd, TYPE_SIZES } from './tiff.js';
 
 export interface TiffTagEdit {
   page: number;
@@ -228,24 +228,6 @@ export function planSlideDeidentification(
 
 // ---------------------------------------------------------------------------------------------- writer
 
-const TYPE_SIZE: Readonly<Record<number, number>> = {
-  1: 1,
-  2: 1,
-  3: 2,
-  4: 4,
-  5: 8,
-  6: 1,
-  7: 1,
-  8: 2,
-  9: 4,
-  10: 8,
-  11: 4,
-  12: 8,
-  13: 4,
-  16: 8,
-  17: 8,
-  18: 8,
-};
 /** Bytes read from the original per copy step: few round trips to object storage, bounded memory. */
 const COPY_CHUNK = 4 * 1024 * 1024;
 const OFFSET_TAGS: ReadonlySet<number> = new Set([TAG.TileOffsets, TAG.StripOffsets]);
@@ -301,7 +283,7 @@ function putNumber(dv: DataView, at: number, type: number, value: number, le: bo
 }
 
 function encodeNumbers(values: readonly number[], type: number, le: boolean): Uint8Array {
-  const size = TYPE_SIZE[type]!;
+  const size = TYPE_SIZES[type]!;
   const bytes = new Uint8Array(values.length * size);
   const dv = new DataView(bytes.buffer);
   for (const [i, v] of values.entries()) putNumber(dv, i * size, type, v, le);
@@ -360,7 +342,7 @@ async function planIfd(
       }
       continue;
     }
-    if (TYPE_SIZE[entry.type] === undefined || UNRELOCATED_TAGS.has(tag)) continue;
+    if (TYPE_SIZES[entry.type] === undefined || UNRELOCATED_TAGS.has(tag)) continue;
     const bytes = await readTagBytes(source, ifd, tag, 64 * 1024 * 1024);
     if (bytes) planned.entries.push({ tag, type: entry.type, count: entry.count, bytes });
   }
@@ -421,9 +403,9 @@ function offsetType(layout: Layout, kind: 'segments' | 'subifds'): number {
 }
 
 function entrySize(e: PlannedIfd['entries'][number], layout: Layout, p: PlannedIfd): number {
-  if (e.offsets) return e.count * TYPE_SIZE[offsetType(layout, e.offsets)]!;
+  if (e.offsets) return e.count * TYPE_SIZES[offsetType(layout, e.offsets)]!;
   if (e.bytes) return e.bytes.length;
-  return p.byteCounts.length * TYPE_SIZE[e.type]!;
+  return p.byteCounts.length * TYPE_SIZES[e.type]!;
 }
 
 function encodeIfd(p: PlannedIfd, layout: Layout, next: number): Uint8Array {
@@ -451,7 +433,7 @@ function encodeIfd(p: PlannedIfd, layout: Layout, next: number): Uint8Array {
     return {
       tag: e.tag,
       type,
-      count: e.offsets === undefined && e.bytes ? e.count : bytes.length / TYPE_SIZE[type]!,
+      count: e.offsets === undefined && e.bytes ? e.count : bytes.length / TYPE_SIZES[type]!,
       bytes,
     };
   });

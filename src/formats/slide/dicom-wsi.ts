@@ -10,7 +10,7 @@
  */
 import type { DataSet, Element } from 'dicom-parser';
 import { AppError } from '../../errors.js';
-import type { DicomInstance } from '../dicom/parse-dicom.js';
+import { type DicomInstance, firstItem } from '../dicom/parse-dicom.js';
 import { describeTransferSyntax } from '../dicom/transfer-syntax.js';
 import type { ByteSource } from '../types.js';
 import type { AssociatedImageName, SlideAssociatedImage, SlideInfo, SlideLevel } from './describe-slide.js';
@@ -61,10 +61,6 @@ function decimal(ds: DataSet | undefined, tag: string, index = 0): number | unde
   const value = text(ds, tag)?.split('\\')[index];
   const n = value === undefined ? Number.NaN : Number.parseFloat(value);
   return Number.isFinite(n) ? n : undefined;
-}
-
-function firstItem(ds: DataSet | undefined, tag: string): DataSet | undefined {
-  return ds?.elements[tag]?.items?.[0]?.dataSet;
 }
 
 function signedLong(ds: DataSet | undefined, tag: string): number | undefined {

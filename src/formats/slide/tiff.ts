@@ -178,7 +178,8 @@ const DEFAULT_MAX_TAG_BYTES = 16 * 1024 * 1024;
 const MAX_ENTRIES = 65535;
 const TWO_32 = 2 ** 32;
 
-const TYPE_SIZES: Readonly<Record<number, number>> = {
+/** Bytes per value of each TIFF field type, BigTIFF's included. */
+export const TYPE_SIZES: Readonly<Record<number, number>> = {
   1: 1, // BYTE
   2: 1, // ASCII
   3: 2, // SHORT

@@ -12,6 +12,8 @@ import {
 import { readJpegFrameHeader } from './jpeg-frame-header.js';
 import {
   createLosslessJpegDecoder,
+  type HtJ2kDecoder,
+  type J2kDecoder,
   type LoadedCodec,
   loadCharls,
   loadDcmjsCodecs,
@@ -143,15 +145,7 @@ function decodeJpeg2000(job: CompressedFrameJob): Promise<DecodedSamples> {
       decoder.decode();
       size = decoder.calculateSizeAtDecompositionLevel(0);
     }
-    const info = decoder.getFrameInfo();
-    return j2kSamples(
-      job,
-      decoder.getDecodedBuffer(),
-      size,
-      info.componentCount,
-      info.bitsPerSample,
-      !!info.isSigned,
-    );
+    return j2kSamples(job, decoder, size);
   });
 }
 
@@ -163,26 +157,19 @@ function decodeHtj2k(job: CompressedFrameJob): Promise<DecodedSamples> {
     if (level > 0) decoder.decodeSubResolution(level);
     else decoder.decode();
     const size = decoder.calculateSizeAtDecompositionLevel(level);
-    const info = decoder.getFrameInfo();
-    return j2kSamples(
-      job,
-      decoder.getDecodedBuffer(),
-      size,
-      info.componentCount,
-      info.bitsPerSample,
-      !!info.isSigned,
-    );
+    return j2kSamples(job, decoder, size);
   });
 }
 
+/** A JPEG 2000 or HTJ2K decoder's output at `size` (the resolution level it decoded). */
 function j2kSamples(
   job: CompressedFrameJob,
-  decoded: Uint8Array,
+  decoder: J2kDecoder | HtJ2kDecoder,
   size: { width: number; height: number },
-  components: number,
-  precision: number,
-  signed: boolean,
 ): DecodedSamples {
+  const info = decoder.getFrameInfo();
+  const decoded = decoder.getDecodedBuffer();
+  const components = info.componentCount;
   const pixelCount = size.width * size.height;
   return {
     data: new Uint8Array(decoded),
@@ -191,8 +178,8 @@ function j2kSamples(
     samplesPerPixel: components,
     bytesPerSample: bytesPerSampleFor(decoded.length, pixelCount, components),
     planar: false,
-    signed,
-    precision,
+    signed: !!info.isSigned,
+    precision: info.bitsPerSample,
     photometricInterpretation: afterComponentTransform(job.pixel.photometricInterpretation),
   };
 }
