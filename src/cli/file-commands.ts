@@ -4,6 +4,7 @@ import { AppError, isAppError } from '../errors.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import { detectQrs } from '../formats/ecg/qrs.js';
 import { type EcgTriageSummary, type Inspection, inspectFile, loadEcgFile } from '../formats/inspect.js';
+import type { ByteSource } from '../formats/types.js';
 import { renderDicomFrame } from '../imaging/render-dicom.js';
 import { renderFileThumbnail } from '../pipeline/render-file.js';
 import { fileByteSource } from '../storage/file-byte-source.js';
@@ -16,11 +17,37 @@ function siblingReader(file: string) {
   };
 }
 
-function errorJson(err: unknown) {
+/** A failure is one JSON line on stdout, like a success, so scripts read every file's outcome the same way. */
+function printError(file: string, err: unknown): void {
   const e = isAppError(err)
     ? err
     : new AppError('INTERNAL', err instanceof Error ? err.message : String(err));
-  return { error: { code: e.code, message: e.message } };
+  console.log(JSON.stringify({ file, error: { code: e.code, message: e.message } }));
+}
+
+/** Runs `work` on an opened file and closes it; returns the exit code (1 when `work` failed). */
+async function onOpenFile(
+  file: string,
+  source: { close(): Promise<void> },
+  work: () => Promise<void>,
+): Promise<0 | 1> {
+  try {
+    await work();
+    return 0;
+  } catch (err) {
+    printError(file, err);
+    return 1;
+  } finally {
+    await source.close();
+  }
+}
+
+function inspectOnDisk(file: string, source: ByteSource) {
+  return inspectFile(source, path.basename(file), siblingReader(file));
+}
+
+async function bytesOf(file: string): Promise<Uint8Array> {
+  return new Uint8Array(await readFile(file));
 }
 
 /** Vendor names as OpenSlide reports them, for people who compare with openslide-show-properties. */
@@ -74,23 +101,17 @@ function ecgSummaryForCli(inspection: Inspection) {
 /** `teleread qrs FILE`: one detected R-peak time per line, in seconds from the record start (like WFDB gqrs). */
 export async function qrsCommand(file: string): Promise<number> {
   const source = await fileByteSource(file);
-  try {
-    const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
+  return onOpenFile(file, source, async () => {
+    const inspection = await inspectOnDisk(file, source);
     if (inspection.kind !== 'ecg') throw new AppError('UNSUPPORTED_FORMAT', `${file} is not an ECG`);
     const ecg = await loadEcgFile(
       inspection.format,
-      new Uint8Array(await readFile(file)),
+      await bytesOf(file),
       path.basename(file),
       siblingReader(file),
     );
     for (const t of detectQrs(ecg).times) process.stdout.write(`${t.toFixed(3)}\n`);
-    return 0;
-  } catch (err) {
-    console.log(JSON.stringify({ file, ...errorJson(err) }));
-    return 1;
-  } finally {
-    await source.close();
-  }
+  });
 }
 
 /** `teleread inspect FILE… [--json]`: one JSON object per file; exit 1 if any file is bad. */
@@ -100,16 +121,15 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
     const source = await fileByteSource(file).catch((err: NodeJS.ErrnoException) => {
       throw new AppError('NOT_FOUND', `${file}: ${err.code === 'ENOENT' ? 'no such file' : err.message}`);
     });
-    try {
-      const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
+    failed += await onOpenFile(file, source, async () => {
+      const inspection = await inspectOnDisk(file, source);
       // DICOM: every attribute by its standard keyword. This is the user's own file on their disk, so patient
       // attributes are shown too (the pipeline keeps them out of logs and metadata columns).
       // dcmjs's dictionary (about 16 MB) is loaded only here, not by `render` and `qrs`, which share this module.
       const dicom = inspection.format.startsWith('dicom')
-        ? (await import('../formats/dicom/attributes.js')).dicomAttributes(
-            parseDicom(new Uint8Array(await readFile(file))),
-            { includePatient: true },
-          )
+        ? (await import('../formats/dicom/attributes.js')).dicomAttributes(parseDicom(await bytesOf(file)), {
+            includePatient: true,
+          })
         : undefined;
       const slide =
         inspection.kind === 'pathology' && !inspection.format.startsWith('dicom')
@@ -128,12 +148,7 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
         console.log(
           `${file}: ${inspection.kind ?? 'companion'} / ${inspection.format}\n${JSON.stringify(inspection.metadata, null, 2)}`,
         );
-    } catch (err) {
-      failed++;
-      console.log(JSON.stringify({ file, ...errorJson(err) }));
-    } finally {
-      await source.close();
-    }
+    });
   }
   return failed > 0 ? 1 : 0;
 }
@@ -150,63 +165,52 @@ export async function renderCommand(
 ): Promise<number> {
   const size = sizeOption ?? 256;
   if (!Number.isInteger(size) || size < 32 || size > 8192) {
-    console.log(
-      JSON.stringify({
-        file,
-        ...errorJson(new AppError('VALIDATION_FAILED', '--size is a whole number of pixels from 32 to 8192')),
-      }),
-    );
+    printError(file, new AppError('VALIDATION_FAILED', '--size is a whole number of pixels from 32 to 8192'));
     return 1;
   }
   const source = await fileByteSource(file);
   const encoding = /\.webp$/i.test(out) ? 'webp' : /\.jpe?g$/i.test(out) ? 'jpeg' : 'png';
-  try {
-    const inspection = await inspectFile(source, path.basename(file), siblingReader(file));
-    if (frame !== undefined) {
-      if (!Number.isInteger(frame) || frame < 1)
-        throw new AppError('VALIDATION_FAILED', '--frame is 1-based');
-      if (inspection.format !== 'dicom' && inspection.format !== 'dicom-wsi') {
-        throw new AppError('VALIDATION_FAILED', '--frame applies to DICOM images only');
-      }
-      const image = await renderDicomFrame(parseDicom(new Uint8Array(await readFile(file))), {
-        frame: frame - 1,
-        size,
-        format: encoding,
-      });
-      await writeFile(out, image.data);
-      console.log(
-        JSON.stringify({
-          file,
-          out,
-          frame,
-          contentType: image.contentType,
-          width: image.width,
-          height: image.height,
-        }),
-      );
-      return 0;
-    }
-    const image = await renderFileThumbnail(
-      inspection.format,
-      {
-        name: path.basename(file),
-        bytes: async () => new Uint8Array(await readFile(file)),
-        source: () => source,
-        sibling: siblingReader(file),
-      },
-      size,
-      encoding,
-      sizeOption !== undefined,
-    );
+  return onOpenFile(file, source, async () => {
+    const inspection = await inspectOnDisk(file, source);
+    const image =
+      frame === undefined
+        ? await renderFileThumbnail(
+            inspection.format,
+            {
+              name: path.basename(file),
+              bytes: () => bytesOf(file),
+              source: () => source,
+              sibling: siblingReader(file),
+            },
+            size,
+            encoding,
+            sizeOption !== undefined,
+          )
+        : await renderFrame(file, inspection.format, frame, size, encoding);
     await writeFile(out, image.data);
     console.log(
-      JSON.stringify({ file, out, contentType: image.contentType, width: image.width, height: image.height }),
+      JSON.stringify({
+        file,
+        out,
+        ...(frame === undefined ? {} : { frame }),
+        contentType: image.contentType,
+        width: image.width,
+        height: image.height,
+      }),
     );
-    return 0;
-  } catch (err) {
-    console.log(JSON.stringify({ file, ...errorJson(err) }));
-    return 1;
-  } finally {
-    await source.close();
+  });
+}
+
+async function renderFrame(
+  file: string,
+  format: string,
+  frame: number,
+  size: number,
+  encoding: 'webp' | 'jpeg' | 'png',
+) {
+  if (!Number.isInteger(frame) || frame < 1) throw new AppError('VALIDATION_FAILED', '--frame is 1-based');
+  if (format !== 'dicom' && format !== 'dicom-wsi') {
+    throw new AppError('VALIDATION_FAILED', '--frame applies to DICOM images only');
   }
+  return renderDicomFrame(parseDicom(await bytesOf(file)), { frame: frame - 1, size, format: encoding });
 }

@@ -16,7 +16,7 @@ import type { CaseKind, CaseStatus, Database, Priority } from './schema.js';
 export const WORKLIST_STATUSES: readonly CaseStatus[] = ['routed'];
 
 /** A lease is live while it has not expired; an expired one is ignored everywhere, no job needs to clear it. */
-const leaseLive = sql<SqlBool>`(cases.lease_expires_at IS NOT NULL AND cases.lease_expires_at > now())`;
+export const leaseLive = sql<SqlBool>`(cases.lease_expires_at IS NOT NULL AND cases.lease_expires_at > now())`;
 const leaseFree = sql<SqlBool>`(cases.lease_expires_at IS NULL OR cases.lease_expires_at <= now())`;
 /** `assigned_reader_id` mirrors the live assignment (trigger `assignments_to_case`), so one column answers. */
 const unassigned = sql<SqlBool>`cases.assigned_reader_id IS NULL`;

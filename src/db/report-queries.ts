@@ -19,7 +19,7 @@ import { mayReceiveIdentified } from '../domain/routing.js';
 import { AppError } from '../errors.js';
 import type { PatientInfo } from '../formats/types.js';
 import { recordCaseEvent } from './audit-queries.js';
-import { getCaseForPrincipal } from './case-queries.js';
+import { getCaseForPrincipal, leaseLive } from './case-queries.js';
 import type { Db } from './database.js';
 import type { ReportAddendumRow, ReportRow } from './schema.js';
 import { createWebhookDelivery, type DeliveryRef } from './webhook-queries.js';
@@ -69,7 +69,7 @@ async function lockCase(trx: Db, caseId: string) {
       'cases.status',
       'cases.site_id',
       'cases.lease_reader_id',
-      sql<boolean>`(cases.lease_expires_at IS NOT NULL AND cases.lease_expires_at > now())`.as('leased'),
+      sql<boolean>`${leaseLive}`.as('leased'),
       'sites.jurisdiction',
       'sites.cross_border_policy',
       'sites.webhook_url',
@@ -83,6 +83,24 @@ type LockedCase = NonNullable<Awaited<ReturnType<typeof lockCase>>>;
 
 async function getReportRow(trx: Db, caseId: string): Promise<ReportRow | undefined> {
   return trx.selectFrom('reports').selectAll().where('case_id', '=', caseId).executeTakeFirst();
+}
+
+async function listAddenda(db: Db, reportId: string): Promise<ReportAddendumRow[]> {
+  return db
+    .selectFrom('report_addenda')
+    .selectAll()
+    .where('report_id', '=', reportId)
+    .orderBy('seq')
+    .execute();
+}
+
+async function getSigner(trx: Db, readerId: string): Promise<{ readerId: string; name: string }> {
+  const row = await trx
+    .selectFrom('readers')
+    .select(['id', 'name'])
+    .where('id', '=', readerId)
+    .executeTakeFirstOrThrow();
+  return { readerId: row.id, name: row.name };
 }
 
 /**
@@ -220,24 +238,20 @@ export async function signReport(
       );
     }
     checkReadyToSign(draft);
-    const signer = await trx
-      .selectFrom('readers')
-      .select(['id', 'name'])
-      .where('id', '=', me)
-      .executeTakeFirstOrThrow();
+    const signer = await getSigner(trx, me);
     const signedAt = new Date();
     const signature = signReportContent({
       reportId: existing.id,
       caseId,
       draft,
-      signer: { readerId: signer.id, name: signer.name },
+      signer,
       signedAt,
     });
     const report = await trx
       .updateTable('reports')
       .set({
         signed_at: signedAt,
-        signer_reader_id: signer.id,
+        signer_reader_id: signer.readerId,
         signer_name: signer.name,
         content_hash: signature.contentHash,
         signed_content: signature.canonical,
@@ -309,26 +323,17 @@ export async function addReportAddendum(
         throw new AppError('CONFLICT', `sign the report of case ${caseId} before adding addenda`);
       throw new AppError('NOT_FOUND', `no signed report of yours on case ${caseId}`);
     }
-    const previous = await trx
-      .selectFrom('report_addenda')
-      .selectAll()
-      .where('report_id', '=', report.id)
-      .orderBy('seq')
-      .execute();
+    const previous = await listAddenda(trx, report.id);
     const seq = (previous.at(-1)?.seq ?? 0) + 1;
     const previousHash = previous.at(-1)?.content_hash ?? report.content_hash;
-    const signer = await trx
-      .selectFrom('readers')
-      .select(['id', 'name'])
-      .where('id', '=', me)
-      .executeTakeFirstOrThrow();
+    const signer = await getSigner(trx, me);
     const signedAt = new Date();
     const signature = signAddendumContent({
       reportId: report.id,
       caseId,
       seq,
       addendum: input,
-      signer: { readerId: signer.id, name: signer.name },
+      signer,
       signedAt,
       previousHash,
     });
@@ -341,7 +346,7 @@ export async function addReportAddendum(
         text: input.text,
         critical: input.critical,
         signed_at: signedAt,
-        signer_reader_id: signer.id,
+        signer_reader_id: signer.readerId,
         signer_name: signer.name,
         previous_hash: previousHash,
         content_hash: signature.contentHash,
@@ -415,9 +420,7 @@ export async function getReportForViewer(
       'cases.study_instance_uid',
       sql<
         string | null
-      >`CASE WHEN cases.lease_expires_at > now() AND cases.status = 'routed' THEN cases.lease_reader_id END`.as(
-        'lease_holder',
-      ),
+      >`CASE WHEN ${leaseLive} AND cases.status = 'routed' THEN cases.lease_reader_id END`.as('lease_holder'),
       'sites.jurisdiction',
       'sites.cross_border_policy',
     ])
@@ -448,12 +451,7 @@ export async function getReportForViewer(
       });
     patientMode = identified ? 'identified' : 'deidentified';
   }
-  const addenda = await db
-    .selectFrom('report_addenda')
-    .selectAll()
-    .where('report_id', '=', report.id)
-    .orderBy('seq')
-    .execute();
+  const addenda = await listAddenda(db, report.id);
   return {
     report,
     addenda,

@@ -161,6 +161,14 @@ function evaluatePools(
   );
   const onShift = (r: RoutingReader) => isOnShift(r.schedule, now);
   const hasRoom = (r: RoutingReader) => r.load < r.maxActive;
+  // A decision that places the case in pools[index]: the wider pools after it are left for escalation.
+  const placedIn = (index: number) => ({
+    poolId: poolIdOf(pools[index]!),
+    target: pools[index]!,
+    fallbacks: pools.slice(index + 1),
+    deidentified,
+    ruleName,
+  });
 
   if (rule.preferPriorReader) {
     for (const priorId of c.priorReaderIds) {
@@ -171,12 +179,8 @@ function evaluatePools(
       return {
         policy: 'push',
         readerId: prior.id,
-        poolId: poolIdOf(pools[index]!),
-        target: pools[index]!,
-        fallbacks: pools.slice(index + 1),
+        ...placedIn(index),
         fallbackUsed: false,
-        deidentified,
-        ruleName,
         reason: `${label}follow-up of the same patient, to the prior case's reader (${prior.load} active)`,
       };
     }
@@ -196,24 +200,16 @@ function evaluatePools(
         return {
           policy: 'push',
           readerId: best.id,
-          poolId: poolIdOf(pool),
-          target: pool,
-          fallbacks: pools.slice(index + 1),
+          ...placedIn(index),
           fallbackUsed,
-          deidentified,
-          ruleName,
           reason: `${label}${via}${describePool(pool, c, deidentified)}, least loaded on shift (${best.load} active)`,
         };
       }
     } else if (present.length > 0) {
       return {
         policy: 'pull',
-        poolId: poolIdOf(pool),
-        target: pool,
-        fallbacks: pools.slice(index + 1),
+        ...placedIn(index),
         fallbackUsed,
-        deidentified,
-        ruleName,
         reason: `${label}${via}pool ${describePool(pool, c, deidentified)}, ${present.length} qualified reader(s) on shift`,
       };
     }
@@ -227,16 +223,12 @@ function evaluatePools(
   }
 
   if (rule.policy === 'pull' && firstStaffed >= 0) {
-    const pool = pools[firstStaffed]!;
+    const placed = placedIn(firstStaffed);
     return {
       policy: 'pull',
-      poolId: poolIdOf(pool),
-      target: pool,
-      fallbacks: pools.slice(firstStaffed + 1),
+      ...placed,
       fallbackUsed: firstStaffed > 0,
-      deidentified,
-      ruleName,
-      reason: `${label}${skipped.join('; ')}; waits in pool ${poolIdOf(pool)} until a reader comes on shift`,
+      reason: `${label}${skipped.join('; ')}; waits in pool ${placed.poolId} until a reader comes on shift`,
     };
   }
   return { policy: 'none', fallbackUsed: false, ruleName, reason: `${label}${skipped.join('; ')}` };

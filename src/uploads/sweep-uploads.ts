@@ -3,16 +3,9 @@ import { join } from 'node:path';
 import { sql } from 'kysely';
 import type { Context } from '../context.js';
 import type { UploadSessionRow } from '../db/schema.js';
-import {
-  channelOf,
-  enterPipeline,
-  storedObjectOf,
-  uploadRecordOfBatch,
-  uploadRecordOfSession,
-} from './enter-pipeline.js';
 import { tusStagingDir } from './publish-staged-file.js';
 import { abortExpiredMultipart, S3Multipart } from './s3-multipart.js';
-import { sealUploadBatch } from './upload-batches.js';
+import { enterFinishedSession, sealUploadBatch } from './upload-batches.js';
 
 /**
  * The uploads part of the maintenance sweep (run by workers, next to the repair sweep):
@@ -189,16 +182,15 @@ export async function repairFinishedSessions(ctx: Context): Promise<number> {
     .limit(SWEEP_BATCH)
     .execute();
   for (const s of missing) {
-    if (s.batch_id === null) {
-      await enterPipeline(ctx, uploadRecordOfSession(s), [storedObjectOf(s, s.sha256!)]);
-    } else {
-      const batch = await ctx.db
-        .selectFrom('upload_batches')
-        .selectAll()
-        .where('id', '=', s.batch_id)
-        .executeTakeFirstOrThrow();
-      await enterPipeline(ctx, uploadRecordOfBatch(batch, channelOf(s)), [storedObjectOf(s, s.sha256!)]);
-    }
+    const batch =
+      s.batch_id === null
+        ? null
+        : await ctx.db
+            .selectFrom('upload_batches')
+            .selectAll()
+            .where('id', '=', s.batch_id)
+            .executeTakeFirstOrThrow();
+    await enterFinishedSession(ctx, s, s.sha256!, batch);
   }
   return missing.length;
 }

@@ -95,11 +95,10 @@ export async function completeSession(
   session: UploadSessionRow,
   sha256: string,
 ): Promise<UploadSessionRow> {
-  const stored = storedObjectOf(session, sha256);
   if (session.batch_id === null) {
     // Rows first, stamp second: a crash in between leaves a session that a retry (or the sweep) completes,
     // and the files row it finds makes the retry record nothing twice.
-    await enterPipeline(ctx, uploadRecordOfSession(session), [stored]);
+    await enterFinishedSession(ctx, session, sha256, null);
     return stampCompleted(ctx.db, session.id, sha256);
   }
   const batchId = session.batch_id;
@@ -118,8 +117,19 @@ export async function completeSession(
       .execute();
     return { row, batch };
   });
-  if (batch.sealed_at) await enterPipeline(ctx, uploadRecordOfBatch(batch, channelOf(session)), [stored]);
+  if (batch.sealed_at) await enterFinishedSession(ctx, session, sha256, batch);
   return row;
+}
+
+/** Puts one finished file into the pipeline: as an upload of its own, or as a member of its sealed batch. */
+export async function enterFinishedSession(
+  ctx: Context,
+  session: UploadSessionRow,
+  sha256: string,
+  batch: UploadBatchRow | null,
+): Promise<void> {
+  const upload = batch ? uploadRecordOfBatch(batch, channelOf(session)) : uploadRecordOfSession(session);
+  await enterPipeline(ctx, upload, [storedObjectOf(session, sha256)]);
 }
 
 async function stampCompleted(db: Db, sessionId: string, sha256: string): Promise<UploadSessionRow> {

@@ -8,7 +8,7 @@ import { startApi } from '../../src/api/start-api.js';
 import { addSite, createKey } from '../../src/cli/admin-commands.js';
 import type { Context } from '../../src/context.js';
 import { ingestJobFileIds } from '../../src/pipeline/queues.js';
-import { planParts } from '../../src/uploads/s3-multipart.js';
+import { type CreatedMultipart, planParts } from '../../src/uploads/s3-multipart.js';
 import { sweepUploads } from '../../src/uploads/sweep-uploads.js';
 import { apiClient } from '../helpers/api-client.js';
 import { type S3Server, startS3Server } from '../helpers/s3-server.js';
@@ -17,14 +17,8 @@ import { createTestContext } from '../helpers/test-context.js';
 const MiB = 1024 * 1024;
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
-interface Created {
-  id: string;
-  uploadId: string;
-  s3UploadId: string;
-  fileId: string;
-  partBytes: number;
-  parts: Array<{ partNumber: number; bytes: number; url: string }>;
-}
+/** The create response as JSON (its expiresAt, a string there, is not read). */
+type Created = Omit<CreatedMultipart, 'expiresAt'>;
 interface Completed {
   uploadId: string;
   recorded: boolean;

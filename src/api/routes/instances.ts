@@ -1,6 +1,7 @@
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
+import { getOriginalUid } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
 import { parseDicom } from '../../formats/dicom/parse-dicom.js';
 import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
@@ -81,16 +82,11 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       if (!kase) throw new AppError('NOT_FOUND', `no case ${id}`);
       // A reader abroad knows instances only by their de-identified UIDs (see GET /v1/cases/:id).
       const deidentified = needsDeidentifiedView(who, kase);
-      const originalUid = deidentified
-        ? (
-            await ctx.db
-              .selectFrom('uid_remaps')
-              .select('original_uid')
-              .where('case_id', '=', id)
-              .where('replacement_uid', '=', sopInstanceUid)
-              .executeTakeFirst()
-          )?.original_uid
-        : sopInstanceUid;
+      let originalUid: string | undefined = sopInstanceUid;
+      if (deidentified) {
+        const remap = await getOriginalUid(ctx.db, sopInstanceUid);
+        originalUid = remap?.caseId === id ? remap.originalUid : undefined;
+      }
       if (!originalUid) throw new AppError('NOT_FOUND', `case ${id} has no instance ${sopInstanceUid}`);
       const file = await ctx.db
         .selectFrom('files')

@@ -22,7 +22,7 @@ import {
 } from '../../domain/report.js';
 import { AppError } from '../../errors.js';
 import { afterReportSigned } from '../../pipeline/after-report-signed.js';
-import { principalOf, requireRole } from '../auth.js';
+import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ErrorBody, errorResponses, IdParams } from '../schemas.js';
 
@@ -143,6 +143,12 @@ export function registerReportRoutes(app: App, ctx: Context): void {
   const anyRole = requireRole(ctx.db, 'clinic', 'reader', 'ops', 'admin');
   const { publicUrl } = ctx.config;
 
+  async function readableReport(who: Principal, caseId: string) {
+    const found = await getReportForViewer(ctx.db, who, caseId);
+    if (!found) throw new AppError('NOT_FOUND', `case ${caseId} has no report you may read`);
+    return found;
+  }
+
   app.get(
     '/v1/cases/:id/report',
     {
@@ -158,8 +164,7 @@ export function registerReportRoutes(app: App, ctx: Context): void {
     },
     async (request) => {
       const { id } = request.params as { id: string };
-      const found = await getReportForViewer(ctx.db, principalOf(request), id);
-      if (!found) throw new AppError('NOT_FOUND', `case ${id} has no report you may read`);
+      const found = await readableReport(principalOf(request), id);
       return toBody(ctx, found, found.access);
     },
   );
@@ -279,8 +284,7 @@ export function registerReportRoutes(app: App, ctx: Context): void {
     },
     async (request, reply) => {
       const { id } = request.params as { id: string };
-      const found = await getReportForViewer(ctx.db, principalOf(request), id);
-      if (!found) throw new AppError('NOT_FOUND', `case ${id} has no report you may read`);
+      const found = await readableReport(principalOf(request), id);
       const { study, patient } = await getFhirFacts(ctx.db, found.kase, found.patientMode);
       const resource = buildDiagnosticReport({
         report: toReportForView(found.report),

@@ -2,14 +2,14 @@ import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { AppError } from '../../errors.js';
-import { dziDescriptor } from '../../formats/slide/deep-zoom.js';
+import { type DziOptions, dziDescriptor } from '../../formats/slide/deep-zoom.js';
 import { createEncodedTileCache, renderDziTile } from '../../imaging/slide-tiles.js';
 import { openStoredSlide, SlideReaderCache, slideFilesFor } from '../../pipeline/open-slide.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 
-const TILE_SIZE = 254;
-const OVERLAP = 1;
+/** The descriptor and every tile must agree on this layout, or the viewer asks for tiles that do not exist. */
+const LAYOUT: DziOptions = { tileSize: 254, overlap: 1, format: 'jpeg' };
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 const SLIDE_FORMATS = [
   'aperio-svs',
@@ -64,7 +64,7 @@ export function registerSlideRoutes(app: App, ctx: Context): void {
       return reply
         .header('content-type', 'application/xml')
         .header('cache-control', 'private, max-age=3600')
-        .send(dziDescriptor(slide.info, { tileSize: TILE_SIZE, overlap: OVERLAP, format: 'jpeg' }));
+        .send(dziDescriptor(slide.info, LAYOUT));
     },
   );
 
@@ -89,12 +89,7 @@ export function registerSlideRoutes(app: App, ctx: Context): void {
         .replace(/\.jpe?g$/, '')
         .split('_')
         .map(Number) as [number, number];
-      const data = await renderDziTile(slide, p.level, col, row, {
-        tileSize: TILE_SIZE,
-        overlap: OVERLAP,
-        format: 'jpeg',
-        cache: tiles,
-      });
+      const data = await renderDziTile(slide, p.level, col, row, { ...LAYOUT, cache: tiles });
       return reply
         .header('content-type', 'image/jpeg')
         .header('cache-control', 'private, max-age=86400')
