@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { addSite } from '../../src/cli/admin-commands.js';
 import type { Context } from '../../src/context.js';
 import { handleIngest } from '../../src/pipeline/handlers/handle-ingest.js';
+import { handleProcess } from '../../src/pipeline/handlers/handle-process.js';
 import { handleSweep } from '../../src/pipeline/handlers/handle-sweep.js';
 import {
   enqueueIngestJobs,
@@ -293,6 +294,40 @@ describe('batch ingest', () => {
     await ctx.queues.ingest.remove(batchJob);
     await sweep();
     expect((await singleJobs()).flatMap((j) => ingestJobFileIds(j.data)).sort()).toEqual([...ids].sort());
+  });
+
+  test('a process run that died between the series and the study thumbnail is finished by the next run', async () => {
+    const study = '2.25.880008';
+    const stored = await upload([
+      ['a.dcm', ctInstance(study, 1)],
+      ['b.dcm', ctInstance(study, 2)],
+    ]);
+    const jc = { ctx, log: ctx.log };
+    await handleIngest(jc, { fileIds: stored.map((f) => f.id) });
+    const { case_id: caseId } = await ctx.db
+      .selectFrom('files')
+      .select('case_id')
+      .where('id', '=', stored[0]!.id)
+      .executeTakeFirstOrThrow();
+    await handleProcess(jc, { caseId: caseId! });
+    const names = async () =>
+      (await ctx.db.selectFrom('artifacts').select('name').where('case_id', '=', caseId!).execute())
+        .map((a) => a.name)
+        .sort();
+    expect(await names()).toEqual(['series-2.25.880008.0.webp', 'thumbnail']);
+    // The crash: the series picture saved, the study thumbnail not, the files not stamped processed.
+    await ctx.db
+      .deleteFrom('artifacts')
+      .where('case_id', '=', caseId!)
+      .where('name', '=', 'thumbnail')
+      .execute();
+    await ctx.db
+      .updateTable('files')
+      .set({ processed_at: null, status: 'processing' })
+      .where('case_id', '=', caseId!)
+      .execute();
+    await handleProcess(jc, { caseId: caseId! });
+    expect(await names()).toEqual(['series-2.25.880008.0.webp', 'thumbnail']);
   });
 
   test('a request is enqueued as jobs of at most INGEST_BATCH_FILES files, once however often it is asked', async () => {

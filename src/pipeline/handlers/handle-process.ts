@@ -104,13 +104,17 @@ async function processImaging(ctx: Context, caseId: string, files: FileRow[]): P
     );
     const name = `series-${safeName(seriesUid)}.webp`;
     const mid = Math.floor(ordered.length / 2);
-    const current = await ctx.db
+    const existing = await ctx.db
       .selectFrom('artifacts')
-      .select('file_id')
+      .select(['name', 'file_id'])
       .where('case_id', '=', caseId)
-      .where('name', '=', name)
-      .executeTakeFirst();
-    if (current && current.file_id === ordered[mid]!.id) continue;
+      .where('name', 'in', [name, CASE_THUMBNAIL])
+      .execute();
+    // Unchanged only if the study thumbnail made with it is there too: a run that died between the two
+    // saves must finish the pair.
+    const current = existing.find((a) => a.name === name);
+    const caseThumbnail = existing.some((a) => a.name === CASE_THUMBNAIL);
+    if (current && current.file_id === ordered[mid]!.id && caseThumbnail) continue;
     // Try the middle instance first, then its neighbours: one unrenderable instance must not leave a series blank.
     const tryOrder = ordered.map((_, i) => ordered[(mid + i) % ordered.length]!);
     for (const f of tryOrder.slice(0, 3)) {
