@@ -2,18 +2,10 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, describe, expect, test } from 'vitest';
 import { type AppError, isAppError } from '../../src/errors.js';
-import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
-import { decodeDicomFrame, renderDicomFrame, resolveVoi } from '../../src/imaging/render-dicom.js';
 import { corpusPath, hasCorpus, loadTruth, repoRoot, type TruthEntry } from '../corpus.js';
-import {
-  type DcmtkVoi,
-  hasDcmj2pnm,
-  hasDcml2pnm,
-  pearson,
-  renderWithDcmtk,
-  toGray,
-} from '../helpers/dcmtk.js';
+import { hasDcmj2pnm, hasDcml2pnm, pearson, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
+import { renderForComparison as renderFile } from '../helpers/render-compare.js';
 
 /**
  * Teleread's renders against DCMTK's, file by file: the middle frame, the same VOI, 256 pixels on the longest
@@ -23,7 +15,6 @@ import {
  */
 
 const MIN_CORRELATION = 0.99;
-const SIZE = 256;
 const REFERENCE_DIR = path.join(repoRoot, 'test/fixtures/reference/dicom');
 
 const truth = loadTruth();
@@ -43,25 +34,13 @@ function hasImagePixelModule(t: TruthEntry): boolean {
   return typeof t.Rows === 'string' && typeof t.Columns === 'string';
 }
 
-function referencePath(rel: string): string {
-  return path.join(REFERENCE_DIR, `${rel.replace(/\//g, '__')}.png`);
+/** The middle frame at 256 px, with the VOI it used in DCMTK's terms. */
+function renderForComparison(rel: string) {
+  return renderFile(corpusPath(rel));
 }
 
-/** Renders the middle frame at 256 px and says which VOI it used, in DCMTK's terms. */
-async function renderForComparison(rel: string): Promise<{ png: Buffer; voi: DcmtkVoi; frame: number }> {
-  const instance = parseDicom(readFileSync(corpusPath(rel)));
-  const frameIndex = Math.floor(instance.numberOfFrames / 2);
-  const frame = await decodeDicomFrame(instance, frameIndex);
-  const grayscale = frame.samplesPerPixel === 1 && frame.photometricInterpretation.startsWith('MONOCHROME');
-  const choice = grayscale ? resolveVoi(frame, instance) : undefined;
-  const window = choice?.kind === 'window' ? { center: choice.center, width: choice.width } : undefined;
-  const image = await renderDicomFrame(instance, {
-    frame: frameIndex,
-    size: SIZE,
-    ...(window ? { window } : {}),
-  });
-  const voi: DcmtkVoi = !choice ? 'none' : choice.kind === 'lut' ? { voiLut: 1 } : { window: window! };
-  return { png: image.data, voi, frame: frameIndex };
+function referencePath(rel: string): string {
+  return path.join(REFERENCE_DIR, `${rel.replace(/\//g, '__')}.png`);
 }
 
 afterAll(closeDecodePool);

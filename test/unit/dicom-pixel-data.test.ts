@@ -592,13 +592,14 @@ describe('getFrame, Deflated Image Frame Compression', () => {
 });
 
 describe('frameFromDecodedSamples', () => {
-  const pixel = (pixelRepresentation: number, bitsStored: number) =>
+  const pixel = (pixelRepresentation: number, bitsStored: number, highBit = bitsStored - 1) =>
     describePixels(
       imageInstance({
         rows: 1,
         columns: 3,
         bitsAllocated: 16,
         bitsStored,
+        highBit,
         pixelRepresentation,
         pixelData: new Uint16Array(3),
       }),
@@ -616,7 +617,16 @@ describe('frameFromDecodedSamples', () => {
     ...over,
   });
 
-  test.each([
+  test.each<{
+    name: string;
+    values: number[];
+    over: Partial<DecodedSamples>;
+    pr: number;
+    /** BitsStored (16 unless given) and HighBit (BitsStored − 1 unless given) of the pixel module. */
+    stored?: number;
+    highBit?: number;
+    expected: number[];
+  }>([
     {
       name: "unsigned codestream, PixelRepresentation 1, 13 bits: two's complement at the codestream precision",
       values: [0x1fff, 0x1000, 0x0fff],
@@ -639,8 +649,33 @@ describe('frameFromDecodedSamples', () => {
       expected: [-2, 2, -32767],
     },
     { name: 'unsigned stays unsigned', values: [0xffff, 1, 2], over: {}, pr: 0, expected: [65535, 1, 2] },
-  ])('$name', ({ values, over, pr, expected }) => {
-    const frame = frameFromDecodedSamples(samples(values, over), pixel(pr, 16));
+    {
+      name: '16-bit codestream, 12 bits stored: the bits above HighBit (an overlay) are dropped',
+      values: [0x8123, 0xafff, 5],
+      over: {},
+      pr: 0,
+      stored: 12,
+      expected: [0x123, 0xfff, 5],
+    },
+    {
+      name: '16-bit codestream, 12 bits stored at HighBit 15: shifted down',
+      values: [0xfff0, 0x1230, 0x0010],
+      over: {},
+      pr: 0,
+      stored: 12,
+      highBit: 15,
+      expected: [0xfff, 0x123, 1],
+    },
+    {
+      name: "16-bit codestream, PixelRepresentation 1, 12 bits stored: two's complement at BitsStored",
+      values: [0x0fff, 0xf800, 0x07ff],
+      over: {},
+      pr: 1,
+      stored: 12,
+      expected: [-1, -2048, 2047],
+    },
+  ])('$name', ({ values, over, pr, expected, stored = 16, highBit }) => {
+    const frame = frameFromDecodedSamples(samples(values, over), pixel(pr, stored, highBit));
     expect(Array.from(frame.pixels)).toEqual(expected);
     expect(frame.pixelRepresentation).toBe(expected.some((v) => v < 0) ? 1 : pr);
   });

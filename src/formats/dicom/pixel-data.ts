@@ -699,7 +699,13 @@ export function frameFromDecodedSamples(s: DecodedSamples, d: PixelDescription):
   const reinterpret = !s.signed && d.pixelRepresentation === 1;
   const signed = s.signed || reinterpret;
   let pixels = viewSamples(s.data.subarray(0, needed), s.bytesPerSample, signed ? 'signed' : 'unsigned', 1);
-  if (reinterpret && precision < containerBits) pixels = signExtend(pixels, precision);
+  // A codestream wider than BitsStored holds whole words (DCMTK's lossless encoders write all 16 bits): DCMTK
+  // reads its output as native pixel data, through HighBit and BitsStored, so stored bits at the top of the
+  // word are shifted down, an overlay in the unused bits stays out of the image, and a signed value's sign is
+  // its HighBit, whether or not the writer extended it.
+  const wholeWords = !s.signed && precision > d.bitsStored && containerBits === d.bitsAllocated;
+  if (wholeWords) pixels = maskToBitsStored(pixels, d);
+  else if (reinterpret && precision < containerBits) pixels = signExtend(pixels, precision);
   if (s.samplesPerPixel === 3 && s.planar) pixels = interleavePlanes(pixels, pixelCount);
   return {
     rows: s.rows,
@@ -707,7 +713,7 @@ export function frameFromDecodedSamples(s: DecodedSamples, d: PixelDescription):
     samplesPerPixel: s.samplesPerPixel,
     photometricInterpretation: s.photometricInterpretation,
     bitsAllocated: containerBits,
-    bitsStored: precision,
+    bitsStored: wholeWords ? d.bitsStored : precision,
     pixelRepresentation: signed ? 1 : 0,
     pixels,
   };

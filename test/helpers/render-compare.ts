@@ -1,0 +1,31 @@
+/**
+ * Teleread's side of a comparison with DCMTK: one frame rendered at 256 px with the VOI Teleread resolves,
+ * and that VOI in DCMTK's terms so that dcmj2pnm/dcml2pnm can be asked for the same one.
+ */
+import { readFileSync } from 'node:fs';
+import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { decodeDicomFrame, renderDicomFrame, resolveVoi } from '../../src/imaging/render-dicom.js';
+import type { DcmtkVoi } from './dcmtk.js';
+
+export const COMPARISON_SIZE = 256;
+
+/** Renders a frame (by default the middle one) at 256 px and says which VOI it used, in DCMTK's terms. */
+export async function renderForComparison(
+  file: string,
+  frame?: number,
+): Promise<{ png: Buffer; voi: DcmtkVoi; frame: number }> {
+  const instance = parseDicom(readFileSync(file));
+  const frameIndex = frame ?? Math.floor(instance.numberOfFrames / 2);
+  const decoded = await decodeDicomFrame(instance, frameIndex);
+  const grayscale =
+    decoded.samplesPerPixel === 1 && decoded.photometricInterpretation.startsWith('MONOCHROME');
+  const choice = grayscale ? resolveVoi(decoded, instance) : undefined;
+  const window = choice?.kind === 'window' ? { center: choice.center, width: choice.width } : undefined;
+  const image = await renderDicomFrame(instance, {
+    frame: frameIndex,
+    size: COMPARISON_SIZE,
+    ...(window ? { window } : {}),
+  });
+  const voi: DcmtkVoi = !choice ? 'none' : choice.kind === 'lut' ? { voiLut: 1 } : { window: window! };
+  return { png: image.data, voi, frame: frameIndex };
+}
