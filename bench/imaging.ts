@@ -10,14 +10,17 @@
  * processes on a fresh database, storage folder and queue prefix, with STUDY_STABLE_SECONDS=0 (the study is
  * processed as soon as its files are ingested rather than after a quiet minute). The clock runs from the
  * first request until every file is processed and the case is routed (to the seeded radiology reader), read
- * from the database every 20 ms. The files go as multipart requests of BENCH_INGEST_BATCH files (default 10),
+ * from the database every 20 ms. The files go as multipart requests of BENCH_INGEST_BATCH files (default 25),
  * 4 requests in flight. Against it, Orthanc 1.10's `POST /instances` of the same files with 4 in flight
- * (ANCHORS §3b), on a fresh store. Each pass uses new study, series and SOP UIDs on both sides.
+ * (ANCHORS §3b), on a fresh store. Each pass uses new study, series and SOP UIDs on both sides. Both sides get
+ * the same keep-alive node:http client (LoadClient), the lightest one at hand, since it shares the 2 cores. A
+ * third row gives the CPU each side's processes spent per pass, read from /proc.
  *
- * Environment: BENCH_INGEST_COUNT (default 200), BENCH_INGEST_BATCH (default 10), BENCH_IMAGING_ONLY
+ * Environment: BENCH_INGEST_COUNT (default 200), BENCH_INGEST_BATCH (default 25), BENCH_IMAGING_ONLY
  * (`thumbnails` or `ingest`: one part alone), BENCH_PG_URL, REDIS_URL.
  */
 import { readFile } from 'node:fs/promises';
+import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
 import { closeDecodePool } from '../src/imaging/decode-pool.js';
@@ -26,10 +29,14 @@ import {
   alternate,
   type BenchRow,
   Deadline,
+  LoadClient,
   makeTempDir,
   median,
   msSince,
   onCleanup,
+  readCommandsCpuSeconds,
+  readMachineBusySeconds,
+  readProcCpuSeconds,
   readProcMemory,
   repeat,
   row,
@@ -44,7 +51,7 @@ import { ctPixels, newUid, SYNTAXES, writeCtSet, writeInstance } from './synthet
 const PASSES = 4;
 const SET_SIZE = 10;
 const INGEST_COUNT = Math.max(4, Math.min(1000, Number(process.env.BENCH_INGEST_COUNT ?? 200)));
-const INGEST_BATCH = Math.max(1, Math.min(INGEST_COUNT, Number(process.env.BENCH_INGEST_BATCH ?? 10)));
+const INGEST_BATCH = Math.max(1, Math.min(INGEST_COUNT, Number(process.env.BENCH_INGEST_BATCH ?? 25)));
 const INGEST_PASSES = 4;
 const WARM_UP_COUNT = 20;
 const ORTHANC_PASSES = 2;
@@ -194,6 +201,7 @@ interface IngestPass {
 }
 
 async function ingestTeleread(
+  client: LoadClient,
   stack: TelereadStack,
   db: pg.Client,
   series: Series,
@@ -220,13 +228,13 @@ async function ingestTeleread(
   const uploadIds: string[] = [];
   const started = process.hrtime.bigint();
   await lanes(batches.length, IN_FLIGHT, async (b) => {
-    const res = await fetch(`${base}/v1/uploads`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${stack.clinicKey}`, 'content-type': bodies[b]!.contentType },
-      body: bodies[b]!.bytes,
-      signal: AbortSignal.timeout(Math.max(1000, deadline.leftMs)),
-    });
-    const text = await res.text();
+    const res = await client.post(
+      `${base}/v1/uploads`,
+      { authorization: `Bearer ${stack.clinicKey}`, 'content-type': bodies[b]!.contentType },
+      bodies[b]!.bytes,
+      Math.max(1000, deadline.leftMs),
+    );
+    const text = res.text;
     if (res.status !== 202) throw new Error(`teleread upload: HTTP ${res.status} ${text.slice(0, 500)}`);
     const json = JSON.parse(text) as { uploadId: string; files: unknown[] };
     if (json.files.length !== batches[b]!.length) {
@@ -271,22 +279,75 @@ async function ingestTeleread(
   throw new Error(`teleread ingest: not routed within the deadline (${deadline.ms} ms)`);
 }
 
-async function ingestOrthanc(url: string, series: Series, deadline: Deadline): Promise<IngestPass> {
+async function ingestOrthanc(
+  client: LoadClient,
+  url: string,
+  series: Series,
+  deadline: Deadline,
+): Promise<IngestPass> {
   const started = process.hrtime.bigint();
   await lanes(series.files.length, IN_FLIGHT, async (i) => {
-    const res = await fetch(`${url}/instances`, {
-      method: 'POST',
-      headers: { 'content-type': 'application/dicom' },
-      body: series.files[i]!.bytes,
-      signal: AbortSignal.timeout(Math.max(1000, deadline.leftMs)),
-    });
-    const text = await res.text();
-    const status = res.ok ? (JSON.parse(text) as { Status?: string }).Status : undefined;
+    const res = await client.post(
+      `${url}/instances`,
+      { 'content-type': 'application/dicom' },
+      series.files[i]!.bytes,
+      Math.max(1000, deadline.leftMs),
+    );
+    const text = res.text;
+    const status = res.status === 200 ? (JSON.parse(text) as { Status?: string }).Status : undefined;
     if (status !== 'Success')
       throw new Error(`Orthanc POST /instances: HTTP ${res.status} ${text.slice(0, 300)}`);
   });
   const ms = msSince(started);
   return { ms, uploadedMs: ms };
+}
+
+/** CPU seconds spent during one pass: by each server process, by PostgreSQL and Redis, by this load client, and
+ * by the whole machine (the kernel's share of disk and loopback work included). */
+interface CpuUse {
+  servers: Record<string, number>;
+  stores: number;
+  client: number;
+  machine: number;
+}
+
+/** Starts counting; the returned function gives the CPU spent since. */
+function cpuMeter(servers: Record<string, number>): () => CpuUse {
+  const read = () => ({
+    servers: Object.fromEntries(
+      Object.entries(servers).map(([name, pid]) => [name, readProcCpuSeconds(pid)]),
+    ),
+    stores: readCommandsCpuSeconds(['postgres', 'redis-server']),
+    client: process.cpuUsage(),
+    machine: readMachineBusySeconds(),
+  });
+  const before = read();
+  return () => {
+    const after = read();
+    const client = process.cpuUsage(before.client);
+    return {
+      servers: Object.fromEntries(
+        Object.entries(after.servers).map(([name, s]) => [name, s - before.servers[name]!]),
+      ),
+      stores: after.stores - before.stores,
+      client: (client.user + client.system) / 1e6,
+      machine: after.machine - before.machine,
+    };
+  };
+}
+
+/** A side's own CPU in a pass: its server processes, and PostgreSQL and Redis (Orthanc uses neither). */
+function serverCpu(c: CpuUse): number {
+  return Object.values(c.servers).reduce((a, b) => a + b, 0) + c.stores;
+}
+
+function medianOf(uses: readonly CpuUse[], pick: (c: CpuUse) => number): string {
+  return median(uses.map(pick)).toFixed(2);
+}
+
+function formatCpu(c: CpuUse): string {
+  const servers = Object.entries(c.servers).map(([name, s]) => `${name} ${s.toFixed(2)}`);
+  return `${[...servers, `postgres+redis ${c.stores.toFixed(2)}`, `client ${c.client.toFixed(2)}`].join(', ')}; machine ${c.machine.toFixed(2)}`;
 }
 
 async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
@@ -300,21 +361,32 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
   const db = new pg.Client({ connectionString: stack.databaseUrl });
   await db.connect();
   onCleanup('close the polling connection', () => db.end());
+  const client = new LoadClient(IN_FLIGHT);
+  onCleanup('close the load client', async () => client.close());
 
   const distinct = 20;
   const pixels = Array.from({ length: distinct }, (_, i) => ctPixels(512, 1000 + i));
   // Uncounted warm-up: the worker's first case loads its modules and codecs and proves it is consuming jobs.
-  await ingestTeleread(stack, db, makeSeries(pixels, WARM_UP_COUNT), new Deadline(120_000));
-  await ingestOrthanc(orthanc.url, makeSeries(pixels, WARM_UP_COUNT), new Deadline(60_000));
+  await ingestTeleread(client, stack, db, makeSeries(pixels, WARM_UP_COUNT), new Deadline(120_000));
+  await ingestOrthanc(client, orthanc.url, makeSeries(pixels, WARM_UP_COUNT), new Deadline(60_000));
 
   const teleread: IngestPass[] = [];
   const reference: IngestPass[] = [];
+  const cpuUse: Record<'teleread' | 'orthanc', CpuUse[]> = { teleread: [], orthanc: [] };
   for (let i = 0; i < INGEST_PASSES; i++) {
     if (i > 0 && deadline.expired) break;
     // Both sides get the same bytes in a pass; ABBA order so drifting load weighs on both alike.
     const series = makeSeries(pixels, INGEST_COUNT);
-    const runT = async () => teleread.push(await ingestTeleread(stack, db, series, new Deadline(180_000)));
-    const runO = async () => reference.push(await ingestOrthanc(orthanc.url, series, new Deadline(120_000)));
+    const runT = async () => {
+      const cpu = cpuMeter({ api: api.pid, worker: worker.pid });
+      teleread.push(await ingestTeleread(client, stack, db, series, new Deadline(180_000)));
+      cpuUse.teleread.push(cpu());
+    };
+    const runO = async () => {
+      const cpu = cpuMeter({ orthanc: orthanc.service.pid });
+      reference.push(await ingestOrthanc(client, orthanc.url, series, new Deadline(120_000)));
+      cpuUse.orthanc.push(cpu());
+    };
     if (i % 2 === 0) {
       await runT();
       await runO();
@@ -325,7 +397,8 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
     console.error(
       `imaging ingest pass ${i + 1}: teleread ${(teleread.at(-1)!.ms / 1000).toFixed(2)} s ` +
         `(uploads answered at ${(teleread.at(-1)!.uploadedMs / 1000).toFixed(2)} s), ` +
-        `orthanc ${(reference.at(-1)!.ms / 1000).toFixed(2)} s`,
+        `orthanc ${(reference.at(-1)!.ms / 1000).toFixed(2)} s; CPU s: ` +
+        `teleread (${formatCpu(cpuUse.teleread.at(-1)!)}), orthanc (${formatCpu(cpuUse.orthanc.at(-1)!)})`,
     );
   }
   const mem = {
@@ -374,6 +447,20 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
       pairs: zip(teleread.map(uploadRate), reference.map(rate)),
       better: 'higher',
       note: 'the part of the row above spent in the API; the worker already runs meanwhile',
+    }),
+    row({
+      bench: 'imaging',
+      measure: 'CPU per pass of that ingest: every server process it needs',
+      unit: 'CPU s',
+      teleread: stats(cpuUse.teleread.map(serverCpu)),
+      reference: { name: 'Orthanc 1.10, its one process', stats: stats(cpuUse.orthanc.map(serverCpu)) },
+      pairs: zip(cpuUse.teleread.map(serverCpu), cpuUse.orthanc.map(serverCpu)),
+      better: 'lower',
+      note:
+        `Teleread: api ${medianOf(cpuUse.teleread, (c) => c.servers.api!)}, worker ${medianOf(cpuUse.teleread, (c) => c.servers.worker!)}, ` +
+        `PostgreSQL + Redis ${medianOf(cpuUse.teleread, (c) => c.stores)}; whole machine (load client and kernel included) ` +
+        `${medianOf(cpuUse.teleread, (c) => c.machine)} s against ${medianOf(cpuUse.orthanc, (c) => c.machine)} s for Orthanc's passes, ` +
+        `on ${os.cpus().length} cores`,
     }),
   ];
 }

@@ -6,8 +6,9 @@
  * absolute figures drift 20–30 % between runs, a ratio taken minutes apart much less.
  */
 import { spawn } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import http from 'node:http';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -152,6 +153,98 @@ export function readProcMemory(pid: number): { rssMb: number; hwmMb: number } | 
     Number(new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(text)?.[1] ?? Number.NaN);
   return { rssMb: (kb('VmRSS') * 1024) / 1e6, hwmMb: (kb('VmHWM') * 1024) / 1e6 };
 }
+
+/**
+ * A keep-alive `node:http` client for load that sends ready bytes. The load generator shares the 2 cores with the
+ * servers it measures, so it must cost as little as it can: 200 POSTs of 0.5 MB, 4 in flight, to a server that
+ * discards them took 0.8–1.3 CPU s through fetch (undici) against 0.26 s through node:http, client and server
+ * in one process (2026-11-26). fetch's share would be taken from whichever server has less CPU to spare.
+ */
+export class LoadClient {
+  private readonly agent: http.Agent;
+
+  constructor(maxSockets: number) {
+    this.agent = new http.Agent({ keepAlive: true, maxSockets });
+  }
+
+  /** POSTs `body` and reads the whole answer; rejects on a network error or when `timeoutMs` passes. */
+  post(
+    url: string,
+    headers: Record<string, string>,
+    body: Uint8Array,
+    timeoutMs: number,
+  ): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const req = http.request(
+        url,
+        {
+          method: 'POST',
+          agent: this.agent,
+          headers: { ...headers, 'content-length': String(body.byteLength) },
+          timeout: timeoutMs,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () =>
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString() }),
+          );
+          res.on('error', reject);
+        },
+      );
+      req.on('timeout', () => req.destroy(new Error(`POST ${url}: no answer within ${timeoutMs} ms`)));
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  close(): void {
+    this.agent.destroy();
+  }
+}
+
+/** CPU seconds a process has used so far (user + system, from /proc/<pid>/stat), or NaN once it is gone. */
+export function readProcCpuSeconds(pid: number): number {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return Number.NaN;
+  }
+  // Fields after the command name, which may itself hold spaces and parentheses: utime and stime are 14 and 15.
+  const fields = text.slice(text.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** CPU seconds used so far by every live process whose command name (/proc/<pid>/comm) is one of `names`. */
+export function readCommandsCpuSeconds(names: readonly string[]): number {
+  let sum = 0;
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let comm: string;
+    try {
+      comm = readFileSync(`/proc/${entry}/comm`, 'utf8').trim();
+    } catch {
+      continue; // gone between the listing and the read
+    }
+    if (names.includes(comm)) {
+      const s = readProcCpuSeconds(Number(entry));
+      if (Number.isFinite(s)) sum += s;
+    }
+  }
+  return sum;
+}
+
+/** CPU seconds the whole machine has spent busy so far (every state of /proc/stat's `cpu` line but idle and iowait). */
+export function readMachineBusySeconds(): number {
+  const line = readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const ticks = line.trim().split(/\s+/).slice(1, 9).map(Number);
+  const busy = ticks.reduce((a, b) => a + b, 0) - ticks[3]! - ticks[4]!;
+  return busy / CLOCK_TICKS;
+}
+
+/** USER_HZ: 100 on every Linux architecture Node runs on (it is part of the kernel's ABI for /proc). */
+const CLOCK_TICKS = 100;
 
 export interface RssSampler {
   /** Stops sampling; `peakMb` is the larger of the sampled maximum and the kernel's VmHWM. */

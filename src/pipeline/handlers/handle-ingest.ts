@@ -167,6 +167,8 @@ function isDataError(err: unknown): boolean {
 interface Attached extends Inspected {
   caseId: string;
   duplicateOf: string | null;
+  /** The first copy's object, which a duplicate's row points at. */
+  originalObjectKey?: string;
 }
 
 /**
@@ -233,48 +235,10 @@ async function attachToCases(db: Db, inspected: Inspected[]): Promise<Attached[]
           .where('id', '=', caseId)
           .execute();
       }
-      const sopInstanceUid = inspection.sopInstanceUid ?? null;
-      // The same instance sent twice (same SOP Instance UID, same bytes) is stored once: this row points at
-      // the first copy and its own object is dropped after the commit.
-      const original = sopInstanceUid
-        ? await trx
-            .selectFrom('files')
-            .select(['id', 'object_key'])
-            .where('case_id', '=', caseId)
-            .where('sop_instance_uid', '=', sopInstanceUid)
-            .where('sha256', '=', file.sha256)
-            .where('duplicate_of', 'is', null)
-            .where('id', '!=', file.id)
-            .executeTakeFirst()
-        : undefined;
-      await trx
-        .updateTable('files')
-        .set({
-          case_id: caseId,
-          kind,
-          format: inspection.format,
-          sop_instance_uid: sopInstanceUid,
-          metadata: jsonForDb({
-            ...inspection.metadata,
-            ...(inspection.seriesInstanceUid ? { seriesInstanceUid: inspection.seriesInstanceUid } : {}),
-            ...(inspection.sopInstanceUid ? { sopInstanceUid: inspection.sopInstanceUid } : {}),
-            ...(inspection.companions ? { companions: inspection.companions } : {}),
-          }),
-          patient: inspection.patient ? jsonForDb(inspection.patient) : null,
-          ingested_at: sql`now()`,
-          ...(original
-            ? {
-                duplicate_of: original.id,
-                object_key: original.object_key,
-                status: 'processed',
-                processed_at: sql`now()`,
-              }
-            : {}),
-        })
-        .where('id', '=', file.id)
-        .execute();
-      out.push({ ...item, caseId, duplicateOf: original?.id ?? null });
+      out.push({ ...item, caseId, duplicateOf: null });
     }
+    await markDuplicates(trx, out);
+    await stampIngested(trx, out);
     const touched = [...new Set(cases.values())].sort();
     if (touched.length > 0) {
       await trx
@@ -288,6 +252,80 @@ async function attachToCases(db: Db, inspected: Inspected[]): Promise<Attached[]
     }
     return out;
   });
+}
+
+/**
+ * The same instance sent twice (same SOP Instance UID, same bytes) is stored once: a later copy points at the
+ * first, whether the first came in an earlier batch or earlier in this one, and its own object is dropped after
+ * the commit. One query for the batch; the rows it finds are the study's ingested files, kept in (case, SOP) index.
+ */
+async function markDuplicates(trx: Db, attached: Attached[]): Promise<void> {
+  const candidates = attached.filter((a) => a.inspection.sopInstanceUid);
+  if (candidates.length === 0) return;
+  const keyOf = (caseId: string, sop: string, sha256: string) => `${caseId}\u0000${sop}\u0000${sha256}`;
+  const earlier = await sql<{ id: string; object_key: string; case_id: string; sop: string; sha256: string }>`
+    SELECT DISTINCT ON (f.case_id, f.sop_instance_uid, f.sha256)
+           f.id, f.object_key, f.case_id, f.sop_instance_uid AS sop, f.sha256
+      FROM files f
+      JOIN unnest(${candidates.map((a) => a.caseId)}::uuid[],
+                  ${candidates.map((a) => a.inspection.sopInstanceUid!)}::text[],
+                  ${candidates.map((a) => a.file.sha256)}::text[]) AS c(case_id, sop, sha256)
+        ON f.case_id = c.case_id AND f.sop_instance_uid = c.sop AND f.sha256 = c.sha256
+     WHERE f.duplicate_of IS NULL AND f.id <> ALL(${attached.map((a) => a.file.id)}::uuid[])
+     ORDER BY f.case_id, f.sop_instance_uid, f.sha256, f.received_at, f.id`.execute(trx);
+  const originals = new Map<string, { id: string; object_key: string }>(
+    earlier.rows.map((r) => [keyOf(r.case_id, r.sop, r.sha256), r]),
+  );
+  for (const a of candidates) {
+    const key = keyOf(a.caseId, a.inspection.sopInstanceUid!, a.file.sha256);
+    const original = originals.get(key);
+    if (original) {
+      a.duplicateOf = original.id;
+      a.originalObjectKey = original.object_key;
+    } else {
+      originals.set(key, { id: a.file.id, object_key: a.file.object_key });
+    }
+  }
+}
+
+/** Stamps every file of the batch with its case and parsed metadata in one statement. */
+async function stampIngested(trx: Db, attached: Attached[]): Promise<void> {
+  if (attached.length === 0) return;
+  const column = <T>(f: (a: Attached) => T): T[] => attached.map(f);
+  await sql`
+    UPDATE files f
+       SET case_id = v.case_id,
+           kind = v.kind,
+           format = v.format,
+           sop_instance_uid = v.sop,
+           metadata = v.metadata::jsonb,
+           patient = v.patient::jsonb,
+           ingested_at = now(),
+           duplicate_of = v.duplicate_of,
+           object_key = coalesce(v.original_key, f.object_key),
+           status = CASE WHEN v.duplicate_of IS NULL THEN f.status ELSE 'processed' END,
+           processed_at = CASE WHEN v.duplicate_of IS NULL THEN f.processed_at ELSE now() END
+      FROM unnest(${column((a) => a.file.id)}::uuid[],
+                  ${column((a) => a.caseId)}::uuid[],
+                  ${column((a) => a.kind)}::text[],
+                  ${column((a) => a.inspection.format)}::text[],
+                  ${column((a) => a.inspection.sopInstanceUid ?? null)}::text[],
+                  ${column((a) => jsonForDb(metadataOf(a.inspection)))}::text[],
+                  ${column((a) => (a.inspection.patient ? jsonForDb(a.inspection.patient) : null))}::text[],
+                  ${column((a) => a.duplicateOf)}::uuid[],
+                  ${column((a) => a.originalObjectKey ?? null)}::text[])
+        AS v(id, case_id, kind, format, sop, metadata, patient, duplicate_of, original_key)
+     WHERE f.id = v.id`.execute(trx);
+}
+
+/** The file's metadata column: what the parser read, plus the identifiers the viewer and de-identifier key on. */
+function metadataOf(inspection: Inspection): Record<string, unknown> {
+  return {
+    ...inspection.metadata,
+    ...(inspection.seriesInstanceUid ? { seriesInstanceUid: inspection.seriesInstanceUid } : {}),
+    ...(inspection.sopInstanceUid ? { sopInstanceUid: inspection.sopInstanceUid } : {}),
+    ...(inspection.companions ? { companions: inspection.companions } : {}),
+  };
 }
 
 /** JSON for a jsonb column, which cannot hold U+0000: a NUL inside a DICOM text value (padding gone astray)
