@@ -239,8 +239,15 @@ export class FsStore implements ObjectStore {
     for (let attempt = 1; ; attempt++) {
       let created: string | undefined;
       try {
-        created = await mkdir(dir, { recursive: true });
-        await rename(tmp, target);
+        // Most puts land in a folder that exists (the files of one upload share one): try the rename first and
+        // make the folders only when it says they are missing, one thread-pool trip fewer per object.
+        try {
+          await rename(tmp, target);
+        } catch (err) {
+          if (errnoCode(err) !== 'ENOENT') throw err;
+          created = await mkdir(dir, { recursive: true });
+          await rename(tmp, target);
+        }
       } catch (err) {
         const code = errnoCode(err);
         if (code === 'ENOENT' && attempt < RENAME_ATTEMPTS) continue;
