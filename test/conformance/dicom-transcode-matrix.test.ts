@@ -7,9 +7,26 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
-import { hasDcmj2pnm, hasDcml2pnm, pearson, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
-import { type DicomElement, imageElements, writeDicom } from '../helpers/dicom-writer.js';
-import { random } from '../helpers/ecg-synthetic.js';
+import {
+  hasDcmj2pnm,
+  hasDcml2pnm,
+  pearson,
+  renderWithDcmtk,
+  standardDeviation,
+  toGray,
+} from '../helpers/dcmtk.js';
+import {
+  CT,
+  type Layout,
+  RGB8,
+  rescale,
+  S12,
+  sourceFile,
+  U8,
+  U12,
+  windowed,
+} from '../helpers/pixel-layouts.js';
+import { limiter } from '../helpers/processes.js';
 import { renderForComparison } from '../helpers/render-compare.js';
 
 /**
@@ -28,56 +45,6 @@ const MIN_REFERENCE_SPREAD = 20;
 const DCMTK_CONCURRENCY = 2;
 
 // ---- pixel layouts -----------------------------------------------------------------------------------------
-
-interface Layout {
-  name: string;
-  rows: number;
-  columns: number;
-  bitsAllocated: 8 | 16;
-  bitsStored: number;
-  /** Default bitsStored − 1; higher puts the stored bits at the top of the word. */
-  highBit?: number;
-  signed?: boolean;
-  samplesPerPixel?: 1 | 3;
-  planarConfiguration?: 0 | 1;
-  photometricInterpretation?: 'MONOCHROME1' | 'MONOCHROME2' | 'RGB';
-  frames?: number;
-  /** Stored values the pattern spans (before any high-bit shift). */
-  range: [number, number];
-  /** What the bits above the high bit hold: by default nothing (unsigned) or the sign (signed); 'overlay' sets
-   * some in part of the image, as overlays embedded in pixel data do; 'clear' leaves signed values without
-   * their sign extension, as some modalities write them. */
-  bitsAboveHighBit?: 'overlay' | 'clear';
-  extra?: DicomElement[];
-}
-
-const ds = (tag: number, value: string): DicomElement => ({ tag, vr: 'DS', value });
-const rescale = (slope: string, intercept: string) => [ds(0x00281053, slope), ds(0x00281052, intercept)];
-const windowed = (center: string, width: string) => [ds(0x00281050, center), ds(0x00281051, width)];
-const CT: DicomElement[] = [
-  { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2' },
-  { tag: 0x00080060, vr: 'CS', value: 'CT' },
-];
-const U12: Pick<Layout, 'bitsAllocated' | 'bitsStored' | 'range'> = {
-  bitsAllocated: 16,
-  bitsStored: 12,
-  range: [0, 4095],
-};
-const U8: Pick<Layout, 'bitsAllocated' | 'bitsStored' | 'range'> = {
-  bitsAllocated: 8,
-  bitsStored: 8,
-  range: [0, 255],
-};
-const S12: Pick<Layout, 'bitsAllocated' | 'bitsStored' | 'range' | 'signed'> = {
-  bitsAllocated: 16,
-  bitsStored: 12,
-  signed: true,
-  range: [-2048, 2047],
-};
-const RGB8: Pick<Layout, 'bitsAllocated' | 'bitsStored' | 'range' | 'samplesPerPixel'> = {
-  ...U8,
-  samplesPerPixel: 3,
-};
 
 const LAYOUTS: Layout[] = [
   { name: 'u8 127×93', rows: 93, columns: 127, ...U8 },
@@ -166,72 +133,6 @@ const LAYOUTS: Layout[] = [
     range: [0, 65535],
   },
 ];
-
-/** 0…1 at one pixel: a gradient whose direction, and a disc, bar and stripes whose places, depend on the frame
- * and sample, so that a wrong frame, sample order or orientation shows in the correlation. */
-function intensity(u: number, v: number, frame: number, sample: number, noise: number): number {
-  const angle = (frame * 3 + sample) * 0.8;
-  let t = 0.2 + 0.55 * (0.5 + (u - 0.5) * Math.cos(angle) + (v - 0.5) * Math.sin(angle));
-  if (Math.hypot(u - (0.3 + 0.2 * frame), v - (0.45 + 0.1 * sample)) < 0.2) t += 0.3;
-  if (u > 0.6 && u < 0.85 && v > 0.15 + 0.2 * frame && v < 0.4 + 0.2 * frame) t -= 0.35;
-  if (u > 0.05 && u < 0.3 && v > 0.65) t += 0.12 * Math.sin(u * 120);
-  return Math.min(1, Math.max(0, t + noise));
-}
-
-/** Pixel Data of every frame as the layout stores it. */
-function pixelData(layout: Layout): Uint8Array | Uint16Array | Int16Array {
-  const spp = layout.samplesPerPixel ?? 1;
-  const frames = layout.frames ?? 1;
-  const { rows, columns } = layout;
-  const perFrame = rows * columns * spp;
-  const out =
-    layout.bitsAllocated === 8
-      ? new Uint8Array(perFrame * frames)
-      : layout.signed
-        ? new Int16Array(perFrame * frames)
-        : new Uint16Array(perFrame * frames);
-  const next = random(layout.name.length * 7919 + rows * 31 + columns);
-  const [lo, hi] = layout.range;
-  const shift = (layout.highBit ?? layout.bitsStored - 1) - (layout.bitsStored - 1);
-  for (let f = 0; f < frames; f++) {
-    for (let y = 0; y < rows; y++) {
-      for (let x = 0; x < columns; x++) {
-        const u = columns > 1 ? x / (columns - 1) : 0.5;
-        const v = rows > 1 ? y / (rows - 1) : 0.5;
-        for (let s = 0; s < spp; s++) {
-          let value = lo + Math.round(intensity(u, v, f, s, (next() - 0.5) * 0.05) * (hi - lo));
-          value *= 2 ** shift;
-          if (layout.bitsAboveHighBit === 'overlay' && u < 0.5 && v < 0.5)
-            value |= 0x8000 | (x % 2 ? 0x2000 : 0);
-          if (layout.bitsAboveHighBit === 'clear') value &= 2 ** layout.bitsStored - 1;
-          const pixel = y * columns + x;
-          const index = layout.planarConfiguration === 1 ? s * rows * columns + pixel : pixel * spp + s;
-          out[f * perFrame + index] = value;
-        }
-      }
-    }
-  }
-  return out;
-}
-
-function sourceFile(layout: Layout): Uint8Array {
-  const elements = imageElements({
-    rows: layout.rows,
-    columns: layout.columns,
-    bitsAllocated: layout.bitsAllocated,
-    bitsStored: layout.bitsStored,
-    highBit: layout.highBit ?? layout.bitsStored - 1,
-    pixelRepresentation: layout.signed ? 1 : 0,
-    samplesPerPixel: layout.samplesPerPixel ?? 1,
-    planarConfiguration: layout.planarConfiguration ?? 0,
-    photometricInterpretation:
-      layout.photometricInterpretation ?? (layout.samplesPerPixel === 3 ? 'RGB' : 'MONOCHROME2'),
-    ...(layout.frames ? { numberOfFrames: layout.frames } : {}),
-    pixelData: pixelData(layout),
-    extra: layout.extra ?? [],
-  });
-  return writeDicom(elements, { encoding: 'explicit-le' });
-}
 
 // ---- transfer syntaxes DCMTK writes ------------------------------------------------------------------------
 
@@ -494,32 +395,7 @@ function expectedHeader(dump: Map<string, string>): Record<string, unknown> {
 
 // ---- running DCMTK -----------------------------------------------------------------------------------------
 
-/** At most `limit` tasks at a time, in the order asked. */
-function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let active = 0;
-  const waiting: (() => void)[] = [];
-  return async (task) => {
-    if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
-    active++;
-    try {
-      return await task();
-    } finally {
-      active--;
-      waiting.shift()?.();
-    }
-  };
-}
-
 const dcmtk = limiter(DCMTK_CONCURRENCY);
-
-function standardDeviation(data: Uint8Array): number {
-  let sum = 0;
-  for (const v of data) sum += v;
-  const mean = sum / data.length;
-  let squares = 0;
-  for (const v of data) squares += (v - mean) ** 2;
-  return Math.sqrt(squares / data.length);
-}
 
 interface Produced {
   file: string;

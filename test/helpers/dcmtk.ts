@@ -12,7 +12,7 @@ import sharp from 'sharp';
 
 const run = promisify(execFile);
 
-function onPath(tool: string): boolean {
+export function onPath(tool: string): boolean {
   const dirs = (process.env.PATH ?? '').split(path.delimiter);
   return dirs.some((dir) => dir !== '' && existsSync(path.join(dir, tool)));
 }
@@ -119,4 +119,14 @@ export function pearson(a: Uint8Array, b: Uint8Array): number {
     return maxDiff <= 2 ? 1 : 0;
   }
   return cov / Math.sqrt(va * vb);
+}
+
+/** Spread of an image's grey levels. */
+export function standardDeviation(data: Uint8Array): number {
+  let sum = 0;
+  for (const v of data) sum += v;
+  const mean = sum / data.length;
+  let squares = 0;
+  for (const v of data) squares += (v - mean) ** 2;
+  return Math.sqrt(squares / data.length);
 }

@@ -62,3 +62,19 @@ export async function waitForHttp(url: string, timeoutMs = 30_000): Promise<void
     await sleep(100);
   }
 }
+
+/** At most `limit` tasks at a time, in the order asked. */
+export function limiter(limit: number): <T>(task: () => Promise<T>) => Promise<T> {
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  return async (task) => {
+    if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+    active++;
+    try {
+      return await task();
+    } finally {
+      active--;
+      waiting.shift()?.();
+    }
+  };
+}

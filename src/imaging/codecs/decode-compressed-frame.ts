@@ -9,6 +9,7 @@ import {
   frameFromDecodedSamples,
   type PixelDescription,
 } from '../../formats/dicom/pixel-data.js';
+import { type J2kMainHeader, readJ2kMainHeader } from './j2k-header.js';
 import { readJpegFrameHeader } from './jpeg-frame-header.js';
 import {
   createLosslessJpegDecoder,
@@ -127,33 +128,50 @@ function reductionLevel(columns: number, rows: number, maxSize: number | undefin
   return level;
 }
 
+/** Whether the image starts off the reference grid's origin. Both codec builds size a resolution level by
+ * halving Columns and Rows, but a level of an image at (x0, y0) is ⌈(x0 + w) / 2ʳ⌉ − ⌈x0 / 2ʳ⌉ wide: OpenJPEG's
+ * build then reads its rows with the wrong stride, and OpenJPH's pulls rows that are not there and never
+ * returns. Such frames are decoded in full. */
+function startsOffOrigin(header: J2kMainHeader | undefined): boolean {
+  return header !== undefined && (header.imageOffset.x !== 0 || header.imageOffset.y !== 0);
+}
+
 function decodeJpeg2000(job: CompressedFrameJob): Promise<DecodedSamples> {
   return withWasmDecoder(loadOpenJpeg, job.bytes, (decoder) => {
     const { columns, rows } = job.pixel;
-    const level = reductionLevel(columns, rows, job.maxSize, 5);
-    let size = { width: columns, height: rows };
+    const header = readJ2kMainHeader(job.bytes);
+    // Asked for more halvings than the codestream has levels, the build does not throw: it prints OpenJPEG's
+    // error and leaves an empty image. So no more than the main header gives, and a full decode if a tile
+    // still has fewer.
+    const limit = header?.decompositions ?? 5;
+    const level = startsOffOrigin(header) ? 0 : reductionLevel(columns, rows, job.maxSize, limit);
     if (level > 0) {
       try {
         decoder.decodeSubResolution(level, 0);
-        size = decoder.calculateSizeAtDecompositionLevel(level);
+        if (decoder.getDecodedBuffer().length > 0) {
+          return j2kSamples(job, decoder, decoder.calculateSizeAtDecompositionLevel(level));
+        }
       } catch {
-        // Fewer decomposition levels than asked for: decode in full instead.
-        decoder.decode();
-        size = decoder.calculateSizeAtDecompositionLevel(0);
+        // Decoded in full below.
       }
-    } else {
-      decoder.decode();
-      size = decoder.calculateSizeAtDecompositionLevel(0);
     }
-    return j2kSamples(job, decoder, size);
+    decoder.decode();
+    return j2kSamples(job, decoder, decoder.calculateSizeAtDecompositionLevel(0));
   });
 }
 
 function decodeHtj2k(job: CompressedFrameJob): Promise<DecodedSamples> {
+  const header = readJ2kMainHeader(job.bytes);
+  // Without the colour transform, the OpenJPH build (@cornerstonejs/codec-openjph 2.4) has OpenJPH hand back
+  // lines component by component (all of R, then G, then B) but writes each line it pulls into the next
+  // sample of an interleaved row, scrambling the image. OpenJPEG reads Part 15 codestreams as well.
+  if (header && header.components >= 3 && !header.colourTransform) return decodeJpeg2000(job);
   return withWasmDecoder(loadOpenJph, job.bytes, (decoder) => {
     decoder.readHeader();
     const { columns, rows } = job.pixel;
-    const level = reductionLevel(columns, rows, job.maxSize, decoder.getNumDecompositions());
+    const level = startsOffOrigin(header)
+      ? 0
+      : reductionLevel(columns, rows, job.maxSize, decoder.getNumDecompositions());
     if (level > 0) decoder.decodeSubResolution(level);
     else decoder.decode();
     const size = decoder.calculateSizeAtDecompositionLevel(level);
