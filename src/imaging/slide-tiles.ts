@@ -47,6 +47,7 @@ import {
   type TileTable,
 } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
+import { readJ2kMainHeader } from './codecs/j2k-header.js';
 import { TileCache } from './tile-cache.js';
 
 /** Row-major, channel-interleaved 8-bit pixels. */
@@ -131,9 +132,6 @@ interface WasmDecoder {
 }
 
 interface J2KDecoder extends WasmDecoder {
-  readHeader(): void;
-  getNumDecompositions(): number;
-  calculateSizeAtDecompositionLevel(level: number): void;
   decodeSubResolution(level: number, layer: number): void;
 }
 
@@ -192,11 +190,19 @@ async function decodeJ2k(bytes: Uint8Array, reduce: number, ycc: boolean, channe
     let r = 0;
     try {
       decoder.getEncodedBuffer(bytes.length).set(bytes);
-      if (reduce > 0) {
-        decoder.readHeader();
-        r = Math.max(0, Math.min(reduce, decoder.getNumDecompositions()));
-        decoder.calculateSizeAtDecompositionLevel(r);
+      // The build's readHeader() leaves getNumDecompositions() at 0, so the levels come from our own reading of
+      // the main header; a tile off the grid origin is decoded in full (see decode-compressed-frame.ts).
+      const header = reduce > 0 ? readJ2kMainHeader(bytes) : undefined;
+      if (header && header.imageOffset.x === 0 && header.imageOffset.y === 0) {
+        r = Math.max(0, Math.min(reduce, header.decompositions));
+      }
+      if (r > 0) {
         decoder.decodeSubResolution(r, 0);
+        // Asked for more levels than a tile has, the build leaves an empty image rather than throwing.
+        if (decoder.getDecodedBuffer().length === 0) {
+          r = 0;
+          decoder.decode();
+        }
       } else {
         decoder.decode();
       }

@@ -20,6 +20,7 @@ import {
   renderDziTile,
   type SlideTileReader,
 } from '../../src/imaging/slide-tiles.js';
+import { pearson } from '../helpers/dcmtk.js';
 import { type DicomElement, imageElements, writeDicom } from '../helpers/dicom-writer.js';
 import { encodeJ2k, writeTiff } from '../helpers/tiff-writer.js';
 
@@ -414,6 +415,34 @@ describe('Aperio JPEG 2000 tiles', () => {
     );
     expect(meanAbsDiff(await decode(thumb.data), reference)).toBeLessThan(8);
   });
+
+  test.each([
+    { compression: 33005, ycc: false },
+    { compression: 33003, ycc: true },
+  ])(
+    'compression $compression tiles decode at half and quarter size from the wavelet levels',
+    async ({ compression, ycc }) => {
+      const bytes = writeTiff([
+        { width: 300, height: 200, tile: [128, 128], compression, tiles: await j2kTiles(level0, 128, ycc) },
+      ]);
+      const slide = await openTiffSlide(byteSourceFromBytes(bytes));
+      const full = await crop(level0, { left: 0, top: 0, width: 128, height: 128 });
+      for (const reduce of [1, 2]) {
+        const tile = await slide.readTile(0, 0, 0, reduce);
+        const side = 128 / 2 ** reduce;
+        expect([tile?.width, tile?.height]).toEqual([side, side]);
+        const reference = await decode(
+          await sharp(full.data, { raw: { width: 128, height: 128, channels: 3 } })
+            .resize(side, side, { kernel: 'linear' })
+            .png()
+            .toBuffer(),
+        );
+        // The wavelet's low band is not a resize kernel: the same picture, not the same pixels.
+        expect([reference.width, reference.height]).toEqual([side, side]);
+        expect(pearson(tile!.data, reference.data)).toBeGreaterThan(0.97);
+      }
+    },
+  );
 
   test('a codestream that is not JPEG 2000 is CORRUPT_FILE', async () => {
     const garbage = Uint8Array.of(0xff, 0x4f, 0xff, 0x51, 0x00, 0x02, 0x13, 0x37, 0xff, 0xd9);
