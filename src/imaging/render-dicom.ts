@@ -31,6 +31,7 @@ import {
 } from '../formats/dicom/pixel-data.js';
 import { TAG } from '../formats/dicom/tags.js';
 import { describeTransferSyntax, type PixelCodec } from '../formats/dicom/transfer-syntax.js';
+import { CODESTREAM_NAMES, codestreamSize } from './codecs/codestream-size.js';
 import {
   type CompressedCodec,
   type CompressedFrameJob,
@@ -91,10 +92,34 @@ function runCompressed(job: CompressedFrameJob): Promise<Frame> {
   return samples > IN_THREAD_SAMPLES[job.codec] ? decodeInPool(job) : decodeCompressedFrame(job);
 }
 
+/**
+ * Decoders size their output from the codestream's header, not from Rows and Columns: four bytes of a SOF header
+ * can claim 65535×65535 pixels, and the decoder then allocates gigabytes and spends seconds filling them on the
+ * calling thread (whose choice was made from Rows and Columns). A frame bigger than the instance is refused.
+ */
+function checkCodestreamSize(
+  codec: CompressedCodec,
+  bytes: Uint8Array,
+  pixel: PixelDescription,
+  frameIndex: number,
+) {
+  const declared = codestreamSize(codec, bytes);
+  if (!declared || (declared.rows <= pixel.rows && declared.columns <= pixel.columns)) return;
+  throw new AppError(
+    'CORRUPT_FILE',
+    `${CODESTREAM_NAMES[codec]} frame ${frameIndex + 1} of ${pixel.numberOfFrames} declares ${declared.columns}×${declared.rows} pixels in its header, more than Columns (0028,0011) × Rows (0028,0010) = ${pixel.columns}×${pixel.rows}`,
+    {
+      retryable: false,
+      details: { frameIndex, codestreamRows: declared.rows, codestreamColumns: declared.columns },
+    },
+  );
+}
+
 function compressedDecoder(codec: CompressedCodec): FrameDecoder {
   return async (instance, frameIndex, options) => {
     const pixel = describePixels(instance);
     const bytes = getEncapsulatedFrame(instance, frameIndex);
+    checkCodestreamSize(codec, bytes, pixel, frameIndex);
     return runCompressed({ codec, bytes, pixel, frameIndex, maxSize: options.maxSize });
   };
 }
@@ -112,6 +137,7 @@ const decodeJpegFamily: FrameDecoder = async (instance, frameIndex, options) => 
       { retryable: false, details: { frameIndex } },
     );
   }
+  checkCodestreamSize('jpeg', bytes, pixel, frameIndex);
   if (!header.lossless && header.precision === 8) return decodeWithSharp(bytes, pixel, frameIndex);
   return runCompressed({ codec: 'jpeg', bytes, pixel, frameIndex, maxSize: options.maxSize });
 };

@@ -47,6 +47,7 @@ import {
   type TileTable,
 } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
+import { CODESTREAM_NAMES, type CodestreamKind, codestreamSize } from './codecs/codestream-size.js';
 import { readJ2kMainHeader } from './codecs/j2k-header.js';
 import { TileCache } from './tile-cache.js';
 
@@ -103,6 +104,23 @@ export function createRawTileCache(maxBytes: number): TileCache<RawTile> {
 
 function corrupt(message: string, details?: Record<string, unknown>, cause?: unknown): AppError {
   return new AppError('CORRUPT_FILE', message, { retryable: false, details, cause });
+}
+
+/** A tile whose codestream declares more pixels than the tile holds is refused before its decoder allocates
+ * for them (see codecs/codestream-size.ts). */
+function checkCodestreamSize(
+  kind: CodestreamKind,
+  bytes: Uint8Array,
+  width: number,
+  height: number,
+  what: string,
+) {
+  const declared = codestreamSize(kind, bytes);
+  if (!declared || (declared.columns <= width && declared.rows <= height)) return;
+  throw corrupt(
+    `${what}: its ${CODESTREAM_NAMES[kind]} header declares ${declared.columns}x${declared.rows} pixels, more than the ${width}x${height} tile`,
+    { codestreamColumns: declared.columns, codestreamRows: declared.rows },
+  );
 }
 
 function unsupported(message: string, details?: Record<string, unknown>): AppError {
@@ -567,6 +585,8 @@ class TiffLevel implements LevelSource {
         compression === 33003 ||
         compression === 33004 ||
         (compression === 34712 && this.ifd.photometric === 6);
+      // Against the nominal segment (a strip's full RowsPerStrip); the exact size is checked after decoding.
+      checkCodestreamSize('jpeg-2000', bytes, this.grid.tileWidth, this.grid.tileHeight, what);
       return decodeJ2k(bytes, reduce, ycc, this.channels);
     }
     if (WRAPPED_COMPRESSIONS.has(compression) || compression === ZSTD) {
@@ -720,11 +740,17 @@ class DicomLevel implements LevelSource {
           width: this.map.tileWidth,
         });
       }
-      case 'jpeg-2000':
+      case 'jpeg-2000': {
+        const bytes = await this.frameBytes(frame);
+        checkCodestreamSize('jpeg-2000', bytes, this.map.tileWidth, this.map.tileHeight, `JPEG 2000 ${what}`);
         // YBR_ICT / YBR_RCT frames carry the transform in the codestream; YBR_FULL ones do not.
-        return decodeJ2k(await this.frameBytes(frame), reduce, photometric === 'YBR_FULL', this.channels);
-      case 'jpeg-ls':
-        return decodeJpegLs(await this.frameBytes(frame), photometric, this.channels);
+        return decodeJ2k(bytes, reduce, photometric === 'YBR_FULL', this.channels);
+      }
+      case 'jpeg-ls': {
+        const bytes = await this.frameBytes(frame);
+        checkCodestreamSize('jpeg-ls', bytes, this.map.tileWidth, this.map.tileHeight, `JPEG-LS ${what}`);
+        return decodeJpegLs(bytes, photometric, this.channels);
+      }
       case 'native':
       case 'rle': {
         const decoded =

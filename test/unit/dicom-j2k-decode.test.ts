@@ -54,9 +54,15 @@ function box(type: string, body: number[]): number[] {
 }
 
 describe('readJ2kMainHeader', () => {
-  const expected = { imageOffset: { x: 7, y: 5 }, components: 3, colourTransform: true, decompositions: 2 };
+  const expected = {
+    imageOffset: { x: 7, y: 5 },
+    imageSize: { width: 100, height: 60 },
+    components: 3,
+    colourTransform: true,
+    decompositions: 2,
+  };
 
-  test('reads the image origin, the components, the colour transform and the fewest levels', () => {
+  test('reads the image origin and size, the components, the colour transform and the fewest levels', () => {
     expect(readJ2kMainHeader(mainHeader())).toEqual(expected);
   });
 

@@ -231,6 +231,33 @@ describe('parseDicom', () => {
     const instance = parseDicom(bytes.subarray(0, bytes.length - 10));
     expect(instance).toMatchObject({ rows: 6, hasPixelData: true, pixelDataTruncated: true });
   });
+
+  test('a sequence missing its delimitation item inside a defined-length item is a warning, as at the top level', () => {
+    // (0008,1115) SQ, defined length → item, defined length → (0008,1140) SQ, undefined length → one item, and the
+    // file ends where (FFFE,E0DD) should be. dicom-parser gives that item's data set no warnings list, so this
+    // used to throw "Cannot read properties of undefined (reading 'push')".
+    const le = (n: number, bytes: number) => Array.from({ length: bytes }, (_, i) => (n >>> (8 * i)) & 0xff);
+    const sequence = (tag: number, length: number) => [
+      ...le(tag >>> 16, 2),
+      ...le(tag, 2),
+      0x53,
+      0x51,
+      0,
+      0,
+      ...le(length, 4),
+    ];
+    const item = (content: number[]) => [0xfe, 0xff, 0x00, 0xe0, ...le(content.length, 4), ...content];
+    const uid = [...new TextEncoder().encode('1.2.3'), 0];
+    const innerItem = item([0x08, 0x00, 0x50, 0x11, 0x55, 0x49, ...le(uid.length, 2), ...uid]);
+    const innerSequence = [...sequence(0x00081140, 0xffffffff), ...innerItem];
+    const outerItem = item(innerSequence);
+    const outerSequence = [...sequence(0x00081115, outerItem.length), ...outerItem];
+    const head = writeDicom([{ tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' }]);
+    const instance = parseDicom(Uint8Array.from([...head, ...outerSequence]));
+    expect(instance.sopClassUid).toBe('1.2.840.10008.5.1.4.1.1.7');
+    expect(instance.warnings.join('\n')).toMatch(/eof encountered before finding sequence delimitation/);
+    expect(instance.dataSet.elements.x00081115?.items?.[0]?.dataSet?.elements.x00081140).toBeDefined();
+  });
 });
 
 function expectAppError(fn: () => unknown, code: string, message?: RegExp): void {

@@ -691,6 +691,30 @@ describe('compressed frames through the codecs', () => {
     expect(pixels[0]!).toBeLessThan(10);
     expect(pixels[255]!).toBeGreaterThan(245);
   });
+
+  // Found by test/conformance/mutation-robustness.test.ts: a lossless JPEG whose SOF said 22016×22589 in a 512×512
+  // instance took 12 s and 3 GB on the calling thread before rendering noise.
+  test.each(['jpeg-lossless', 'jpeg-baseline', 'jpeg-ls', 'jpeg-2000', 'htj2k'] as const)(
+    '%s codestream bigger than Rows × Columns → CORRUPT_FILE before decoding',
+    async (codec) => {
+      const frame = await encodeFrame(codec, new Uint8Array(32 * 24), {
+        rows: 24,
+        columns: 32,
+        bitsAllocated: 8,
+      });
+      const instance = parseDicom(
+        writeDicom(
+          imageElements({ rows: 24, columns: 16, bitsAllocated: 8, pixelData: { fragments: [frame] } }),
+          { transferSyntaxUid: UID[codec] },
+        ),
+      );
+      await expectRejection(
+        renderDicomFrame(instance),
+        'CORRUPT_FILE',
+        /frame 1 of 1 declares 32×24 pixels in its header, more than Columns \(0028,0011\) × Rows \(0028,0010\) = 16×24/,
+      );
+    },
+  );
 });
 
 describe('renderDicomFrame, pixel aspect, float data and VOI functions', () => {

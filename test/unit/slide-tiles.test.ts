@@ -454,6 +454,25 @@ describe('Aperio JPEG 2000 tiles', () => {
     const err = await rejection(slide.readRegion(0, 0, 0, 10, 10));
     expect(err.code).toBe('CORRUPT_FILE');
   });
+
+  // Found by test/conformance/mutation-robustness.test.ts: a DICOM WSI JPEG-LS frame whose header claimed
+  // 20000×20000 pixels grew the codec's memory by a gigabyte before the codec gave up. The size the codestream
+  // declares is now checked against the tile first.
+  test('a codestream declaring more pixels than its tile is CORRUPT_FILE before it is decoded', async () => {
+    const [big] = await j2kTiles(
+      { data: testPixels(256, 256), width: 256, height: 256, channels: 3 },
+      256,
+      false,
+    );
+    const slide = await openTiffSlide(
+      byteSourceFromBytes(
+        writeTiff([{ width: 150, height: 100, tile: [128, 128], compression: 33005, tileData: big! }]),
+      ),
+    );
+    const err = await rejection(slide.readRegion(0, 0, 0, 10, 10));
+    expect(err.code).toBe('CORRUPT_FILE');
+    expect(err.message).toMatch(/JPEG 2000 header declares 256x256 pixels, more than the 128x128 tile/);
+  });
 });
 
 describe('broken tiles', () => {

@@ -183,6 +183,23 @@ type DataSetConstructor = new (
 // dicom-parser exports the class at runtime but its typings only describe the instance shape.
 const DataSetClass = (dicomParser as unknown as { DataSet: DataSetConstructor }).DataSet;
 
+/**
+ * dicom-parser gives the data set of a defined-length sequence item no `warnings`, then pushes to it when
+ * something nested inside ends early (a sequence without its delimitation item, an icon's encapsulated pixel
+ * data without its delimiter): a TypeError ("reading 'push'") where the top level gets a warning. While
+ * parseDataSet runs, such item data sets report into its warnings; a data set given its own keeps it.
+ */
+let nestedWarnings: string[] | undefined;
+Object.defineProperty(DataSetClass.prototype, 'warnings', {
+  configurable: true,
+  get(): string[] | undefined {
+    return nestedWarnings;
+  },
+  set(this: DataSet, value: string[]) {
+    Object.defineProperty(this, 'warnings', { value, writable: true, enumerable: true, configurable: true });
+  },
+});
+
 interface ParsedDataSet {
   dataSet: DataSet;
   pixelDataTruncated: boolean;
@@ -212,6 +229,25 @@ function parseDataSet(
   dataSet.warnings = warnings;
   if (start >= byteArray.length) return { dataSet, pixelDataTruncated: false, warnings };
 
+  const outer = nestedWarnings;
+  nestedWarnings = warnings;
+  try {
+    return readTopLevel(dataSet, elements, warnings, byteArray, start, encoding, label);
+  } finally {
+    nestedWarnings = outer;
+  }
+}
+
+function readTopLevel(
+  dataSet: DataSet,
+  elements: Record<string, Element>,
+  warnings: string[],
+  byteArray: Uint8Array,
+  start: number,
+  encoding: Encoding,
+  label: string,
+): ParsedDataSet {
+  const parser = dataSet.byteArrayParser;
   const stream = new dicomParser.ByteStream(parser, byteArray, start);
   const end = byteArray.length;
   let previousTag: string | undefined;

@@ -8,6 +8,8 @@
 export interface J2kMainHeader {
   /** XOsiz and YOsiz: the image's top-left corner on the reference grid. */
   imageOffset: { x: number; y: number };
+  /** Xsiz − XOsiz and Ysiz − YOsiz: the image's size in pixels. */
+  imageSize: { width: number; height: number };
   /** Csiz. */
   components: number;
   /** SGcod's multiple component transformation: RCT (reversible) or ICT (irreversible) on components 0–2. */
@@ -54,7 +56,7 @@ export function readJ2kMainHeader(bytes: Uint8Array): J2kMainHeader | undefined 
   const start = codestreamStart(view);
   if (start === undefined || start + 2 > view.byteLength || view.getUint16(start) !== SOC) return undefined;
   let pos = start + 2;
-  let siz: Pick<J2kMainHeader, 'imageOffset' | 'components'> | undefined;
+  let siz: Pick<J2kMainHeader, 'imageOffset' | 'imageSize' | 'components'> | undefined;
   let cod: Pick<J2kMainHeader, 'colourTransform' | 'decompositions'> | undefined;
   let fewestInCoc = Number.POSITIVE_INFINITY;
   while (pos + 4 <= view.byteLength) {
@@ -64,8 +66,14 @@ export function readJ2kMainHeader(bytes: Uint8Array): J2kMainHeader | undefined 
     const body = pos + 4;
     if (length < 2 || pos + 2 + length > view.byteLength) return undefined;
     if (marker === SIZ && length >= 38) {
+      const x = view.getUint32(body + 10);
+      const y = view.getUint32(body + 14);
       siz = {
-        imageOffset: { x: view.getUint32(body + 10), y: view.getUint32(body + 14) },
+        imageOffset: { x, y },
+        imageSize: {
+          width: Math.max(0, view.getUint32(body + 2) - x),
+          height: Math.max(0, view.getUint32(body + 6) - y),
+        },
         components: view.getUint16(body + 34),
       };
     } else if (marker === COD && length >= 8) {

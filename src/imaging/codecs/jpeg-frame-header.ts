@@ -25,6 +25,18 @@ function isStartOfFrame(marker: number): boolean {
 
 /** The first SOF header of a JPEG stream, or undefined when the bytes do not start a JPEG or end before it. */
 export function readJpegFrameHeader(jpeg: Uint8Array): JpegFrameHeader | undefined {
+  return readFrameHeader(jpeg, isStartOfFrame);
+}
+
+/** JPEG-LS (ISO/IEC 14495-1) has the same marker syntax, with its own start-of-frame marker SOF55 (0xF7). */
+export function readJpegLsFrameHeader(jpeg: Uint8Array): JpegFrameHeader | undefined {
+  return readFrameHeader(jpeg, (marker) => marker === 0xf7);
+}
+
+function readFrameHeader(
+  jpeg: Uint8Array,
+  isStartOfFrame: (marker: number) => boolean,
+): JpegFrameHeader | undefined {
   if (jpeg.length < 4 || jpeg[0] !== 0xff || jpeg[1] !== SOI) return undefined;
   let pos = 2;
   while (pos + 4 <= jpeg.length) {
