@@ -8,6 +8,7 @@ import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import sharp from 'sharp';
+import { cpuProbeMs } from './cpu-probe.js';
 import { type BenchRow, markdownTable, repoRoot, run } from './lib.js';
 
 interface Part {
@@ -41,6 +42,11 @@ async function machine() {
     vipsCli: await firstLine('vips', ['--version']),
     dcmtk: (await firstLine('dcmj2pnm', ['--version']))?.replace(/^\$|\$$/g, '').trim(),
     commit: commit ? `${commit}${dirty?.stdout.trim() ? ' (with uncommitted changes)' : ''}` : undefined,
+    /** bench/cpu-probe.ts before the first benchmark and now: a slower host shows here. */
+    cpuProbeMs: {
+      start: Number(process.env.BENCH_CPU_PROBE_START_MS) || undefined,
+      end: Math.round(cpuProbeMs()),
+    },
   };
 }
 
@@ -86,7 +92,9 @@ async function main(): Promise<number> {
     `Teleread benchmarks, ${date.toISOString().slice(0, 16).replace('T', ' ')} UTC, one run on ` +
     `${info.cores} × ${info.cpu}, ${info.memoryGb} GB, node ${info.node}, sharp ${info.sharp} (libvips ${info.sharpLibvips}), ` +
     `${info.vipsCli ?? 'no vips CLI'}, ${info.dcmtk ?? 'no dcmtk'}, commit ${info.commit ?? '?'}, ` +
-    `load average ${info.loadAverage.join(' / ')} (1/5/15 min) at the end.\n` +
+    `load average ${info.loadAverage.join(' / ')} (1/5/15 min) at the end, ` +
+    `CPU probe ${info.cpuProbeMs.start ?? '?'} ms at the start and ${info.cpuProbeMs.end} ms at the end ` +
+    '(bench/cpu-probe.ts: lower is a faster host; absolute figures move with it, same-run ratios much less).\n' +
     'ratio = Teleread ÷ reference, both measured in this run; "better" says which direction is good.';
   const problems = [
     ...unfinished.map((b) => `- ${b.name}: did not finish (exit ${b.exitCode}); see its output above`),

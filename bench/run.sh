@@ -83,6 +83,10 @@ done
 parts=$(mktemp -d "${TMPDIR:-/tmp}/teleread-bench-parts-XXXXXX")
 trap 'rm -rf "$parts"' EXIT
 
+# How fast the cores are before the first benchmark (bench/cpu-probe.ts); report.ts times them again at the end.
+BENCH_CPU_PROBE_START_MS=$(node --import ./node_modules/tsx/dist/loader.mjs bench/cpu-probe.ts)
+export BENCH_CPU_PROBE_START_MS
+
 statuses=()
 for name in "${selected[@]}"; do
   echo "bench: $name (limit $(limit_of "$name") s)" >&2
