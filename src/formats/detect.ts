@@ -11,6 +11,9 @@ const ascii = (bytes: Uint8Array, start: number, length: number) =>
  * (as the record's header lists it) is the only evidence. */
 const WFDB_SIGNAL_EXT = /\.(dat|d\d+|mat|xyz|sig)$/i;
 
+/** Names modalities and PACS exports give DICOM files (.IMA: Siemens). */
+const DICOM_EXT = /\.(dcm|dicom|dic|ima)$/i;
+
 /**
  * Sniffs a file's format from its first bytes (and, only where a format has no magic number, its name).
  * Content first: clinics send DICOM with no extension, or `.dcm` files that are not DICOM.
@@ -41,6 +44,10 @@ export function detectFormat(head: Uint8Array, name = ''): DetectedFormat {
   // SCP-ECG opens with a CRC and a record length, then section 0 whose ID is 0 and whose header carries "SCPECG".
   if (head.length >= 22 && ascii(head, 16, 6) === 'SCPECG') return 'scp-ecg';
   if (WFDB_SIGNAL_EXT.test(name)) return 'wfdb-signal';
+  // A bare data set (no preamble, no file meta) has no magic, and only group 0002 or 0008 at its start is
+  // recognised above: one that opens with another group, or with a stray byte, is DICOM only by its name. The
+  // parser then decides, as dcmtk's fallbacks do, and refuses bytes that hold no data set as UNSUPPORTED_FORMAT.
+  if (text === null && DICOM_EXT.test(name)) return 'dicom';
   return 'unknown';
 }
 
