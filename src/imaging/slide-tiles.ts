@@ -10,7 +10,6 @@
  * per slide and keep it while the slide is being viewed.
  */
 import { randomUUID } from 'node:crypto';
-import { createRequire } from 'node:module';
 import { deflateSync } from 'node:zlib';
 import { decompress as zstdDecompress } from 'fzstd';
 import sharp from 'sharp';
@@ -48,7 +47,8 @@ import {
 } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
 import { CODESTREAM_NAMES, type CodestreamKind, codestreamSize } from './codecs/codestream-size.js';
-import { readJ2kMainHeader } from './codecs/j2k-header.js';
+import { decodeOpenJpegReduced } from './codecs/decode-compressed-frame.js';
+import { loadCharls, loadOpenJpeg } from './codecs/load-codecs.js';
 import { TileCache } from './tile-cache.js';
 
 /** Row-major, channel-interleaved 8-bit pixels. */
@@ -134,67 +134,11 @@ function messageOf(err: unknown): string {
 
 // ---------------------------------------------------------------------------------------------- WASM codecs
 
-interface WasmDecoder {
-  /** Frees the C++ object (embind objects are not garbage collected). */
-  delete(): void;
-  getEncodedBuffer(length: number): Uint8Array;
-  getDecodedBuffer(): Uint8Array;
-  getFrameInfo(): {
-    width: number;
-    height: number;
-    bitsPerSample: number;
-    componentCount: number;
-    isSigned?: boolean;
-  };
-  decode(): void;
-}
-
-interface J2KDecoder extends WasmDecoder {
-  decodeSubResolution(level: number, layer: number): void;
-}
-
-interface JpegLSDecoder extends WasmDecoder {
-  getInterleaveMode(): number;
-}
-
-const require = createRequire(import.meta.url);
-
-interface OpenJpegModule {
-  J2KDecoder: new () => J2KDecoder;
-}
-
-interface CharlsModule {
-  JpegLSDecoder: new () => JpegLSDecoder;
-}
-
-let openJpeg: Promise<OpenJpegModule> | undefined;
-let charls: Promise<CharlsModule> | undefined;
-
-type CodecFactory<M> = (options: Record<string, unknown>) => Promise<M>;
-
-/** The WASM modules are loaded on first use. `print` is silenced because the OpenJPEG build writes [INFO]
- * lines to stdout. */
-function openJpegModule(): Promise<OpenJpegModule> {
-  openJpeg ??= (require('@cornerstonejs/codec-openjpeg/decodewasmjs') as CodecFactory<OpenJpegModule>)({
-    print: () => {},
-    printErr: () => {},
-  });
-  return openJpeg;
-}
-
-function charlsModule(): Promise<CharlsModule> {
-  charls ??= (require('@cornerstonejs/codec-charls/decodewasmjs') as CodecFactory<CharlsModule>)({
-    print: () => {},
-    printErr: () => {},
-  });
-  return charls;
-}
-
 /**
  * Runs one decode on a fresh decoder and copies the pixels out of WASM memory. A reused decoder keeps the
  * previous image when a codestream is garbage, which would show another tile's pixels.
  */
-function withDecoder<D extends WasmDecoder, T>(decoder: D, use: (d: D) => T): T {
+function withDecoder<D extends { delete(): void }, T>(decoder: D, use: (d: D) => T): T {
   try {
     return use(decoder);
   } finally {
@@ -203,27 +147,12 @@ function withDecoder<D extends WasmDecoder, T>(decoder: D, use: (d: D) => T): T 
 }
 
 async function decodeJ2k(bytes: Uint8Array, reduce: number, ycc: boolean, channels: 1 | 3): Promise<RawTile> {
-  const module = await openJpegModule();
-  const decoded = withDecoder(new module.J2KDecoder(), (decoder) => {
+  const codec = await loadOpenJpeg();
+  const decoded = withDecoder(codec.createDecoder(), (decoder) => {
     let r = 0;
     try {
       decoder.getEncodedBuffer(bytes.length).set(bytes);
-      // The build's readHeader() leaves getNumDecompositions() at 0, so the levels come from our own reading of
-      // the main header; a tile off the grid origin is decoded in full (see decode-compressed-frame.ts).
-      const header = reduce > 0 ? readJ2kMainHeader(bytes) : undefined;
-      if (header && header.imageOffset.x === 0 && header.imageOffset.y === 0) {
-        r = Math.max(0, Math.min(reduce, header.decompositions));
-      }
-      if (r > 0) {
-        decoder.decodeSubResolution(r, 0);
-        // Asked for more levels than a tile has, the build leaves an empty image rather than throwing.
-        if (decoder.getDecodedBuffer().length === 0) {
-          r = 0;
-          decoder.decode();
-        }
-      } else {
-        decoder.decode();
-      }
+      r = decodeOpenJpegReduced(decoder, bytes, reduce);
     } catch (err) {
       throw corrupt(
         `JPEG 2000 tile cannot be decoded: ${typeof err === 'number' ? `codec error ${err}` : messageOf(err)}`,
@@ -252,8 +181,8 @@ async function decodeJ2k(bytes: Uint8Array, reduce: number, ycc: boolean, channe
 }
 
 async function decodeJpegLs(bytes: Uint8Array, photometric: string, channels: 1 | 3): Promise<RawTile> {
-  const module = await charlsModule();
-  const { info, interleave, raw } = withDecoder(new module.JpegLSDecoder(), (decoder) => {
+  const codec = await loadCharls();
+  const { info, interleave, raw } = withDecoder(codec.createDecoder(), (decoder) => {
     try {
       decoder.getEncodedBuffer(bytes.length).set(bytes);
       decoder.decode();

@@ -5,7 +5,7 @@ import { type AppError, isAppError } from '../../src/errors.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { corpusPath, hasCorpus, loadTruth, repoRoot, type TruthEntry } from '../corpus.js';
 import { hasDcmj2pnm, hasDcml2pnm, pearson, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
-import { renderForComparison as renderFile } from '../helpers/render-compare.js';
+import { MIN_CORRELATION, renderForComparison as renderFile } from '../helpers/render-compare.js';
 
 /**
  * Teleread's renders against DCMTK's, file by file: the middle frame, the same VOI, 256 pixels on the longest
@@ -14,7 +14,6 @@ import { renderForComparison as renderFile } from '../helpers/render-compare.js'
  * test/fixtures/reference/dicom.
  */
 
-const MIN_CORRELATION = 0.99;
 const REFERENCE_DIR = path.join(repoRoot, 'test/fixtures/reference/dicom');
 
 const truth = loadTruth();

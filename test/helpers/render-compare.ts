@@ -3,11 +3,25 @@
  * and that VOI in DCMTK's terms so that dcmj2pnm/dcml2pnm can be asked for the same one.
  */
 import { readFileSync } from 'node:fs';
+import type { ExpectStatic } from 'vitest';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { decodeDicomFrame, renderDicomFrame, resolveVoi } from '../../src/imaging/render-dicom.js';
-import type { DcmtkVoi } from './dcmtk.js';
+import { type DcmtkVoi, type GrayImage, pearson, standardDeviation } from './dcmtk.js';
 
 export const COMPARISON_SIZE = 256;
+/** The issue's bar: Teleread's render and DCMTK's correlate at this or better, as 8-bit grayscale. */
+export const MIN_CORRELATION = 0.99;
+/** Grey levels of spread every generated reference must have; the matrices' patterns give 45 or more. */
+const MIN_REFERENCE_SPREAD = 20;
+
+/** The matrices' render check against a DCMTK reference: the same size, a reference that is not flat (pearson
+ * calls two flat images equal, which would make the correlation meaningless), and r ≥ MIN_CORRELATION. Takes
+ * the test's own `expect`, as concurrent tests must. */
+export function expectRendersLike(expect: ExpectStatic, image: GrayImage, reference: GrayImage): void {
+  expect([reference.width, reference.height]).toEqual([image.width, image.height]);
+  expect(standardDeviation(reference.data)).toBeGreaterThan(MIN_REFERENCE_SPREAD);
+  expect(pearson(image.data, reference.data)).toBeGreaterThanOrEqual(MIN_CORRELATION);
+}
 
 /** Renders a frame (by default the middle one) at 256 px and says which VOI it used, in DCMTK's terms. */
 export async function renderForComparison(

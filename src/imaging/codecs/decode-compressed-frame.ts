@@ -136,27 +136,37 @@ function startsOffOrigin(header: J2kMainHeader | undefined): boolean {
   return header !== undefined && (header.imageOffset.x !== 0 || header.imageOffset.y !== 0);
 }
 
+/**
+ * Decodes a JPEG 2000 codestream with OpenJPEG at 1/2^`wanted` of its size where it can, in full otherwise, and
+ * returns the level it decoded at. The build's own level count (readHeader, getNumDecompositions) stays 0, and
+ * asked for more halvings than the codestream has it does not throw: it prints OpenJPEG's error and leaves an
+ * empty image. So the levels come from the main header, and an empty result (a tile with fewer) decodes in full.
+ * DICOM frames and slide tiles both decode through here.
+ */
+export function decodeOpenJpegReduced(decoder: J2kDecoder, bytes: Uint8Array, wanted: number): number {
+  const header = readJ2kMainHeader(bytes);
+  const level = header && !startsOffOrigin(header) ? Math.min(wanted, header.decompositions) : 0;
+  if (level > 0) {
+    try {
+      decoder.decodeSubResolution(level, 0);
+      if (decoder.getDecodedBuffer().length > 0) return level;
+    } catch {
+      // Decoded in full below.
+    }
+  }
+  decoder.decode();
+  return 0;
+}
+
 function decodeJpeg2000(job: CompressedFrameJob): Promise<DecodedSamples> {
   return withWasmDecoder(loadOpenJpeg, job.bytes, (decoder) => {
     const { columns, rows } = job.pixel;
-    const header = readJ2kMainHeader(job.bytes);
-    // Asked for more halvings than the codestream has levels, the build does not throw: it prints OpenJPEG's
-    // error and leaves an empty image. So no more than the main header gives, and a full decode if a tile
-    // still has fewer.
-    const limit = header?.decompositions ?? 5;
-    const level = startsOffOrigin(header) ? 0 : reductionLevel(columns, rows, job.maxSize, limit);
-    if (level > 0) {
-      try {
-        decoder.decodeSubResolution(level, 0);
-        if (decoder.getDecodedBuffer().length > 0) {
-          return j2kSamples(job, decoder, decoder.calculateSizeAtDecompositionLevel(level));
-        }
-      } catch {
-        // Decoded in full below.
-      }
-    }
-    decoder.decode();
-    return j2kSamples(job, decoder, decoder.calculateSizeAtDecompositionLevel(0));
+    const level = decodeOpenJpegReduced(
+      decoder,
+      job.bytes,
+      reductionLevel(columns, rows, job.maxSize, Number.POSITIVE_INFINITY),
+    );
+    return j2kSamples(job, decoder, decoder.calculateSizeAtDecompositionLevel(level));
   });
 }
 
