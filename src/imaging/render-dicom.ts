@@ -17,7 +17,7 @@ import {
   type VoiLutFunction,
 } from '../formats/dicom/lookup-table.js';
 import { readPaletteColorLut } from '../formats/dicom/palette.js';
-import type { DicomInstance } from '../formats/dicom/parse-dicom.js';
+import { type DicomInstance, instanceForFrame } from '../formats/dicom/parse-dicom.js';
 import {
   describePixels,
   type Frame,
@@ -249,8 +249,10 @@ export async function renderDicomFrame(
   const frameIndex = opts.frame ?? Math.floor(description.numberOfFrames / 2);
   const size = opts.size ?? 256;
   const frame = await decodeDicomFrame(input, frameIndex, { maxSize: size });
-  const target = displaySize(description.rows, description.columns, readPixelAspect(input), size);
-  const display = await displayPixelsForRender(frame, input, opts.window, target);
+  // Enhanced objects may give this frame its own rescale, window and pixel spacing.
+  const instance = instanceForFrame(input, frameIndex);
+  const target = displaySize(description.rows, description.columns, readPixelAspect(instance), size);
+  const display = await displayPixelsForRender(frame, instance, opts.window, target);
   try {
     return await encodeImage(
       { data: display.data, width: target.width, height: target.height, channels: display.channels },
@@ -308,7 +310,10 @@ export function toDisplayPixels(
   const pi = frame.photometricInterpretation;
   if (frame.samplesPerPixel === 1) {
     if (pi === 'MONOCHROME1' || pi === 'MONOCHROME2') {
-      return { data: renderGrayscale(frame, instance, window, pi === 'MONOCHROME1', target), channels: 1 };
+      return {
+        data: renderGrayscale(frame, instance, window, displayInverted(instance), target),
+        channels: 1,
+      };
     }
     if (pi === 'PALETTE COLOR')
       return { data: resizeColour(renderPalette(frame, instance), frame, target), channels: 3 };
@@ -322,6 +327,17 @@ export function toDisplayPixels(
     `photometric interpretation ${pi} with ${frame.samplesPerPixel} samples per pixel cannot be rendered`,
     { retryable: false },
   );
+}
+
+/**
+ * Whether the lowest value shows white. The Presentation LUT Shape (2050,0020) decides when the file has one:
+ * INVERSE shows even MONOCHROME2 negative (X-ray angiography often asks for this) and IDENTITY shows MONOCHROME1
+ * as stored; otherwise MONOCHROME1 inverts. This is DCMTK's reading too (dcmj2pnm, checked on both cases).
+ */
+export function displayInverted(instance: DicomInstance): boolean {
+  if (instance.presentationLutShape === 'INVERSE') return true;
+  if (instance.presentationLutShape === 'IDENTITY') return false;
+  return instance.photometricInterpretation === 'MONOCHROME1';
 }
 
 function sameSize(frame: Frame, size: DisplaySize): boolean {
@@ -547,7 +563,7 @@ async function displayPixelsForRender(
     return toDisplayPixels(frame, instance, window, size);
   }
   if (pi !== 'MONOCHROME1' && pi !== 'MONOCHROME2') return toDisplayPixels(frame, instance, window, size);
-  const plan = planGrayscale(frame, instance, window, pi === 'MONOCHROME1');
+  const plan = planGrayscale(frame, instance, window, displayInverted(instance));
   const table = plan.modalityLut ? modalityTable(frame, plan.modality) : undefined;
   // A Modality LUT on wide samples has no table to send; such frames stay on this thread.
   if (plan.modalityLut && !table) return toDisplayPixels(frame, instance, window, size);

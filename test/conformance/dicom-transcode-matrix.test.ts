@@ -110,6 +110,22 @@ const LAYOUTS: Layout[] = [
     photometricInterpretation: 'MONOCHROME1',
     extra: windowed('2048', '3000'),
   },
+  // The Presentation LUT Shape overrides the photometric polarity (negative angiography, DX/MG modules).
+  {
+    name: 'MONOCHROME2 u12 90×70 Presentation LUT INVERSE',
+    rows: 70,
+    columns: 90,
+    ...U12,
+    extra: [{ tag: 0x20500020, vr: 'CS', value: 'INVERSE' }],
+  },
+  {
+    name: 'MONOCHROME1 u8 90×70 Presentation LUT IDENTITY',
+    rows: 70,
+    columns: 90,
+    ...U8,
+    photometricInterpretation: 'MONOCHROME1',
+    extra: [{ tag: 0x20500020, vr: 'CS', value: 'IDENTITY' }],
+  },
   { name: 'RGB 127×93 planar 0', rows: 93, columns: 127, ...RGB8, planarConfiguration: 0 },
   { name: 'RGB 93×127 planar 1', rows: 127, columns: 93, ...RGB8, planarConfiguration: 1 },
   { name: 'RGB 64×48 3 frames', rows: 48, columns: 64, frames: 3, ...RGB8, planarConfiguration: 0 },

@@ -104,20 +104,84 @@ describe('renderDicomFrame, grayscale', () => {
     expect(pixels).toEqual([0, 39, 102, 115, 128, 141, 255, 255]);
   });
 
+  /** A 12-bit ramp over the full range, in the given polarity and with an optional Presentation LUT Shape. */
+  const ramp = (photometricInterpretation: string, shape?: string): ImageSpec => ({
+    rows: 2,
+    columns: 4,
+    bitsAllocated: 16,
+    bitsStored: 12,
+    photometricInterpretation,
+    pixelData: Uint16Array.from([0, 500, 1000, 1500, 2000, 2500, 3000, 4095]),
+    extra: shape ? [{ tag: 0x20500020, vr: 'CS', value: shape }] : [],
+  });
+
   test('MONOCHROME1 renders inverted', async () => {
-    const spec = (photometricInterpretation: string): ImageSpec => ({
-      rows: 2,
-      columns: 4,
-      bitsAllocated: 16,
-      bitsStored: 12,
-      photometricInterpretation,
-      pixelData: Uint16Array.from([0, 500, 1000, 1500, 2000, 2500, 3000, 4095]),
-    });
+    const spec = (photometricInterpretation: string) => ramp(photometricInterpretation);
     const mono2 = await render(spec('MONOCHROME2'));
     const mono1 = await render(spec('MONOCHROME1'));
     expect(mono1.pixels).toEqual(mono2.pixels.map((v) => 255 - v));
     expect(mono2.pixels[0]).toBe(0);
     expect(mono2.pixels[7]).toBe(255);
+  });
+
+  test('Presentation LUT Shape decides the polarity when present: INVERSE inverts, IDENTITY does not', async () => {
+    const spec = ramp;
+    const positive = (await render(spec('MONOCHROME2'))).pixels;
+    const negative = positive.map((v) => 255 - v);
+    expect(positive[0]).toBe(0);
+    expect((await render(spec('MONOCHROME2', 'INVERSE'))).pixels).toEqual(negative);
+    expect((await render(spec('MONOCHROME2', 'IDENTITY'))).pixels).toEqual(positive);
+    expect((await render(spec('MONOCHROME1', 'INVERSE'))).pixels).toEqual(negative);
+    expect((await render(spec('MONOCHROME1', 'IDENTITY'))).pixels).toEqual(positive);
+    // An unknown shape is ignored, as the photometric interpretation then decides.
+    expect((await render(spec('MONOCHROME1', 'LIN OD'))).pixels).toEqual(negative);
+  });
+
+  test('an enhanced multi-frame object renders each frame with its own rescale, window and pixel spacing', async () => {
+    const ds = (tag: number, value: string): DicomElement => ({ tag, vr: 'DS', value });
+    const group = (tag: number, ...elements: DicomElement[]): DicomElement => ({
+      tag,
+      vr: 'SQ',
+      value: [elements],
+    });
+    const transformation = (intercept: string) =>
+      group(0x00289145, ds(0x00281052, intercept), ds(0x00281053, '1'));
+    const voi = (center: string, width: string) =>
+      group(0x00289132, ds(0x00281050, center), ds(0x00281051, width));
+    const measures = (spacing: string) => group(0x00289110, ds(0x00280030, spacing));
+    // Two frames of the same stored ramp 0…700. The shared groups say HU = stored − 1000, window −650/700
+    // (the ramp spans it) and square pixels; frame 2 overrides all three.
+    const ramp = Array.from({ length: 8 }, (_, i) => i * 100);
+    const spec: ImageSpec = {
+      rows: 1,
+      columns: 8,
+      bitsAllocated: 16,
+      numberOfFrames: 2,
+      pixelData: Uint16Array.from([...ramp, ...ramp]),
+      extra: [
+        {
+          tag: 0x52009229,
+          vr: 'SQ',
+          value: [[transformation('-1000'), voi('-650', '700'), measures('1\\1')]],
+        },
+        {
+          tag: 0x52009230,
+          vr: 'SQ',
+          value: [
+            [group(0x00209111, { tag: 0x00209157, vr: 'UL', value: 1 })],
+            [transformation('0'), voi('200', '200'), measures('2\\1')],
+          ],
+        },
+      ],
+    };
+    const first = await render(spec, { frame: 0 });
+    expect([first.image.width, first.image.height]).toEqual([8, 1]);
+    expect(first.pixels).toEqual([0, 36, 73, 109, 146, 182, 219, 255]);
+    // Frame 2: stored = HU, window 100…300, and rows twice as tall as columns are wide.
+    const second = await render(spec, { frame: 1 });
+    expect([second.image.width, second.image.height]).toEqual([8, 2]);
+    expect(second.pixels.slice(0, 8)).toEqual([0, 0, 128, 255, 255, 255, 255, 255]);
+    expect(second.pixels.slice(8)).toEqual(second.pixels.slice(0, 8));
   });
 
   test('without a window, the 1st–99th percentile range fills the output', async () => {

@@ -3,7 +3,7 @@
  * Descriptor and LUT Data. Used instead of rescale or window when a file carries them.
  */
 import type { DataSet } from 'dicom-parser';
-import { type DicomInstance, firstItem } from './parse-dicom.js';
+import { type DicomInstance, firstItem, functionalGroupItems, functionalGroupsOf } from './parse-dicom.js';
 import { TAG } from './tags.js';
 
 export interface LookupTable {
@@ -69,13 +69,12 @@ export function lookUp(table: LookupTable, value: number): number {
 /** VOI LUT Function (0028,1056), PS3.3 C.11.2.1.3: how a window maps values to output. */
 export type VoiLutFunction = 'LINEAR' | 'LINEAR_EXACT' | 'SIGMOID';
 
-/** The VOI LUT Function at the top level or in the shared Frame VOI LUT of enhanced objects; LINEAR when absent
- * or unknown, as the standard says. */
+/** The VOI LUT Function at the top level or in the Frame VOI LUT of enhanced objects (the frame's own, then the
+ * shared one); LINEAR when absent or unknown, as the standard says. */
 export function readVoiLutFunction(instance: DicomInstance): VoiLutFunction {
   const ds = instance.dataSet;
-  const shared = firstItem(ds, TAG.SharedFunctionalGroupsSequence);
-  const frameVoi = firstItem(shared, TAG.FrameVOILUTSequence);
-  for (const source of [ds, frameVoi]) {
+  const groups = functionalGroupsOf(ds, instance.frameIndex);
+  for (const source of [ds, ...functionalGroupItems(groups, TAG.FrameVOILUTSequence)]) {
     const element = source?.elements[VOI_LUT_FUNCTION];
     if (!source || !element || element.dataOffset + element.length > source.byteArray.length) continue;
     const value = String.fromCharCode(

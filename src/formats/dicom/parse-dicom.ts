@@ -51,6 +51,9 @@ export interface DicomInstance {
   rescaleIntercept?: number | undefined;
   windowCenter?: number | undefined;
   windowWidth?: number | undefined;
+  /** Presentation LUT Shape (2050,0020): IDENTITY or INVERSE when the file says, which then decides the display
+   * polarity instead of the photometric interpretation. */
+  presentationLutShape?: string | undefined;
   specificCharacterSet?: string | undefined;
   totalPixelMatrixColumns?: number | undefined;
   totalPixelMatrixRows?: number | undefined;
@@ -65,6 +68,8 @@ export interface DicomInstance {
   /** dicom-parser's data set (its byteArray is the inflated one for deflated files). Not enumerable, so that
    * serialising an instance does not copy the file's bytes. */
   readonly dataSet: DataSet;
+  /** Set on the view instanceForFrame returns: the frame whose Per-Frame Functional Groups it reads. */
+  readonly frameIndex?: number;
 }
 
 interface Encoding {
@@ -566,6 +571,68 @@ export function firstItem(ds: DataSet | undefined, tag: string): DataSet | undef
   return ds?.elements[tag]?.items?.[0]?.dataSet;
 }
 
+/**
+ * The Functional Group Macro items (PS3.3 C.7.6.16) of an enhanced multi-frame object that describe one frame,
+ * most specific first: that frame's Per-Frame Functional Groups item, then the Shared one. With no frame, the
+ * Shared item alone (what holds for every frame). Empty for objects that have neither.
+ */
+export function functionalGroupsOf(ds: DataSet, frameIndex: number | undefined): DataSet[] {
+  const groups: DataSet[] = [];
+  if (frameIndex !== undefined) {
+    const perFrame = ds.elements[TAG.PerFrameFunctionalGroupsSequence]?.items?.[frameIndex]?.dataSet;
+    if (perFrame) groups.push(perFrame);
+  }
+  const shared = firstItem(ds, TAG.SharedFunctionalGroupsSequence);
+  if (shared) groups.push(shared);
+  return groups;
+}
+
+/** The first item of `macroTag` (a functional group such as the Frame VOI LUT) in each group, in their order. */
+export function functionalGroupItems(groups: readonly DataSet[], macroTag: string): DataSet[] {
+  return groups.flatMap((g) => firstItem(g, macroTag) ?? []);
+}
+
+/**
+ * Rescale and window for the whole instance (`frameIndex` undefined) or one frame. The top level comes first:
+ * classic objects keep them there, and DCMTK, the reference renderer, reads nothing else. Enhanced objects
+ * keep them in the Pixel Value Transformation and Frame VOI LUT functional groups, per frame or shared.
+ */
+function pixelValueAttributes(ds: DataSet, frameIndex: number | undefined) {
+  const groups = functionalGroupsOf(ds, frameIndex);
+  const sources = [
+    ds,
+    ...functionalGroupItems(groups, TAG.PixelValueTransformationSequence),
+    ...functionalGroupItems(groups, TAG.FrameVOILUTSequence),
+  ];
+  const first = (tag: string): number | undefined => {
+    for (const source of sources) {
+      const value = readDecimalString(source, tag);
+      if (value !== undefined) return value;
+    }
+    return undefined;
+  };
+  return {
+    rescaleSlope: first(TAG.RescaleSlope),
+    rescaleIntercept: first(TAG.RescaleIntercept),
+    windowCenter: first(TAG.WindowCenter),
+    windowWidth: first(TAG.WindowWidth),
+  };
+}
+
+/**
+ * The instance as frame `frameIndex` sees it: an enhanced multi-frame object can give each frame its own rescale
+ * and window (PET and MR often do), and its own pixel spacing. Returns the instance itself when the object has
+ * no Per-Frame Functional Groups item for that frame.
+ */
+export function instanceForFrame(instance: DicomInstance, frameIndex: number): DicomInstance {
+  const ds = instance.dataSet;
+  if (!ds.elements[TAG.PerFrameFunctionalGroupsSequence]?.items?.[frameIndex]) return instance;
+  const view = { ...instance, ...pixelValueAttributes(ds, frameIndex) };
+  Object.defineProperty(view, 'dataSet', { value: ds, enumerable: false, writable: false });
+  Object.defineProperty(view, 'frameIndex', { value: frameIndex, enumerable: false, writable: false });
+  return view as DicomInstance;
+}
+
 function hasPixelData(ds: DataSet): boolean {
   const el = ds.elements[TAG.PixelData];
   return el !== undefined && (el.length > 0 || el.hadUndefinedLength === true);
@@ -578,15 +645,7 @@ function buildInstance(
 ): DicomInstance {
   const ds = parsed.dataSet;
   const charset = readAscii(ds, TAG.SpecificCharacterSet);
-  // Enhanced multi-frame objects keep rescale and window in the shared functional groups.
-  const shared = firstItem(ds, TAG.SharedFunctionalGroupsSequence);
-  const transformation = firstItem(shared, TAG.PixelValueTransformationSequence);
-  const voi = firstItem(shared, TAG.FrameVOILUTSequence);
-  const fromTopOrShared = (tag: string, read: (d: DataSet, t: string) => number | undefined) =>
-    read(ds, tag) ??
-    (transformation ? read(transformation, tag) : undefined) ??
-    (voi ? read(voi, tag) : undefined);
-
+  const shape = firstValue(readAscii(ds, TAG.PresentationLUTShape))?.toUpperCase();
   const frames = readIntegerString(ds, TAG.NumberOfFrames);
   const instance: Omit<DicomInstance, 'dataSet'> = {
     transferSyntaxUid,
@@ -613,10 +672,8 @@ function buildInstance(
     pixelRepresentation: readUint16(ds, TAG.PixelRepresentation),
     samplesPerPixel: readUint16(ds, TAG.SamplesPerPixel),
     planarConfiguration: readUint16(ds, TAG.PlanarConfiguration),
-    rescaleSlope: fromTopOrShared(TAG.RescaleSlope, readDecimalString),
-    rescaleIntercept: fromTopOrShared(TAG.RescaleIntercept, readDecimalString),
-    windowCenter: fromTopOrShared(TAG.WindowCenter, readDecimalString),
-    windowWidth: fromTopOrShared(TAG.WindowWidth, readDecimalString),
+    ...pixelValueAttributes(ds, undefined),
+    presentationLutShape: shape === 'IDENTITY' || shape === 'INVERSE' ? shape : undefined,
     specificCharacterSet: charset,
     totalPixelMatrixColumns: readUint32(ds, TAG.TotalPixelMatrixColumns),
     totalPixelMatrixRows: readUint32(ds, TAG.TotalPixelMatrixRows),

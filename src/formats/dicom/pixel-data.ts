@@ -8,7 +8,7 @@ import { inflateRawSync } from 'node:zlib';
 import type { DataSet, Element } from 'dicom-parser';
 import dicomParser from 'dicom-parser';
 import { AppError } from '../../errors.js';
-import { type DicomInstance, firstItem } from './parse-dicom.js';
+import { type DicomInstance, functionalGroupItems, functionalGroupsOf } from './parse-dicom.js';
 import { TAG } from './tags.js';
 import { describeTransferSyntax } from './transfer-syntax.js';
 
@@ -762,7 +762,6 @@ const PIXEL_SPACING = 'x00280030';
 const IMAGER_PIXEL_SPACING = 'x00181164';
 const NOMINAL_SCANNED_PIXEL_SPACING = 'x00182010';
 const PIXEL_ASPECT_RATIO = 'x00280034';
-const PIXEL_MEASURES_SEQUENCE = 'x00289110';
 
 function readPair(ds: DataSet | undefined, tag: string): PixelAspect | undefined {
   const element = ds?.elements[tag];
@@ -778,16 +777,21 @@ function readPair(ds: DataSet | undefined, tag: string): PixelAspect | undefined
   return { vertical: first, horizontal: other };
 }
 
-/** Where the pixel shape comes from, in DCMTK's order: Pixel Spacing (top level, then the shared Pixel Measures
- * of enhanced objects), Imager Pixel Spacing, Nominal Scanned Pixel Spacing, then Pixel Aspect Ratio. Undefined
+/** Where the pixel shape comes from, in DCMTK's order: Pixel Spacing (top level, then the Pixel Measures of
+ * enhanced objects: the frame's own, then the shared one), Imager Pixel Spacing, Nominal Scanned Pixel Spacing, then Pixel Aspect Ratio. Undefined
  * means square pixels. Ratios beyond 16:1 are taken for garbage and ignored. */
 export function readPixelAspect(instance: DicomInstance): PixelAspect | undefined {
   const ds = instance.dataSet;
-  const shared = firstItem(ds, TAG.SharedFunctionalGroupsSequence);
-  const measures = firstItem(shared, PIXEL_MEASURES_SEQUENCE);
+  const measures = functionalGroupItems(
+    functionalGroupsOf(ds, instance.frameIndex),
+    TAG.PixelMeasuresSequence,
+  );
   const aspect =
     readPair(ds, PIXEL_SPACING) ??
-    readPair(measures, PIXEL_SPACING) ??
+    measures.reduce<PixelAspect | undefined>(
+      (found, item) => found ?? readPair(item, PIXEL_SPACING),
+      undefined,
+    ) ??
     readPair(ds, IMAGER_PIXEL_SPACING) ??
     readPair(ds, NOMINAL_SCANNED_PIXEL_SPACING) ??
     readPair(ds, PIXEL_ASPECT_RATIO);

@@ -53,11 +53,14 @@ export const TAG = {
   SegmentedRedPaletteColorLookupTableData: 'x00281221',
   FrameVOILUTSequence: 'x00289132',
   PixelValueTransformationSequence: 'x00289145',
+  PixelMeasuresSequence: 'x00289110',
+  PresentationLUTShape: 'x20500020',
 
   TotalPixelMatrixColumns: 'x00480006',
   TotalPixelMatrixRows: 'x00480007',
 
   SharedFunctionalGroupsSequence: 'x52009229',
+  PerFrameFunctionalGroupsSequence: 'x52009230',
   WaveformSequence: 'x54000100',
 
   FloatPixelData: 'x7fe00008',
