@@ -203,24 +203,29 @@ export async function uploadCommand(paths: string[], opts: UploadCommandOptions)
           ? 'skip (already sent)'
           : p.action === 'skip-sent'
             ? 'skip (sent, batch open)'
-            : p.action;
+            : p.action === 'skip-index'
+              ? 'skip (DICOMDIR index)'
+              : p.action;
       console.log(
         `${what.padEnd(24)} ${p.file.path}  ${mb(p.file.bytes)}  ${p.file.format}${p.file.studyInstanceUid ? `  study ${p.file.studyInstanceUid}` : ''}`,
       );
     }
     const sending = files.filter((p) => p.action === 'send' || p.action === 'resume');
+    const onServer = files.filter((p) => p.action === 'skip-known' || p.action === 'skip-sent');
     console.log(
       `would send ${sending.length} file(s), ${mb(sending.reduce((n, p) => n + p.file.bytes, 0))}; ` +
-        `${files.length - sending.length} already on the server`,
+        `${onServer.length} already on the server`,
     );
     return 0;
   }
 
   const skipped = files.filter((p) => p.action === 'skip-known').length;
+  const indexes = files.filter((p) => p.action === 'skip-index').length;
   const sent = report.uploads.reduce((n, u) => n + u.files.length, 0);
   process.stderr.write(
     `uploaded ${sent} file(s) in ${report.uploads.length} upload(s), ${mb(report.sentBytes)} sent in ` +
-      `${duration((Date.now() - started) / 1000)}; ${skipped} skipped (already on the server)\n`,
+      `${duration((Date.now() - started) / 1000)}; ${skipped} skipped (already on the server)` +
+      `${indexes ? `, ${indexes} DICOMDIR index(es) left out` : ''}\n`,
   );
   if (report.failed.length > 0) {
     process.stderr.write(`failed (${report.failed.length}); run the same command again to resume:\n`);

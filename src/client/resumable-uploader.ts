@@ -60,7 +60,8 @@ export type UploadEvent =
   | { type: 'file-failed'; file: ScannedFile; reason: string }
   | { type: 'batch-done'; label: string; result: UploadResult };
 
-export type PlanAction = 'send' | 'resume' | 'skip-known' | 'skip-sent';
+/** skip-index: a DICOMDIR, the index of a CD or DVD; the files it lists are sent, the index is not. */
+export type PlanAction = 'send' | 'resume' | 'skip-known' | 'skip-sent' | 'skip-index';
 
 export interface PlannedFile {
   file: ScannedFile;
@@ -227,13 +228,15 @@ export async function runUploader(inputs: string[], options: UploaderOptions): P
     const studies = studiesOf(batch);
     const planned: PlannedFile[] = batch.files.map((f) => {
       const s = state.files[f.path]!;
-      const action: PlanAction = s.done
-        ? 'skip-sent'
-        : known.has(s.sha256)
-          ? 'skip-known'
-          : s.url
-            ? 'resume'
-            : 'send';
+      const action: PlanAction = f.mediaDirectory
+        ? 'skip-index'
+        : s.done
+          ? 'skip-sent'
+          : known.has(s.sha256)
+            ? 'skip-known'
+            : s.url
+              ? 'resume'
+              : 'send';
       return { file: f, sha256: s.sha256, action, study: studies.get(f)! };
     });
     // A WFDB record is read from its header and signal files together: if any of them goes, they all go.

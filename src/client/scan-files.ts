@@ -3,7 +3,7 @@ import { createReadStream } from 'node:fs';
 import { open, readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { detectFormat, SNIFF_BYTES } from '../formats/detect.js';
-import { parseDicom } from '../formats/dicom/parse-dicom.js';
+import { isMediaDirectory, parseDicom } from '../formats/dicom/parse-dicom.js';
 import type { DetectedFormat } from '../formats/types.js';
 
 /** One file the uploader may send, recognised by its content (a DICOM file needs no `.dcm`). */
@@ -16,6 +16,8 @@ export interface ScannedFile {
   format: DetectedFormat;
   /** DICOM only: the study it belongs to, for progress per study. */
   studyInstanceUid?: string | undefined;
+  /** A DICOMDIR: the index of a CD or DVD, which the uploader leaves out (the server refuses it alone). */
+  mediaDirectory?: boolean;
 }
 
 /**
@@ -53,16 +55,25 @@ async function describe(file: string): Promise<ScannedFile> {
   const head = await readHead(file, Math.min(info.size, SNIFF_BYTES));
   const format = detectFormat(head, name);
   let studyInstanceUid: string | undefined;
+  let mediaDirectory = false;
   if (format === 'dicom') {
     try {
-      studyInstanceUid = parseDicom(
-        await readHead(file, Math.min(info.size, DICOM_HEADER_BYTES)),
-      ).studyInstanceUid;
+      const instance = parseDicom(await readHead(file, Math.min(info.size, DICOM_HEADER_BYTES)));
+      studyInstanceUid = instance.studyInstanceUid;
+      mediaDirectory = isMediaDirectory(instance);
     } catch {
       // A header the client cannot read is still sent: the server decides, and says why if it refuses.
     }
   }
-  return { path: file, name, bytes: info.size, mtimeMs: info.mtimeMs, format, studyInstanceUid };
+  return {
+    path: file,
+    name,
+    bytes: info.size,
+    mtimeMs: info.mtimeMs,
+    format,
+    studyInstanceUid,
+    ...(mediaDirectory ? { mediaDirectory } : {}),
+  };
 }
 
 /** Regular files under `dir`, sorted, hidden ones (and hidden folders) left out. Symbolic links are not followed. */

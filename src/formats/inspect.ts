@@ -1,6 +1,7 @@
 import { AppError } from '../errors.js';
 import { detectFormat, SNIFF_BYTES } from './detect.js';
-import { type DicomInstance, parseDicom } from './dicom/parse-dicom.js';
+import { type DicomInstance, isMediaDirectory, parseDicom } from './dicom/parse-dicom.js';
+import { hasAnyPixelData } from './dicom/pixel-data.js';
 import { parseDicomWaveform } from './ecg/dicom-waveform.js';
 import type { Ecg } from './ecg/ecg.js';
 import { triageEcg } from './ecg/measure.js';
@@ -143,6 +144,9 @@ export function dicomSummary(i: DicomInstance): Record<string, unknown> {
     bodyPartExamined: i.bodyPartExamined,
     rows: i.rows,
     columns: i.columns,
+    // Structured reports, presentation states, key object selections … belong to the study but have no picture.
+    hasPixelData: hasAnyPixelData(i),
+    ...(isMediaDirectory(i) ? { mediaDirectory: true } : {}),
     numberOfFrames: i.numberOfFrames,
     photometricInterpretation: i.photometricInterpretation,
     bitsAllocated: i.bitsAllocated,

@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, open, rm, stat } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, open, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -16,6 +16,7 @@ import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.j
 import { tusStagingDir } from '../../src/uploads/publish-staged-file.js';
 import { repoRoot } from '../corpus.js';
 import { waitFor } from '../helpers/api-client.js';
+import { writeDicom } from '../helpers/dicom-writer.js';
 import { type FaultProxy, startFaultProxy } from '../helpers/fault-proxy.js';
 import { spawnTeleread } from '../helpers/processes.js';
 import { createTestContext } from '../helpers/test-context.js';
@@ -257,13 +258,19 @@ describe('teleread upload over a poor link', () => {
     const folder = path.join(scratch, 'dry');
     await randomFile(path.join(folder, 'new.bin'), MiB);
     await copyFile(path.join(repoRoot, 'fixtures/imaging/CT_small.dcm'), path.join(folder, 'old.dcm'));
+    // A CD export's index: left out, since the server refuses it (the files it lists are what counts).
+    const index = writeDicom([{ tag: 0x00041220, vr: 'SQ', value: [] }], {
+      sopClassUid: '1.2.840.10008.1.3.10',
+    });
+    await writeFile(path.join(folder, 'DICOMDIR'), index);
     proxy.resetCounters();
     const run = upload(['--dry-run', folder], path.join(scratch, 'state-dry'));
     expect(await run.exited, run.output()).toBe(0);
     const out = run.output();
     expect(out).toMatch(/^send\s+.*new\.bin {2}1\.0 MB {2}unknown$/m);
     expect(out).toMatch(/^skip \(already sent\)\s+.*old\.dcm {2}.* {2}dicom {2}study [0-9.]+$/m);
-    expect(out).toContain('would send 1 file(s)');
+    expect(out).toMatch(/^skip \(DICOMDIR index\)\s+.*DICOMDIR {2}.* {2}dicom$/m);
+    expect(out).toContain('would send 1 file(s), 1.0 MB; 1 already on the server');
     expect(proxy.upstreamBytes).toBeLessThan(4096);
     expect(
       await ctx.db.selectFrom('upload_sessions').select('id').where('name', '=', 'new.bin').execute(),

@@ -205,4 +205,64 @@ describe('a study arriving over several uploads', () => {
       (await call(clinicKey, `/v1/cases/${crypto.randomUUID()}/instances/1.2/frames/1/rendered`)).status,
     ).toBe(404);
   });
+
+  test('a report or presentation state joins the case, processed without a picture; a DICOMDIR is refused', async () => {
+    const kase = (await caseOfStudy())!;
+    const noPixels = (sopClass: string, modality: string, series: string, sop: string) =>
+      writeDicom([
+        { tag: 0x00080016, vr: 'UI', value: sopClass },
+        { tag: 0x00080018, vr: 'UI', value: sop },
+        { tag: 0x00080060, vr: 'CS', value: modality },
+        { tag: 0x0020000d, vr: 'UI', value: STUDY },
+        { tag: 0x0020000e, vr: 'UI', value: series },
+      ]);
+    // A Basic Text SR in a series of its own, a Grayscale Softcopy Presentation State in another.
+    const report = await send(
+      'sr.dcm',
+      noPixels('1.2.840.10008.5.1.4.1.1.88.11', 'SR', '2.25.77005', '2.25.7715'),
+    );
+    const state = await send(
+      'pr.dcm',
+      noPixels('1.2.840.10008.5.1.4.1.1.11.1', 'PR', '2.25.77006', '2.25.7716'),
+    );
+    const rows = await waitFor('both objects processed', async () => {
+      const found = await ctx.db.selectFrom('files').selectAll().where('id', 'in', [report, state]).execute();
+      return found.every((f) => f.processed_at) && found.length === 2 ? found : undefined;
+    });
+    for (const f of rows) {
+      expect(f).toMatchObject({ case_id: kase.id, status: 'processed', error_code: null });
+      expect(f.metadata).toMatchObject({ hasPixelData: false });
+    }
+    const pictures = await ctx.db
+      .selectFrom('artifacts')
+      .select('name')
+      .where('file_id', 'in', [report, state])
+      .execute();
+    expect(pictures).toEqual([]);
+
+    // A CD's index, sent alone: refused with its reason, and no case made for it.
+    const index = writeDicom(
+      [
+        { tag: 0x00041130, vr: 'CS', value: 'CD1' },
+        { tag: 0x00041200, vr: 'UL', value: 0 },
+        { tag: 0x00041202, vr: 'UL', value: 0 },
+        { tag: 0x00041212, vr: 'US', value: 0 },
+        { tag: 0x00041220, vr: 'SQ', value: [] },
+      ],
+      { sopClassUid: '1.2.840.10008.1.3.10', sopInstanceUid: '2.25.7717' },
+    );
+    const dicomdir = await send('DICOMDIR', index);
+    const refused = await waitFor('the DICOMDIR to be refused', async () => {
+      const f = await ctx.db.selectFrom('files').selectAll().where('id', '=', dicomdir).executeTakeFirst();
+      return f?.status === 'failed' ? f : undefined;
+    });
+    expect(refused).toMatchObject({ case_id: null, error_code: 'UNSUPPORTED_FORMAT' });
+    expect(refused.error_message).toMatch(/DICOMDIR/);
+    const assignments = await ctx.db
+      .selectFrom('assignments')
+      .select('id')
+      .where('case_id', '=', kase.id)
+      .execute();
+    expect(assignments).toHaveLength(1);
+  });
 });

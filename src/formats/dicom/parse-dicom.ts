@@ -62,6 +62,8 @@ export interface DicomInstance {
   /** Pixel Data runs past the end of the file; metadata is complete, frames past the cut are not. */
   pixelDataTruncated: boolean;
   hasFileMeta: boolean;
+  /** Media Storage SOP Class UID (0002,0002) from the file meta, when there is one. */
+  mediaStorageSopClassUid?: string | undefined;
   /** Recoverable oddities met while parsing (for logs: they never contain patient data). */
   warnings: string[];
   patient: PatientInfo;
@@ -71,6 +73,10 @@ export interface DicomInstance {
   /** Set on the view instanceForFrame returns: the frame whose Per-Frame Functional Groups it reads. */
   readonly frameIndex?: number;
 }
+
+/** Media Storage Directory Storage (PS3.10 DICOMDIR): a CD or DVD's index of the files on it, not a study's. */
+const MEDIA_STORAGE_DIRECTORY_SOP_CLASS = '1.2.840.10008.1.3.10';
+const DIRECTORY_RECORD_SEQUENCE = 'x00041220';
 
 interface Encoding {
   readonly explicitVr: boolean;
@@ -122,6 +128,7 @@ interface FileMeta {
   /** Offset of the first data set byte. */
   end: number;
   transferSyntaxUid: string | undefined;
+  mediaStorageSopClassUid: string | undefined;
 }
 
 const latin1 = new TextDecoder('latin1');
@@ -136,6 +143,7 @@ function readFileMeta(b: Uint8Array, start: number): FileMeta {
   const view = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let pos = start;
   let transferSyntaxUid: string | undefined;
+  let mediaStorageSopClassUid: string | undefined;
   while (pos + 8 <= b.length && view.getUint16(pos, true) === 0x0002) {
     const element = view.getUint16(pos + 2, true);
     let dataOffset: number;
@@ -172,12 +180,12 @@ function readFileMeta(b: Uint8Array, start: number): FileMeta {
         },
       );
     }
-    if (element === 0x0010) {
-      transferSyntaxUid = trimValue(latin1.decode(b.subarray(dataOffset, dataOffset + length))) || undefined;
-    }
+    const value = () => trimValue(latin1.decode(b.subarray(dataOffset, dataOffset + length))) || undefined;
+    if (element === 0x0010) transferSyntaxUid = value();
+    else if (element === 0x0002) mediaStorageSopClassUid = value();
     pos = dataOffset + length;
   }
-  return { end: pos, transferSyntaxUid };
+  return { end: pos, transferSyntaxUid, mediaStorageSopClassUid };
 }
 
 type DataSetConstructor = new (
@@ -499,7 +507,18 @@ function parseUnchecked(bytes: Uint8Array): DicomInstance {
   if (metaStart !== undefined && !declaredUid) {
     parsed.warnings.push(`file meta has no transfer syntax; read as ${encodingName(encoding)}`);
   }
-  return buildInstance(parsed, transferSyntaxUid, metaStart !== undefined);
+  const instance = buildInstance(parsed, transferSyntaxUid, metaStart !== undefined);
+  if (meta?.mediaStorageSopClassUid) instance.mediaStorageSopClassUid = meta.mediaStorageSopClassUid;
+  return instance;
+}
+
+/** A DICOMDIR: its file meta or SOP class says Media Storage Directory, or it holds directory records. */
+export function isMediaDirectory(instance: DicomInstance): boolean {
+  return (
+    instance.mediaStorageSopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS ||
+    instance.sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS ||
+    instance.dataSet.elements[DIRECTORY_RECORD_SEQUENCE] !== undefined
+  );
 }
 
 // ---- value readers -------------------------------------------------------------------------------------

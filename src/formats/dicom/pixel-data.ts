@@ -125,6 +125,11 @@ function floatPixelDataElement(instance: DicomInstance): Element | undefined {
   return ds.elements[TAG.FloatPixelData] ?? ds.elements[TAG.DoubleFloatPixelData];
 }
 
+/** Whether the instance holds an image at all (integer, float or double float pixel data). */
+export function hasAnyPixelData(instance: DicomInstance): boolean {
+  return instance.hasPixelData || floatPixelDataElement(instance) !== undefined;
+}
+
 function checkFrameIndex(description: PixelDescription, frameIndex: number): void {
   if (!Number.isInteger(frameIndex) || frameIndex < 0 || frameIndex >= description.numberOfFrames) {
     throw new AppError(

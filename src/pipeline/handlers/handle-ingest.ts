@@ -109,6 +109,7 @@ async function inspectAll(jc: JobContext, files: FileRow[], batch: boolean): Pro
       const file = files[i]!;
       try {
         const inspection = await inspectStoredFile(db, storage, file, await mainsOf(file.site_id));
+        refuseMediaDirectory(file, inspection);
         const kind = inspection.kind ?? (await companionKind(db, file));
         results[i] = { file, inspection, kind };
       } catch (err) {
@@ -366,6 +367,19 @@ async function inspectStoredFile(
       return sibling ? storage.getBytes(sibling.object_key) : null;
     },
     options,
+  );
+}
+
+/**
+ * A DICOMDIR is the index of a CD or DVD, not an instance of a study: the files it lists are what counts, and
+ * they arrive beside it. It would otherwise make a case of its own that no reader could open.
+ */
+function refuseMediaDirectory(file: FileRow, inspection: Inspection): void {
+  if (inspection.metadata.mediaDirectory !== true) return;
+  throw new AppError(
+    'UNSUPPORTED_FORMAT',
+    `${file.name} is a DICOMDIR (a media index, PS3.10), not an image: send the DICOM files it lists`,
+    { retryable: false },
   );
 }
 

@@ -94,6 +94,9 @@ async function processImaging(ctx: Context, caseId: string, files: FileRow[]): P
   const bySeries = new Map<string, FileRow[]>();
   for (const f of all) {
     const series = seriesOf(f);
+    // Reports, presentation states and key object selections stay in the case, processed, but have no picture
+    // to offer. Rows ingested before the flag was kept have none: they are tried, as they always were.
+    if (f.metadata.hasPixelData === false) continue;
     if (touched.has(series)) bySeries.set(series, [...(bySeries.get(series) ?? []), f]);
   }
   for (const [seriesUid, seriesFiles] of bySeries) {
