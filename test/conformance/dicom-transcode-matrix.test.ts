@@ -8,17 +8,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { hasDcmj2pnm, hasDcml2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
-import {
-  CT,
-  type Layout,
-  RGB8,
-  rescale,
-  S12,
-  sourceFile,
-  U8,
-  U12,
-  windowed,
-} from '../helpers/pixel-layouts.js';
+import { MATRIX_LAYOUTS as LAYOUTS, type Layout, sourceFile } from '../helpers/pixel-layouts.js';
 import { limiter } from '../helpers/processes.js';
 import { expectRendersLike, MIN_CORRELATION, renderForComparison } from '../helpers/render-compare.js';
 
@@ -33,112 +23,6 @@ import { expectRendersLike, MIN_CORRELATION, renderForComparison } from '../help
 const run = promisify(execFile);
 /** DCMTK processes at a time: the machine has two cores. */
 const DCMTK_CONCURRENCY = 2;
-
-// ---- pixel layouts -----------------------------------------------------------------------------------------
-
-const LAYOUTS: Layout[] = [
-  { name: 'u8 127×93', rows: 93, columns: 127, ...U8 },
-  { name: 'u8 200×1', rows: 1, columns: 200, ...U8 },
-  { name: 'u8 80×64 3 frames', rows: 64, columns: 80, frames: 3, ...U8 },
-  {
-    name: 'u10 96×72 window',
-    rows: 72,
-    columns: 96,
-    bitsAllocated: 16,
-    bitsStored: 10,
-    range: [0, 1023],
-    extra: windowed('600', '700'),
-  },
-  { name: 'u12 257×31', rows: 31, columns: 257, ...U12 },
-  { name: 'u12 1×160', rows: 160, columns: 1, ...U12 },
-  { name: 'u12 93×127 window', rows: 127, columns: 93, ...U12, extra: windowed('1800', '2400') },
-  { name: 'u12 80×60 rescale', rows: 60, columns: 80, ...U12, extra: rescale('0.5', '100') },
-  {
-    name: 'u12 83×61 rescale window',
-    rows: 61,
-    columns: 83,
-    ...U12,
-    extra: [...rescale('2', '-1024'), ...windowed('1500', '3000')],
-  },
-  { name: 'u12 high bit 15 70×50', rows: 50, columns: 70, ...U12, highBit: 15 },
-  {
-    name: 'u12 overlay bits above high bit 70×50',
-    rows: 50,
-    columns: 70,
-    ...U12,
-    bitsAboveHighBit: 'overlay',
-  },
-  { name: 's12 75×65', rows: 65, columns: 75, ...S12 },
-  { name: 's12 without sign extension 75×65', rows: 65, columns: 75, ...S12, bitsAboveHighBit: 'clear' },
-  {
-    name: 's15 72×72',
-    rows: 72,
-    columns: 72,
-    bitsAllocated: 16,
-    bitsStored: 15,
-    signed: true,
-    range: [-16384, 16383],
-  },
-  {
-    name: 'CT s16 120×100 window',
-    rows: 100,
-    columns: 120,
-    bitsAllocated: 16,
-    bitsStored: 16,
-    signed: true,
-    range: [-2000, 3000],
-    extra: [...CT, ...rescale('1', '-1024'), ...windowed('40', '400')],
-  },
-  {
-    name: 'CT s16 64×64 3 frames',
-    rows: 64,
-    columns: 64,
-    frames: 3,
-    bitsAllocated: 16,
-    bitsStored: 16,
-    signed: true,
-    range: [-2000, 3000],
-    extra: [...CT, ...rescale('1', '-1024')],
-  },
-  { name: 'u16 100×75', rows: 75, columns: 100, bitsAllocated: 16, bitsStored: 16, range: [0, 65535] },
-  { name: 'MONOCHROME1 u8 127×93', rows: 93, columns: 127, ...U8, photometricInterpretation: 'MONOCHROME1' },
-  {
-    name: 'MONOCHROME1 u12 93×127 window',
-    rows: 127,
-    columns: 93,
-    ...U12,
-    photometricInterpretation: 'MONOCHROME1',
-    extra: windowed('2048', '3000'),
-  },
-  // The Presentation LUT Shape overrides the photometric polarity (negative angiography, DX/MG modules).
-  {
-    name: 'MONOCHROME2 u12 90×70 Presentation LUT INVERSE',
-    rows: 70,
-    columns: 90,
-    ...U12,
-    extra: [{ tag: 0x20500020, vr: 'CS', value: 'INVERSE' }],
-  },
-  {
-    name: 'MONOCHROME1 u8 90×70 Presentation LUT IDENTITY',
-    rows: 70,
-    columns: 90,
-    ...U8,
-    photometricInterpretation: 'MONOCHROME1',
-    extra: [{ tag: 0x20500020, vr: 'CS', value: 'IDENTITY' }],
-  },
-  { name: 'RGB 127×93 planar 0', rows: 93, columns: 127, ...RGB8, planarConfiguration: 0 },
-  { name: 'RGB 93×127 planar 1', rows: 127, columns: 93, ...RGB8, planarConfiguration: 1 },
-  { name: 'RGB 64×48 3 frames', rows: 48, columns: 64, frames: 3, ...RGB8, planarConfiguration: 0 },
-  {
-    name: 'RGB u16 64×48',
-    rows: 48,
-    columns: 64,
-    bitsAllocated: 16,
-    bitsStored: 16,
-    samplesPerPixel: 3,
-    range: [0, 65535],
-  },
-];
 
 // ---- transfer syntaxes DCMTK writes ------------------------------------------------------------------------
 

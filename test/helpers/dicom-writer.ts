@@ -13,12 +13,15 @@ import {
 } from '../../src/formats/dicom/transfer-syntax.js';
 import { LONG_LENGTH_VRS, STRING_VRS } from '../../src/formats/dicom/vr.js';
 
-export type DicomEncoding = 'implicit-le' | 'explicit-le' | 'explicit-be' | 'deflated';
+/** implicit-be is ACR-NEMA's big endian without VRs: DICOM has no transfer syntax for it, so write it with
+ * `meta: false` (the UID below is only what a reader reports for it). */
+export type DicomEncoding = 'implicit-le' | 'explicit-le' | 'explicit-be' | 'implicit-be' | 'deflated';
 
 export const TRANSFER_SYNTAX_FOR: Record<DicomEncoding, string> = {
   'implicit-le': IMPLICIT_VR_LITTLE_ENDIAN,
   'explicit-le': EXPLICIT_VR_LITTLE_ENDIAN,
   'explicit-be': EXPLICIT_VR_BIG_ENDIAN,
+  'implicit-be': EXPLICIT_VR_BIG_ENDIAN,
   deflated: DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
 };
 
@@ -203,7 +206,14 @@ function writeElement(w: ByteWriter, el: DicomElement, explicit: boolean): void 
   else if (value instanceof Uint8Array && STRING_VRS.has(vr)) bytes = value;
   else if (vr in NUMERIC_WIDTH) bytes = numericBytes(value as NumericArray | number, vr, w.littleEndian);
   else if (STRING_VRS.has(vr)) bytes = textBytes(String(value), vr);
-  else bytes = binaryBytes(value as NumericArray, vr, w.littleEndian, el.raw === true);
+  // Without VRs, Pixel Data is OW (PS3.5 A.1): in big endian, 8-bit samples too are swapped in 16-bit words.
+  else
+    bytes = binaryBytes(
+      value as NumericArray,
+      explicit || tag !== 0x7fe00010 ? vr : 'OW',
+      w.littleEndian,
+      el.raw === true,
+    );
   writeHeader(w, tag, vr, bytes.length, explicit);
   w.bytes(bytes);
 }
@@ -211,8 +221,8 @@ function writeElement(w: ByteWriter, el: DicomElement, explicit: boolean): void 
 /** Writes a file (or bare data set). The file meta is always explicit VR little endian. */
 export function writeDicom(elements: DicomElement[], options: WriteOptions = {}): Uint8Array {
   const encoding = options.encoding ?? 'explicit-le';
-  const littleEndian = encoding !== 'explicit-be';
-  const explicit = encoding !== 'implicit-le';
+  const littleEndian = encoding !== 'explicit-be' && encoding !== 'implicit-be';
+  const explicit = encoding !== 'implicit-le' && encoding !== 'implicit-be';
   const data = new ByteWriter(littleEndian);
   writeElements(data, elements, explicit);
   let dataSet = data.toBytes();

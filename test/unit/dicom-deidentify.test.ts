@@ -722,6 +722,15 @@ describe('bad input', () => {
     );
   });
 
+  test('implicit VR big endian (ACR-NEMA) is refused plainly, never written as another encoding', () => {
+    const acrNema = writeDicom(richInstance(2), { encoding: 'implicit-be', meta: false, preamble: false });
+    // parseDicom reads it, so the refusal is about the copy, not the input.
+    expect(parseDicom(acrNema).patient.name).toBe(IDENTIFYING.patientName);
+    expect(() => deidentifyDicom(acrNema, options(uidMap().mapUid))).toThrowError(
+      expect.objectContaining({ code: 'UNSUPPORTED_FORMAT', message: expect.stringMatching(/big endian/) }),
+    );
+  });
+
   test('the error names the element and offset', () => {
     const cut = good.subarray(0, good.length - 10);
     expect(() => deidentifyDicom(cut, options(uidMap().mapUid))).toThrowError(/\(7FE0,0010\) at offset \d+/);

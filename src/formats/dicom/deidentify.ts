@@ -129,6 +129,8 @@ interface Encoding {
 const IMPLICIT_LE: Encoding = { explicitVr: false, littleEndian: true };
 const EXPLICIT_LE: Encoding = { explicitVr: true, littleEndian: true };
 const EXPLICIT_BE: Encoding = { explicitVr: true, littleEndian: false };
+/** ACR-NEMA's implicit VR big endian, which parseDicom reads: recognised here so that it is refused plainly. */
+const IMPLICIT_BE: Encoding = { explicitVr: false, littleEndian: false };
 
 interface DataElement {
   readonly tag: number;
@@ -458,7 +460,10 @@ function guessEncodings(b: Uint8Array, start: number): Encoding[] {
     const bigEndianFirst = b[start] === 0 && b[start + 1] !== 0;
     return bigEndianFirst ? [EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE] : [EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE];
   }
-  return [IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE];
+  // As parseDicom: implicit big endian before explicit, whose reading of short values it would pass.
+  return b[start] === 0 && b[start + 1] !== 0
+    ? [IMPLICIT_BE, IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE]
+    : [IMPLICIT_LE, EXPLICIT_LE, IMPLICIT_BE, EXPLICIT_BE];
 }
 
 function nativeUid(e: Encoding): string {
@@ -523,23 +528,33 @@ function locateDataSet(bytes: Uint8Array, warnings: string[]): Located {
   let firstError: AppError | undefined;
   for (const encoding of candidates) {
     const isDeclared = declared !== undefined && encoding === declared;
+    let elements: ReturnType<typeof readElements>['elements'];
     try {
-      const { elements } = readElements(r, start, bytes.length, encoding, 0, false);
-      if (!isDeclared && !elements.some((e) => IDENTIFYING_TAGS.includes(e.tag))) continue;
-      if (declared && !isDeclared) {
-        warnings.push(`data set is not encoded as its transfer syntax ${declared.uid} says; written as read`);
-      }
-      return {
-        elements,
-        encoding,
-        transferSyntaxUid: isDeclared && declared ? declared.uid : nativeUid(encoding),
-        deflated: false,
-        meta,
-      };
+      ({ elements } = readElements(r, start, bytes.length, encoding, 0, false));
     } catch (err) {
       if (!isAppError(err)) throw err;
       firstError ??= err;
+      continue;
     }
+    if (!isDeclared && !elements.some((e) => IDENTIFYING_TAGS.includes(e.tag))) continue;
+    if (!encoding.explicitVr && !encoding.littleEndian) {
+      // The copy is written in its source's encoding, and DICOM has no transfer syntax to declare this one.
+      throw new AppError(
+        'UNSUPPORTED_FORMAT',
+        'implicit VR big endian (ACR-NEMA) has no DICOM transfer syntax, so no de-identified copy can declare it; convert the file first (for example dcmconv +te)',
+        { retryable: false },
+      );
+    }
+    if (declared && !isDeclared) {
+      warnings.push(`data set is not encoded as its transfer syntax ${declared.uid} says; written as read`);
+    }
+    return {
+      elements,
+      encoding,
+      transferSyntaxUid: isDeclared && declared ? declared.uid : nativeUid(encoding),
+      deflated: false,
+      meta,
+    };
   }
   if (metaStart === undefined && !looksLikeDicom(bytes.subarray(0, 256))) {
     throw new AppError('UNSUPPORTED_FORMAT', 'not DICOM: no DICM prefix and no readable data set', {

@@ -87,15 +87,19 @@ interface Encoding {
 const IMPLICIT_LE: Encoding = { explicitVr: false, littleEndian: true, deflated: false };
 const EXPLICIT_LE: Encoding = { explicitVr: true, littleEndian: true, deflated: false };
 const EXPLICIT_BE: Encoding = { explicitVr: true, littleEndian: false, deflated: false };
+/** ACR-NEMA's big endian without VRs: no DICOM transfer syntax has it, but DCMTK reads it as a fallback. */
+const IMPLICIT_BE: Encoding = { explicitVr: false, littleEndian: false, deflated: false };
 
 function encodingName(e: Encoding): string {
   const base = `${e.explicitVr ? 'explicit' : 'implicit'} VR ${e.littleEndian ? 'little' : 'big'} endian`;
   return e.deflated ? `deflated ${base}` : base;
 }
 
+/** The transfer syntax reported for a data set found without one. Implicit VR big endian has none; explicit VR
+ * big endian is reported for it, since the byte order is what pixel decoding needs (a warning says so). */
 function uidForEncoding(e: Encoding): string {
   if (e.deflated) return DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN;
-  if (!e.explicitVr) return IMPLICIT_VR_LITTLE_ENDIAN;
+  if (!e.explicitVr && e.littleEndian) return IMPLICIT_VR_LITTLE_ENDIAN;
   return e.littleEndian ? EXPLICIT_VR_LITTLE_ENDIAN : EXPLICIT_VR_BIG_ENDIAN;
 }
 
@@ -119,9 +123,9 @@ export function looksLikeDicom(head: Uint8Array): boolean {
   const bigEndian = groupBe === 0x0008;
   if (!littleEndian && !bigEndian) return false;
   if (isVrAt(head, 4)) return true;
-  // Implicit VR: a 32-bit length that fits a header attribute.
-  const length = (head[4]! | (head[5]! << 8) | (head[6]! << 16)) + head[7]! * 0x1000000;
-  return littleEndian && length < 0x10000;
+  // Implicit VR: a 32-bit length that fits a header attribute, in the byte order the group was read in.
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  return view.getUint32(4, littleEndian) < 0x10000;
 }
 
 interface FileMeta {
@@ -339,7 +343,11 @@ function readElement(
       return element;
     }
   }
-  return dicomParser.readDicomElementImplicit(stream);
+  const element = dicomParser.readDicomElementImplicit(stream);
+  // Without a VR, Pixel Data is OW (PS3.5 A.1): in big endian its bytes come swapped in 16-bit words even for
+  // 8-bit samples, and the frame reader goes by this VR.
+  if (element.tag === TAG.PixelData && !encoding.littleEndian) element.vr = 'OW';
+  return element;
 }
 
 /** An element with VR UN and undefined length holds a sequence encoded as implicit VR little endian whatever
@@ -372,9 +380,15 @@ function readBigEndianUndefinedLengthUn(
 function guessEncodings(b: Uint8Array, start: number): Encoding[] {
   if (isVrAt(b, start + 4)) {
     const bigEndianFirst = b[start] === 0 && b[start + 1] !== 0;
-    return bigEndianFirst ? [EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE] : [EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE];
+    return bigEndianFirst
+      ? [EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE, IMPLICIT_BE]
+      : [EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE, IMPLICIT_BE];
   }
-  return [IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE];
+  // No VR: implicit. Read as explicit big endian, a short value's 4-byte length would pass for a VR of two
+  // zero bytes and a 2-byte length, so implicit big endian goes before it.
+  return b[start] === 0 && b[start + 1] !== 0
+    ? [IMPLICIT_BE, IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE]
+    : [IMPLICIT_LE, EXPLICIT_LE, IMPLICIT_BE, EXPLICIT_BE];
 }
 
 /** A data set read under a guessed encoding counts only if it holds an attribute every image or document has;
@@ -506,6 +520,11 @@ function parseUnchecked(bytes: Uint8Array): DicomInstance {
   const transferSyntaxUid = declaredUid ?? uidForEncoding(encoding);
   if (metaStart !== undefined && !declaredUid) {
     parsed.warnings.push(`file meta has no transfer syntax; read as ${encodingName(encoding)}`);
+  }
+  if (!encoding.explicitVr && !encoding.littleEndian) {
+    parsed.warnings.push(
+      'data set is implicit VR big endian (ACR-NEMA), which has no transfer syntax UID; reported as explicit VR big endian',
+    );
   }
   const instance = buildInstance(parsed, transferSyntaxUid, metaStart !== undefined);
   if (meta?.mediaStorageSopClassUid) instance.mediaStorageSopClassUid = meta.mediaStorageSopClassUid;
