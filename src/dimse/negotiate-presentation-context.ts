@@ -2,6 +2,12 @@
  * Which presentation contexts the C-STORE SCP accepts. Teleread stores the bytes it receives as they are and
  * decodes them later, so any syntax a renderer can decode is storable; nothing is transcoded on the wire.
  */
+import {
+  EXPLICIT_VR_BIG_ENDIAN,
+  EXPLICIT_VR_LITTLE_ENDIAN,
+  IMPLICIT_VR_LITTLE_ENDIAN,
+  KNOWN_TRANSFER_SYNTAXES,
+} from '../formats/dicom/transfer-syntax.js';
 
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
 
@@ -9,29 +15,11 @@ export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
  * root; the Query/Retrieve and other services live elsewhere under 1.2.840.10008.5.1.4.1. */
 const STORAGE_SOP_CLASS_ROOT = '1.2.840.10008.5.1.4.1.1.';
 
-export const IMPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2';
-export const EXPLICIT_VR_LITTLE_ENDIAN = '1.2.840.10008.1.2.1';
-export const EXPLICIT_VR_BIG_ENDIAN = '1.2.840.10008.1.2.2';
-
-/** The transfer syntaxes Teleread can store and later decode. */
-export const STORABLE_TRANSFER_SYNTAXES: ReadonlySet<string> = new Set([
-  IMPLICIT_VR_LITTLE_ENDIAN,
-  EXPLICIT_VR_LITTLE_ENDIAN,
-  EXPLICIT_VR_BIG_ENDIAN,
-  '1.2.840.10008.1.2.1.99', // Deflated Explicit VR Little Endian
-  '1.2.840.10008.1.2.4.50', // JPEG Baseline (Process 1)
-  '1.2.840.10008.1.2.4.51', // JPEG Extended (Process 2 & 4)
-  '1.2.840.10008.1.2.4.57', // JPEG Lossless, Non-Hierarchical (Process 14)
-  '1.2.840.10008.1.2.4.70', // JPEG Lossless, Non-Hierarchical, First-Order Prediction
-  '1.2.840.10008.1.2.4.80', // JPEG-LS Lossless
-  '1.2.840.10008.1.2.4.81', // JPEG-LS Near-Lossless
-  '1.2.840.10008.1.2.4.90', // JPEG 2000 Lossless Only
-  '1.2.840.10008.1.2.4.91', // JPEG 2000
-  '1.2.840.10008.1.2.4.201', // HTJ2K Lossless Only
-  '1.2.840.10008.1.2.4.202', // HTJ2K with RPCL Options Lossless Only
-  '1.2.840.10008.1.2.4.203', // HTJ2K
-  '1.2.840.10008.1.2.5', // RLE Lossless
-]);
+/** The transfer syntaxes Teleread can store and later decode: every one it knows but video, since no frame of
+ * video could be shown, and a modality proposing video also proposes a syntax that can be. */
+export const STORABLE_TRANSFER_SYNTAXES: ReadonlySet<string> = new Set(
+  KNOWN_TRANSFER_SYNTAXES.filter((ts) => ts.codec !== 'video').map((ts) => ts.uid),
+);
 
 /** Verification carries no data set; the uncompressed syntaxes are all it may use. */
 const VERIFICATION_TRANSFER_SYNTAXES: ReadonlySet<string> = new Set([

@@ -44,7 +44,8 @@ function encapsulated(uid: string, name: string, codec: PixelCodec): TransferSyn
   return { uid, name, explicitVr: true, littleEndian: true, deflated: false, encapsulated: true, codec };
 }
 
-const KNOWN: readonly TransferSyntax[] = [
+/** Every transfer syntax PS3.6 lists that Teleread knows by name, video included. */
+export const KNOWN_TRANSFER_SYNTAXES: readonly TransferSyntax[] = [
   native(IMPLICIT_VR_LITTLE_ENDIAN, 'Implicit VR Little Endian', false, true),
   native(EXPLICIT_VR_LITTLE_ENDIAN, 'Explicit VR Little Endian', true, true),
   native(DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, 'Deflated Explicit VR Little Endian', true, true, true),
@@ -84,7 +85,7 @@ const KNOWN: readonly TransferSyntax[] = [
   encapsulated('1.2.840.10008.1.2.8.1', 'Deflated Image Frame Compression', 'deflated-frame'),
 ];
 
-const BY_UID = new Map(KNOWN.map((ts) => [ts.uid, ts]));
+const BY_UID = new Map(KNOWN_TRANSFER_SYNTAXES.map((ts) => [ts.uid, ts]));
 
 /** Describes a transfer syntax UID. Unknown (private) UIDs are read like DCMTK reads them: explicit VR little
  * endian, with encapsulated pixel data recognised by its undefined length. */
