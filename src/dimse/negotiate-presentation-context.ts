@@ -6,7 +6,7 @@ import {
   EXPLICIT_VR_BIG_ENDIAN,
   EXPLICIT_VR_LITTLE_ENDIAN,
   IMPLICIT_VR_LITTLE_ENDIAN,
-  KNOWN_TRANSFER_SYNTAXES,
+  isStorableTransferSyntax,
 } from '../formats/dicom/transfer-syntax.js';
 
 export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
@@ -14,12 +14,6 @@ export const VERIFICATION_SOP_CLASS = '1.2.840.10008.1.1';
 /** Every Storage SOP Class of PS3.4 Annex B (images, waveforms, SR, encapsulated documents …) sits under this
  * root; the Query/Retrieve and other services live elsewhere under 1.2.840.10008.5.1.4.1. */
 const STORAGE_SOP_CLASS_ROOT = '1.2.840.10008.5.1.4.1.1.';
-
-/** The transfer syntaxes Teleread can store and later decode: every one it knows but video, since no frame of
- * video could be shown, and a modality proposing video also proposes a syntax that can be. */
-export const STORABLE_TRANSFER_SYNTAXES: ReadonlySet<string> = new Set(
-  KNOWN_TRANSFER_SYNTAXES.filter((ts) => ts.codec !== 'video').map((ts) => ts.uid),
-);
 
 /** Verification carries no data set; the uncompressed syntaxes are all it may use. */
 const VERIFICATION_TRANSFER_SYNTAXES: ReadonlySet<string> = new Set([
@@ -47,13 +41,13 @@ export function negotiatePresentationContext(
   proposedTransferSyntaxUids: readonly string[],
 ): PresentationContextDecision {
   const abstract = cleanUid(abstractSyntaxUid);
-  let acceptable: ReadonlySet<string>;
-  if (abstract === VERIFICATION_SOP_CLASS) acceptable = VERIFICATION_TRANSFER_SYNTAXES;
-  else if (isStorageSopClass(abstract)) acceptable = STORABLE_TRANSFER_SYNTAXES;
+  let acceptable: (uid: string) => boolean;
+  if (abstract === VERIFICATION_SOP_CLASS) acceptable = (uid) => VERIFICATION_TRANSFER_SYNTAXES.has(uid);
+  else if (isStorageSopClass(abstract)) acceptable = isStorableTransferSyntax;
   else return { result: 'reject-abstract-syntax' };
   for (const proposed of proposedTransferSyntaxUids) {
     const uid = cleanUid(proposed);
-    if (acceptable.has(uid)) return { result: 'accept', transferSyntaxUid: uid };
+    if (acceptable(uid)) return { result: 'accept', transferSyntaxUid: uid };
   }
   return { result: 'reject-transfer-syntaxes' };
 }

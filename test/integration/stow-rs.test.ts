@@ -269,6 +269,36 @@ describe('STOW-RS into the pipeline', () => {
     expect(referencedSops(res.body)).toEqual(['2.25.5201']);
   });
 
+  test('an instance in a video transfer syntax fails with 0xC122, as DIMSE refuses it, and is not stored', async () => {
+    const before = await storedObjects();
+    const video = writeDicom(
+      imageElements({
+        rows: 4,
+        columns: 4,
+        bitsAllocated: 8,
+        pixelData: { fragments: [Uint8Array.of(0, 0, 1, 0xb3)] },
+        extra: [
+          { tag: 0x0020000d, vr: 'UI', value: '2.25.5800' },
+          { tag: 0x0020000e, vr: 'UI', value: '2.25.5800.1' },
+          { tag: 0x00080018, vr: 'UI', value: '2.25.5801' },
+        ],
+      }),
+      { sopInstanceUid: '2.25.5801', transferSyntaxUid: '1.2.840.10008.1.2.4.102' },
+    );
+    const res = await stow(
+      url,
+      clinicKey,
+      related([{ bytes: video }, { bytes: instance({ study: '2.25.5800', sop: '2.25.5802' }) }]),
+    );
+    expect(res.status).toBe(202);
+    const failed = items(res.body, '00081198');
+    expect(failed.map((i) => [value(i, '00081155'), value(i, '00081197')])).toEqual([
+      ['2.25.5801', STOW_FAILURE.transferSyntaxNotSupported],
+    ]);
+    expect(referencedSops(res.body)).toEqual(['2.25.5802']);
+    expect((await storedObjects()).length).toBe(before.length + 1);
+  });
+
   test('an instance stored despite irregular encoding carries warning 0xB007 (202)', async () => {
     const whole = instance({ study: '2.25.5250', sop: '2.25.5251' });
     // Pixel Data declares 16 bytes; only 8 follow.

@@ -20,7 +20,7 @@ import type { Context } from '../../context.js';
 import type { Priority } from '../../db/schema.js';
 import { AppError, isAppError } from '../../errors.js';
 import { type DicomInstance, parseDicom } from '../../formats/dicom/parse-dicom.js';
-import { isKnownTransferSyntax } from '../../formats/dicom/transfer-syntax.js';
+import { isStorableTransferSyntax } from '../../formats/dicom/transfer-syntax.js';
 import { MAX_WHOLE_FILE_BYTES } from '../../formats/inspect.js';
 import {
   type ByteBudget,
@@ -153,7 +153,7 @@ export function checkInstance(
       message: `the data set has no ${missing.join(', ')}`,
     };
   }
-  if (!isKnownTransferSyntax(instance.transferSyntaxUid)) {
+  if (!isStorableTransferSyntax(instance.transferSyntaxUid)) {
     return {
       ...ids,
       failureReason: STOW_FAILURE.transferSyntaxNotSupported,

@@ -44,8 +44,7 @@ function encapsulated(uid: string, name: string, codec: PixelCodec): TransferSyn
   return { uid, name, explicitVr: true, littleEndian: true, deflated: false, encapsulated: true, codec };
 }
 
-/** Every transfer syntax PS3.6 lists that Teleread knows by name, video included. */
-export const KNOWN_TRANSFER_SYNTAXES: readonly TransferSyntax[] = [
+const KNOWN: readonly TransferSyntax[] = [
   native(IMPLICIT_VR_LITTLE_ENDIAN, 'Implicit VR Little Endian', false, true),
   native(EXPLICIT_VR_LITTLE_ENDIAN, 'Explicit VR Little Endian', true, true),
   native(DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN, 'Deflated Explicit VR Little Endian', true, true, true),
@@ -85,7 +84,7 @@ export const KNOWN_TRANSFER_SYNTAXES: readonly TransferSyntax[] = [
   encapsulated('1.2.840.10008.1.2.8.1', 'Deflated Image Frame Compression', 'deflated-frame'),
 ];
 
-const BY_UID = new Map(KNOWN_TRANSFER_SYNTAXES.map((ts) => [ts.uid, ts]));
+const BY_UID = new Map(KNOWN.map((ts) => [ts.uid, ts]));
 
 /** Describes a transfer syntax UID. Unknown (private) UIDs are read like DCMTK reads them: explicit VR little
  * endian, with encapsulated pixel data recognised by its undefined length. */
@@ -103,6 +102,9 @@ export function describeTransferSyntax(uid: string): TransferSyntax {
   );
 }
 
-export function isKnownTransferSyntax(uid: string): boolean {
-  return BY_UID.has(uid);
+/** What the network doors (DIMSE C-STORE, DICOMweb STOW-RS) accept: every syntax Teleread knows but video, of
+ * which no frame could be shown (a sender proposing video also proposes a syntax that can be). */
+export function isStorableTransferSyntax(uid: string): boolean {
+  const ts = BY_UID.get(uid);
+  return ts !== undefined && ts.codec !== 'video';
 }
