@@ -399,7 +399,7 @@ export function resolveVoi(frame: Frame, instance: DicomInstance, window?: VoiWi
   if (fileWindow) return { kind: 'window', ...fileWindow, function: fn, source: 'file' };
   const table = readVoiLut(instance);
   if (table) return { kind: 'lut', table };
-  const { lower, upper } = percentileInterval(frame, modalityFunction(instance));
+  const { lower, upper } = percentileInterval(frame, modalityFunction(instance), paddingRange(instance));
   const exact = isFloat(frame);
   // The window whose LINEAR (or, for floats, LINEAR_EXACT) mapping has exactly this interval.
   const width = exact ? upper - lower : upper - lower + 1;
@@ -607,14 +607,29 @@ function storedRange(frame: Frame): { min: number; size: number } {
   return range;
 }
 
-/** The 1st–99th percentile of the frame's values in modality units, widened to the full range when that is
- * degenerate (a mask that is 99 % background would otherwise render blank). */
-function percentileInterval(frame: Frame, modality: ValueFunction): { lower: number; upper: number } {
+/** Stored values that are padding, not image: Pixel Padding Value alone, or through Pixel Padding Range Limit. */
+type PaddingRange = readonly [low: number, high: number] | undefined;
+
+function paddingRange(instance: DicomInstance): PaddingRange {
+  const value = instance.pixelPaddingValue;
+  if (value === undefined) return undefined;
+  const limit = instance.pixelPaddingRangeLimit ?? value;
+  return [Math.min(value, limit), Math.max(value, limit)];
+}
+
+/** The 1st–99th percentile of the frame's values in modality units, padding left out (a CT's corners outside
+ * the field of view would otherwise stretch the window down to the padding value), widened to the full range
+ * when that is degenerate (a mask that is 99 % background would otherwise render blank). */
+function percentileInterval(
+  frame: Frame,
+  modality: ValueFunction,
+  padding: PaddingRange,
+): { lower: number; upper: number } {
   const n = frame.rows * frame.columns;
   const [low, high] =
     frame.bitsStored <= 16 && !isFloat(frame)
-      ? histogramPercentiles(frame, n)
-      : sampledPercentiles(frame.pixels, n);
+      ? histogramPercentiles(frame, n, padding)
+      : sampledPercentiles(frame.pixels, n, padding);
   let a = modality(low);
   let b = modality(high);
   if (a > b) [a, b] = [b, a];
@@ -625,7 +640,7 @@ function percentileInterval(frame: Frame, modality: ValueFunction): { lower: num
 
 /** Percentiles from a histogram of stored values; frames of more than a million pixels are sampled on a stride,
  * which keeps the cost bounded and the percentiles within a fraction of a percent. */
-function histogramPercentiles(frame: Frame, n: number): [number, number] {
+function histogramPercentiles(frame: Frame, n: number, padding: PaddingRange): [number, number] {
   const { min, size } = storedRange(frame);
   const counts = new Uint32Array(size);
   const pixels = frame.pixels;
@@ -638,6 +653,16 @@ function histogramPercentiles(frame: Frame, n: number): [number, number] {
       counts[k]!++;
       counted++;
     }
+  }
+  if (padding) {
+    const from = Math.max(0, padding[0] - min);
+    const to = Math.min(size - 1, padding[1] - min);
+    for (let k = from; k <= to; k++) {
+      counted -= counts[k]!;
+      counts[k] = 0;
+    }
+    // A frame of nothing but padding keeps its values, so that it still renders as what it is.
+    if (counted === 0) return histogramPercentiles(frame, n, undefined);
   }
   const lowTarget = Math.max(1, Math.ceil(counted * 0.01));
   const highTarget = Math.max(1, Math.ceil(counted * 0.99));
@@ -664,14 +689,14 @@ function histogramPercentiles(frame: Frame, n: number): [number, number] {
 
 /** Wide (32-bit and float) frames: percentiles from a strided sample, so the cost stays bounded. Values that
  * are not finite (NaN marks missing data in parametric maps) are left out. */
-function sampledPercentiles(pixels: Frame['pixels'], n: number): [number, number] {
+function sampledPercentiles(pixels: Frame['pixels'], n: number, padding: PaddingRange): [number, number] {
   const step = Math.max(1, Math.floor(n / 65536));
   const sample: number[] = [];
   for (let i = 0; i < n; i += step) {
     const v = pixels[i]!;
-    if (Number.isFinite(v)) sample.push(v);
+    if (Number.isFinite(v) && !(padding && v >= padding[0] && v <= padding[1])) sample.push(v);
   }
-  if (sample.length === 0) return [0, 0];
+  if (sample.length === 0) return padding ? sampledPercentiles(pixels, n, undefined) : [0, 0];
   sample.sort((a, b) => a - b);
   let low = sample[Math.floor((sample.length - 1) * 0.01)]!;
   let high = sample[Math.floor((sample.length - 1) * 0.99)]!;

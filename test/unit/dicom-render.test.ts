@@ -184,6 +184,34 @@ describe('renderDicomFrame, grayscale', () => {
     expect(second.pixels.slice(8)).toEqual(second.pixels.slice(0, 8));
   });
 
+  test('without a window, Pixel Padding Value (and its range limit) is left out of the percentile window', async () => {
+    // A CT row: 40 % of it outside the field of view, padded with -2000; the body spans -100 … 100 HU.
+    const body = Array.from({ length: 60 }, (_, i) => -100 + Math.round((200 * i) / 59));
+    const padded = [...Array.from({ length: 40 }, () => -2000), ...body];
+    const spec = (extra: DicomElement[]): ImageSpec => ({
+      rows: 1,
+      columns: 100,
+      bitsAllocated: 16,
+      pixelRepresentation: 1,
+      pixelData: Int16Array.from(padded),
+      extra,
+    });
+    const bodyOf = (pixels: number[]) => pixels.slice(40);
+    const unaware = bodyOf((await render(spec([]))).pixels);
+    // The padding drags the window down to -2000: the body is squeezed into the top tenth of the grey scale.
+    expect(Math.min(...unaware)).toBeGreaterThan(200);
+    const padding = { tag: 0x00280120, vr: 'SS', value: -2000 };
+    for (const extra of [[padding], [padding, { tag: 0x00280121, vr: 'SS', value: -1500 }]]) {
+      const aware = (await render(spec(extra))).pixels;
+      expect(Math.min(...bodyOf(aware))).toBeLessThan(10);
+      expect(Math.max(...bodyOf(aware))).toBeGreaterThan(245);
+      expect(aware.slice(0, 40).every((v) => v === 0)).toBe(true);
+    }
+    // A frame that is all padding still renders, as the values it has.
+    const blank = await render({ ...spec([padding]), pixelData: Int16Array.from(padded.map(() => -2000)) });
+    expect(new Set(blank.pixels).size).toBe(1);
+  });
+
   test('without a window, the 1st–99th percentile range fills the output', async () => {
     const values = Array.from({ length: 400 }, (_, i) => (i === 0 ? 60000 : 1000 + i));
     const { pixels } = await render({

@@ -47,6 +47,10 @@ export interface DicomInstance {
   pixelRepresentation?: number | undefined;
   samplesPerPixel?: number | undefined;
   planarConfiguration?: number | undefined;
+  /** Pixel Padding Value (0028,0120) and Range Limit (0028,0121): stored values that mark pixels outside the
+   * image (a CT's corners beyond its field of view), left out of the automatic window. */
+  pixelPaddingValue?: number | undefined;
+  pixelPaddingRangeLimit?: number | undefined;
   rescaleSlope?: number | undefined;
   rescaleIntercept?: number | undefined;
   windowCenter?: number | undefined;
@@ -583,6 +587,13 @@ function readUint16(ds: DataSet, tag: string): number | undefined {
   return ds.byteArrayParser.readUint16(ds.byteArray, el.dataOffset);
 }
 
+/** A US or SS value whose VR follows Pixel Representation (PS3.3 C.7.5.1.1.2): signed when it is 1. */
+function readUsOrSs(ds: DataSet, tag: string, pixelRepresentation: number | undefined): number | undefined {
+  const value = readUint16(ds, tag);
+  if (value === undefined) return undefined;
+  return pixelRepresentation === 1 && value > 0x7fff ? value - 0x10000 : value;
+}
+
 function readUint32(ds: DataSet, tag: string): number | undefined {
   const el = ds.elements[tag];
   if (!el || el.length < 4 || el.dataOffset + 4 > ds.byteArray.length) return undefined;
@@ -710,6 +721,12 @@ function buildInstance(
     pixelRepresentation: readUint16(ds, TAG.PixelRepresentation),
     samplesPerPixel: readUint16(ds, TAG.SamplesPerPixel),
     planarConfiguration: readUint16(ds, TAG.PlanarConfiguration),
+    pixelPaddingValue: readUsOrSs(ds, TAG.PixelPaddingValue, readUint16(ds, TAG.PixelRepresentation)),
+    pixelPaddingRangeLimit: readUsOrSs(
+      ds,
+      TAG.PixelPaddingRangeLimit,
+      readUint16(ds, TAG.PixelRepresentation),
+    ),
     ...pixelValueAttributes(ds, undefined),
     presentationLutShape: shape === 'IDENTITY' || shape === 'INVERSE' ? shape : undefined,
     specificCharacterSet: charset,

@@ -40,6 +40,8 @@ export const TAG = {
   BitsStored: 'x00280101',
   HighBit: 'x00280102',
   PixelRepresentation: 'x00280103',
+  PixelPaddingValue: 'x00280120',
+  PixelPaddingRangeLimit: 'x00280121',
   WindowCenter: 'x00281050',
   WindowWidth: 'x00281051',
   RescaleIntercept: 'x00281052',
