@@ -5,79 +5,127 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { detectFormat } from '../../src/formats/detect.js';
-import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
 import { writeDicom } from '../helpers/dicom-writer.js';
-import { layoutElements, MATRIX_LAYOUTS, pixelData } from '../helpers/pixel-layouts.js';
+import { type Layout, layoutElements, MATRIX_LAYOUTS, pixelData } from '../helpers/pixel-layouts.js';
 import { expectRendersLike, renderForComparison } from '../helpers/render-compare.js';
 
 /**
- * ACR-NEMA's implicit VR big endian: a data set with neither file meta nor VRs, in big endian. DICOM has no
- * transfer syntax for it, but old archives hold such files and DCMTK reads them with its fallbacks, so parseDicom
- * must too: the header as dcmdump prints it, and frames that render like dcmj2pnm's (Pixel Data is OW without
- * VRs, so 8-bit samples come swapped in 16-bit words), over the layouts of the DCMTK transcode matrix.
+ * What ACR-NEMA archives hold and DCMTK still reads, over the layouts of the DCMTK transcode matrix: the header
+ * must read as dcmdump prints it, and every frame must render like dcmj2pnm's.
+ * - Implicit VR big endian: a data set with neither file meta nor VRs, in big endian. DICOM has no transfer
+ *   syntax for it; DCMTK reads it with its fallbacks. Pixel Data is OW without VRs, so 8-bit samples come
+ *   swapped in 16-bit words.
+ * - Packed 12-bit pixel data (BitsAllocated 12): two samples in three bytes, one little-endian bit stream.
  */
 
 const run = promisify(execFile);
 
-afterAll(closeDecodePool);
+let dir = '';
+beforeAll(async () => {
+  dir = await mkdtemp(path.join(tmpdir(), 'teleread-acr-nema-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+  await closeDecodePool();
+});
+
+/** Writes the file, checks dcmdump reads the same header as parseDicom, and every frame against dcmj2pnm. */
+async function expectReadLikeDcmtk(name: string, bytes: Uint8Array, frames: number): Promise<DicomInstance> {
+  const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}.acr`);
+  await writeFile(file, bytes);
+  const { stdout, stderr } = await run('dcmdump', ['-q', '+L', file]);
+  expect(stderr).not.toMatch(/^E:/m);
+  const dumped = (tag: string) => new RegExp(`^\\(${tag}\\) \\S\\S \\[?([^\\]\\s]+)`, 'm').exec(stdout)?.[1];
+
+  expect(detectFormat(bytes.subarray(0, 4096), path.basename(file))).toBe('dicom');
+  const instance = parseDicom(bytes);
+  expect({
+    rows: instance.rows,
+    columns: instance.columns,
+    bitsAllocated: instance.bitsAllocated,
+    bitsStored: instance.bitsStored,
+    samplesPerPixel: instance.samplesPerPixel,
+    numberOfFrames: instance.numberOfFrames,
+  }).toEqual({
+    rows: Number(dumped('0028,0010')),
+    columns: Number(dumped('0028,0011')),
+    bitsAllocated: Number(dumped('0028,0100')),
+    bitsStored: Number(dumped('0028,0101')),
+    samplesPerPixel: Number(dumped('0028,0002')),
+    numberOfFrames: Number(dumped('0028,0008') ?? 1),
+  });
+  const intercept = dumped('0028,1052');
+  expect(instance.rescaleIntercept).toBe(intercept === undefined ? undefined : Number(intercept));
+
+  for (let frame = 0; frame < frames; frame++) {
+    const ours = await renderForComparison(file, frame);
+    const image = await toGray(ours.png);
+    const reference = await renderWithDcmtk(file, {
+      tool: 'dcmj2pnm',
+      frame,
+      voi: ours.voi,
+      width: image.width,
+      height: image.height,
+    });
+    expectRendersLike(expect, image, reference);
+  }
+  return instance;
+}
 
 describe.runIf(hasDcmj2pnm)('implicit VR big endian (ACR-NEMA), against dcmdump and dcmj2pnm', () => {
-  let dir = '';
-  beforeAll(async () => {
-    dir = await mkdtemp(path.join(tmpdir(), 'teleread-acr-nema-'));
-  });
-  afterAll(async () => {
-    await rm(dir, { recursive: true, force: true });
-  });
-
-  test.each(MATRIX_LAYOUTS.map((l) => [l.name, l] as const))('%s', async (_name, layout) => {
+  test.each(MATRIX_LAYOUTS.map((l) => [l.name, l] as const))('%s', async (name, layout) => {
     const bytes = writeDicom(layoutElements(layout, pixelData(layout)), {
       encoding: 'implicit-be',
       meta: false,
       preamble: false,
     });
-    const file = path.join(dir, `${layout.name.replace(/[^a-z0-9]+/gi, '-')}.acr`);
-    await writeFile(file, bytes);
-
-    // DCMTK reads it as "Virtual Big Endian Implicit".
-    const { stdout, stderr } = await run('dcmdump', ['-q', '+L', file]);
-    expect(stderr).not.toMatch(/^E:/m);
-    const dumped = (tag: string) =>
-      new RegExp(`^\\(${tag}\\) \\S\\S \\[?([^\\]\\s]+)`, 'm').exec(stdout)?.[1];
-
-    expect(detectFormat(bytes.subarray(0, 4096), path.basename(file))).toBe('dicom');
-    const instance = parseDicom(bytes);
+    const instance = await expectReadLikeDcmtk(name, bytes, layout.frames ?? 1);
+    // DCMTK reads it as "Virtual Big Endian Implicit"; no UID exists for that.
     expect(instance.warnings.join('\n')).toMatch(/implicit VR big endian/);
     expect(instance.transferSyntaxUid).toBe('1.2.840.10008.1.2.2');
-    expect({
-      rows: instance.rows,
-      columns: instance.columns,
-      bitsAllocated: instance.bitsAllocated,
-      samplesPerPixel: instance.samplesPerPixel,
-      numberOfFrames: instance.numberOfFrames,
-    }).toEqual({
-      rows: Number(dumped('0028,0010')),
-      columns: Number(dumped('0028,0011')),
-      bitsAllocated: Number(dumped('0028,0100')),
-      samplesPerPixel: Number(dumped('0028,0002')),
-      numberOfFrames: Number(dumped('0028,0008') ?? 1),
-    });
-    const intercept = dumped('0028,1052');
-    expect(instance.rescaleIntercept).toBe(intercept === undefined ? undefined : Number(intercept));
-
-    for (let frame = 0; frame < (layout.frames ?? 1); frame++) {
-      const ours = await renderForComparison(file, frame);
-      const image = await toGray(ours.png);
-      const reference = await renderWithDcmtk(file, {
-        tool: 'dcmj2pnm',
-        frame,
-        voi: ours.voi,
-        width: image.width,
-        height: image.height,
-      });
-      expectRendersLike(expect, image, reference);
-    }
   });
 });
+
+/** The matrix's single-sample layouts whose stored bits fit 12 (with room above them, or not). */
+const PACKABLE = MATRIX_LAYOUTS.filter(
+  (l) => (l.samplesPerPixel ?? 1) === 1 && (l.highBit ?? l.bitsStored - 1) < 12 && !l.bitsAboveHighBit,
+);
+
+/** Samples as a little-endian bit stream of 12 bits each, lowest bit first. */
+function pack12(samples: ArrayLike<number>): Uint8Array {
+  const out = new Uint8Array(Math.ceil((samples.length * 12) / 8) + 1);
+  for (let i = 0; i < samples.length; i++) {
+    const value = samples[i]! & 0xfff;
+    for (let b = 0; b < 12; b++) {
+      const bit = i * 12 + b;
+      if ((value >> b) & 1) out[bit >> 3]! |= 1 << (bit & 7);
+    }
+  }
+  return out.length % 2 === 0 ? out : out.subarray(0, out.length - 1);
+}
+
+describe.runIf(hasDcmj2pnm)(
+  'packed 12-bit pixel data (BitsAllocated 12), against dcmdump and dcmj2pnm',
+  () => {
+    test('the layouts cover unsigned, signed, windowed, rescaled and multi-frame data', () => {
+      expect(PACKABLE.map((l) => l.name)).toEqual(
+        expect.arrayContaining(['u12 257×31', 's12 75×65', 'u8 80×64 3 frames', 'u12 80×60 rescale']),
+      );
+    });
+
+    test.each(PACKABLE.map((l) => [l.name, l] as const))('%s', async (name, layout) => {
+      const packed: Layout = { ...layout, bitsAllocated: 12 as Layout['bitsAllocated'] };
+      const elements = layoutElements(packed, pack12(pixelData(layout)));
+      for (const encoding of ['implicit-le', 'explicit-le'] as const) {
+        await expectReadLikeDcmtk(
+          `${name} packed ${encoding}`,
+          writeDicom(elements, { encoding }),
+          layout.frames ?? 1,
+        );
+      }
+    });
+  },
+);

@@ -96,7 +96,11 @@ export function describePixels(instance: DicomInstance): PixelDescription {
   }
   const bitsAllocated = instance.bitsAllocated;
   if (bitsAllocated === undefined) throw corrupt('pixel data without BitsAllocated (0028,0100)');
-  if (bitsAllocated !== 1 && bitsAllocated !== 8 && bitsAllocated !== 16 && bitsAllocated !== 32) {
+  const whole = bitsAllocated === 1 || bitsAllocated === 8 || bitsAllocated === 16 || bitsAllocated === 32;
+  // Other widths (ACR-NEMA's 12) are packed bit streams, which only uncompressed pixel data can hold.
+  const ts = describeTransferSyntax(instance.transferSyntaxUid);
+  const packable = ts.codec === 'native' && !ts.encapsulated && bitsAllocated > 1 && bitsAllocated < 32;
+  if (!whole && !packable) {
     throw unsupported(`BitsAllocated (0028,0100) ${bitsAllocated} is not supported`);
   }
   let bitsStored = instance.bitsStored ?? bitsAllocated;
@@ -210,7 +214,7 @@ export function nativeFrameLength(
   >,
 ): number {
   const samples = d.rows * d.columns * d.samplesPerPixel;
-  if (d.bitsAllocated === 1) return Math.ceil(samples / 8);
+  if (d.bitsAllocated % 8 !== 0) return Math.ceil((samples * d.bitsAllocated) / 8);
   if (d.photometricInterpretation === 'YBR_FULL_422' && d.samplesPerPixel === 3) {
     return d.rows * d.columns * 2 * (d.bitsAllocated / 8);
   }
@@ -232,6 +236,18 @@ function decodeNativeFrame(
     if (endByte > bytes.length)
       throw frameTooShort(bytes.length, frameIndex, d, Math.floor(startBit / 8), endByte);
     return frame(d, unpackBits(bytes, startBit, samples), 8, 1, 0);
+  }
+  if (d.bitsAllocated % 8 !== 0) {
+    // Packed: frames follow one another in the bit stream, as in the 1-bit case.
+    const startBit = frameIndex * samples * d.bitsAllocated;
+    const endByte = Math.ceil((startBit + samples * d.bitsAllocated) / 8);
+    if (endByte > bytes.length)
+      throw frameTooShort(bytes.length, frameIndex, d, Math.floor(startBit / 8), endByte);
+    const stream = littleEndian ? bytes : swapWords(bytes.subarray(0, endByte + (endByte % 2)));
+    let pixels = unpackSamples(stream, startBit, samples, d);
+    if (d.samplesPerPixel === 3 && d.planarConfiguration === 1) pixels = interleavePlanes(pixels, pixelCount);
+    const width = d.bitsAllocated <= 16 ? 16 : 32;
+    return frame(d, pixels, width, d.bitsStored, d.pixelRepresentation);
   }
   const frameLength = nativeFrameLength(d);
   const start = frameIndex * frameLength;
@@ -440,6 +456,51 @@ function expandYbr422(pixels: PixelArray, pixelCount: number): PixelArray {
 }
 
 /** 1-bit pixels are packed least significant bit first and run on across frames without byte alignment. */
+/**
+ * Samples packed at a width that is not a multiple of 8 (ACR-NEMA's 12-bit: two samples in three bytes). The
+ * pixel data is one little-endian bit stream, each sample's bits lowest first, which is how DCMTK reads it.
+ * Returns 16- or 32-bit samples holding just the stored bits (sign-extended when signed).
+ */
+function unpackSamples(bytes: Uint8Array, startBit: number, count: number, d: PixelDescription): PixelArray {
+  const width = d.bitsAllocated;
+  const signed = d.pixelRepresentation === 1;
+  const out: PixelArray =
+    width <= 16
+      ? signed
+        ? new Int16Array(count)
+        : new Uint16Array(count)
+      : signed
+        ? new Int32Array(count)
+        : new Uint32Array(count);
+  const below = 2 ** (d.highBit + 1 - d.bitsStored);
+  const range = 2 ** d.bitsStored;
+  for (let i = 0; i < count; i++) {
+    let bit = startBit + i * width;
+    let value = 0;
+    for (let got = 0; got < width; ) {
+      const offset = bit & 7;
+      const take = Math.min(8 - offset, width - got);
+      value += ((bytes[bit >> 3]! >> offset) & ((1 << take) - 1)) * 2 ** got;
+      got += take;
+      bit += take;
+    }
+    let stored = Math.floor(value / below) % range;
+    if (signed && stored >= range / 2) stored -= range;
+    out[i] = stored;
+  }
+  return out;
+}
+
+/** A copy with the bytes of each 16-bit word swapped: OW read in big endian. */
+function swapWords(bytes: Uint8Array): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  for (let i = 0; i + 1 < bytes.length; i += 2) {
+    out[i] = bytes[i + 1]!;
+    out[i + 1] = bytes[i]!;
+  }
+  return out;
+}
+
 function unpackBits(bytes: Uint8Array, startBit: number, count: number): Uint8Array {
   const out = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
