@@ -65,6 +65,15 @@ export const MATRIX_LAYOUTS: readonly Layout[] = [
   { name: 'u8 200×1', rows: 1, columns: 200, ...U8 },
   { name: 'u8 80×64 3 frames', rows: 64, columns: 80, frames: 3, ...U8 },
   {
+    name: 's8 90×70',
+    rows: 70,
+    columns: 90,
+    bitsAllocated: 8,
+    bitsStored: 8,
+    signed: true,
+    range: [-128, 127],
+  },
+  {
     name: 'u10 96×72 window',
     rows: 72,
     columns: 96,
