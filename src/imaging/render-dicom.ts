@@ -28,6 +28,7 @@ import {
   readPixelAspect,
   roundToByte,
   ybrFullToRgb,
+  ybrPartialToRgb,
 } from '../formats/dicom/pixel-data.js';
 import { TAG } from '../formats/dicom/tags.js';
 import { describeTransferSyntax, type PixelCodec } from '../formats/dicom/transfer-syntax.js';
@@ -321,6 +322,8 @@ export function toDisplayPixels(
     if (pi === 'RGB') return { data: resizeColour(colourBytes(frame), frame, target), channels: 3 };
     if (pi === 'YBR_FULL')
       return { data: resizeColour(ybrFullToRgb(colourBytes(frame)), frame, target), channels: 3 };
+    if (pi === 'YBR_PARTIAL')
+      return { data: resizeColour(ybrPartialToRgb(colourBytes(frame)), frame, target), channels: 3 };
   }
   throw new AppError(
     'UNSUPPORTED_FORMAT',

@@ -3,13 +3,15 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { detectFormat } from '../../src/formats/detect.js';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
+import { renderDicomFrame } from '../../src/imaging/render-dicom.js';
 import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
 import { writeDicom } from '../helpers/dicom-writer.js';
-import { type Layout, layoutElements, MATRIX_LAYOUTS, pixelData } from '../helpers/pixel-layouts.js';
+import { type Layout, layoutElements, MATRIX_LAYOUTS, pixelData, RGB8 } from '../helpers/pixel-layouts.js';
 import { expectRendersLike, renderForComparison } from '../helpers/render-compare.js';
 
 /**
@@ -19,6 +21,7 @@ import { expectRendersLike, renderForComparison } from '../helpers/render-compar
  *   syntax for it; DCMTK reads it with its fallbacks. Pixel Data is OW without VRs, so 8-bit samples come
  *   swapped in 16-bit words.
  * - Packed 12-bit pixel data (BitsAllocated 12): two samples in three bytes, one little-endian bit stream.
+ * - The retired YBR_PARTIAL_422 of old ultrasound: studio-range YCbCr, one chroma pair per two pixels.
  */
 
 const run = promisify(execFile);
@@ -129,3 +132,52 @@ describe.runIf(hasDcmj2pnm)(
     });
   },
 );
+
+/** RGB samples → YBR_PARTIAL_422 (BT.601 studio range, chroma averaged over each horizontal pair). */
+function toYbrPartial422(rgb: ArrayLike<number>, pixelCount: number): Uint8Array {
+  const out = new Uint8Array(pixelCount * 2);
+  const ybr = (p: number) => {
+    const [r, g, b] = [rgb[p * 3]!, rgb[p * 3 + 1]!, rgb[p * 3 + 2]!];
+    return [
+      16 + (65.481 * r + 128.553 * g + 24.966 * b) / 255,
+      128 + (-37.797 * r - 74.203 * g + 112 * b) / 255,
+      128 + (112 * r - 93.786 * g - 18.214 * b) / 255,
+    ];
+  };
+  for (let p = 0; p + 1 < pixelCount; p += 2) {
+    const [y1, cb1, cr1] = ybr(p);
+    const [y2, cb2, cr2] = ybr(p + 1);
+    out.set([y1!, y2!, (cb1! + cb2!) / 2, (cr1! + cr2!) / 2].map(Math.round), p * 2);
+  }
+  return out;
+}
+
+describe.runIf(hasDcmj2pnm)('retired YBR_PARTIAL_422 (old ultrasound), against dcmj2pnm', () => {
+  test.each([
+    ['128×92', 92, 128, 1],
+    ['64×48 3 frames', 48, 64, 3],
+  ] as const)('%s', async (name, rows, columns, frames) => {
+    const layout: Layout = { name: `RGB ${name}`, rows, columns, frames, ...RGB8 };
+    const rgb = pixelData(layout);
+    const perFrame = rows * columns;
+    const ybr = new Uint8Array(perFrame * 2 * frames);
+    for (let f = 0; f < frames; f++) {
+      ybr.set(
+        toYbrPartial422(rgb.subarray(f * perFrame * 3, (f + 1) * perFrame * 3), perFrame),
+        f * perFrame * 2,
+      );
+    }
+    const bytes = writeDicom(layoutElements(layout, ybr, 'YBR_PARTIAL_422'));
+    const instance = await expectReadLikeDcmtk(`YBR_PARTIAL_422 ${name}`, bytes, frames);
+    expect(instance.photometricInterpretation).toBe('YBR_PARTIAL_422');
+    // The colours too, not only the luma the DCMTK comparison sees: back to the source RGB within rounding and
+    // the chroma shared by each pair of pixels.
+    const last = frames - 1;
+    const image = await renderDicomFrame(instance, { frame: last, size: columns, format: 'png' });
+    const { data } = await sharp(image.data).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    const source = rgb.subarray(last * perFrame * 3, frames * perFrame * 3);
+    let error = 0;
+    for (let i = 0; i < source.length; i++) error += Math.abs(data[i]! - source[i]!);
+    expect(error / source.length).toBeLessThan(4);
+  });
+});

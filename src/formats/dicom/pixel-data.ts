@@ -28,8 +28,8 @@ export interface Frame {
   rows: number;
   columns: number;
   samplesPerPixel: number;
-  /** What the samples are now: YBR_FULL_422 is expanded to YBR_FULL, and codecs that convert colour (JPEG)
-   * report RGB. */
+  /** What the samples are now: YBR_FULL_422 is expanded to YBR_FULL (and the retired YBR_PARTIAL_422 to
+   * YBR_PARTIAL, one chroma pair per pixel), and codecs that convert colour (JPEG) report RGB. */
   photometricInterpretation: string;
   /** Bits per element of `pixels` (1-bit data is unpacked to 8). */
   bitsAllocated: number;
@@ -206,7 +206,14 @@ function inflateFrame(instance: DicomInstance, frameIndex: number): Uint8Array {
   }
 }
 
-/** Bytes one native frame occupies. YBR_FULL_422 stores two luminance samples per chroma pair. */
+/** Two luminance samples per chroma pair (PS3.3 C.7.6.3.1.2): YBR_FULL_422, and the retired YBR_PARTIAL_422 that
+ * old ultrasound writes; the pairs expand to these. */
+const SUBSAMPLED_422: ReadonlyMap<string, string> = new Map([
+  ['YBR_FULL_422', 'YBR_FULL'],
+  ['YBR_PARTIAL_422', 'YBR_PARTIAL'],
+]);
+
+/** Bytes one native frame occupies. The 4:2:2 interpretations store two luminance samples per chroma pair. */
 export function nativeFrameLength(
   d: Pick<
     PixelDescription,
@@ -215,7 +222,7 @@ export function nativeFrameLength(
 ): number {
   const samples = d.rows * d.columns * d.samplesPerPixel;
   if (d.bitsAllocated % 8 !== 0) return Math.ceil((samples * d.bitsAllocated) / 8);
-  if (d.photometricInterpretation === 'YBR_FULL_422' && d.samplesPerPixel === 3) {
+  if (SUBSAMPLED_422.has(d.photometricInterpretation) && d.samplesPerPixel === 3) {
     return d.rows * d.columns * 2 * (d.bitsAllocated / 8);
   }
   return samples * (d.bitsAllocated / 8);
@@ -260,14 +267,15 @@ function decodeNativeFrame(
   let pixels = typedView(raw, d, swapWidth);
   pixels = maskToBitsStored(pixels, d);
 
-  if (d.photometricInterpretation === 'YBR_FULL_422' && d.samplesPerPixel === 3) {
+  const expanded = SUBSAMPLED_422.get(d.photometricInterpretation);
+  if (expanded && d.samplesPerPixel === 3) {
     return frame(
       d,
       expandYbr422(pixels, pixelCount),
       d.bitsAllocated,
       d.bitsStored,
       d.pixelRepresentation,
-      'YBR_FULL',
+      expanded,
     );
   }
   if (d.samplesPerPixel === 3 && d.planarConfiguration === 1) pixels = interleavePlanes(pixels, pixelCount);
@@ -455,7 +463,6 @@ function expandYbr422(pixels: PixelArray, pixelCount: number): PixelArray {
   return out;
 }
 
-/** 1-bit pixels are packed least significant bit first and run on across frames without byte alignment. */
 /**
  * Samples packed at a width that is not a multiple of 8 (ACR-NEMA's 12-bit: two samples in three bytes). The
  * pixel data is one little-endian bit stream, each sample's bits lowest first, which is how DCMTK reads it.
@@ -501,6 +508,7 @@ function swapWords(bytes: Uint8Array): Uint8Array {
   return out;
 }
 
+/** 1-bit pixels are packed least significant bit first and run on across frames without byte alignment. */
 function unpackBits(bytes: Uint8Array, startBit: number, count: number): Uint8Array {
   const out = new Uint8Array(count);
   for (let i = 0; i < count; i++) {
@@ -797,18 +805,58 @@ function signExtend(pixels: PixelArray, bits: number): PixelArray {
   return out;
 }
 
-/** YBR_FULL → RGB with the full-range equations of PS3.3 C.7.6.3.1.2 (JFIF's too). */
-export function ybrFullToRgb(ybr: Uint8Array): Uint8Array {
+/** The ITU-R BT.601 YCbCr → RGB equations: Y' = yScale × (Y − yOffset), then R = Y' + crR·Cr,
+ * G = Y' − cbG·Cb − crG·Cr, B = Y' + cbB·Cb, with Cb and Cr centred on 128. */
+interface YbrEquations {
+  yOffset: number;
+  yScale: number;
+  crR: number;
+  cbG: number;
+  crG: number;
+  cbB: number;
+}
+
+/** Full range, PS3.3 C.7.6.3.1.2 (JFIF's too). */
+const FULL_RANGE: YbrEquations = {
+  yOffset: 0,
+  yScale: 1,
+  crR: 1.402,
+  cbG: 0.344136,
+  crG: 0.714136,
+  cbB: 1.772,
+};
+/** Partial (studio) range: Y 16–235, chroma 16–240. */
+const PARTIAL_RANGE: YbrEquations = {
+  yOffset: 16,
+  yScale: 255 / 219,
+  crR: (255 / 224) * 1.402,
+  cbG: (255 / 224) * 0.344136,
+  crG: (255 / 224) * 0.714136,
+  cbB: (255 / 224) * 1.772,
+};
+
+function ybrToRgb(ybr: Uint8Array, e: YbrEquations): Uint8Array {
+  const { yOffset, yScale, crR, cbG, crG, cbB } = e;
   const out = new Uint8Array(ybr.length);
   for (let i = 0; i + 2 < ybr.length; i += 3) {
-    const y = ybr[i]!;
+    const y = yScale * (ybr[i]! - yOffset);
     const cb = ybr[i + 1]! - 128;
     const cr = ybr[i + 2]! - 128;
-    out[i] = roundToByte(y + 1.402 * cr);
-    out[i + 1] = roundToByte(y - 0.344136 * cb - 0.714136 * cr);
-    out[i + 2] = roundToByte(y + 1.772 * cb);
+    out[i] = roundToByte(y + crR * cr);
+    out[i + 1] = roundToByte(y - cbG * cb - crG * cr);
+    out[i + 2] = roundToByte(y + cbB * cb);
   }
   return out;
+}
+
+/** YBR_FULL → RGB. */
+export function ybrFullToRgb(ybr: Uint8Array): Uint8Array {
+  return ybrToRgb(ybr, FULL_RANGE);
+}
+
+/** YCbCr in the partial range (the retired YBR_PARTIAL_422 once its chroma pairs are expanded) → RGB. */
+export function ybrPartialToRgb(ybr: Uint8Array): Uint8Array {
+  return ybrToRgb(ybr, PARTIAL_RANGE);
 }
 
 /** Rounds to the nearest 0–255 value (NaN → 0). */
