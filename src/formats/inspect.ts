@@ -69,7 +69,7 @@ export async function inspectFile(
     case 'tiff':
       return inspectSlide(await describeSlide(await readTiff(source)));
     case 'dicom':
-      return inspectDicom(await readWhole(source, name), options);
+      return inspectDicom(await dicomBytesToInspect(source, name), options);
     case 'wfdb-header':
       return inspectWfdb(await readWhole(source, name), name, siblings, options);
     case 'wfdb-signal':
@@ -92,6 +92,28 @@ export async function inspectFile(
         { retryable: false, details: { format: detected } },
       );
   }
+}
+
+/** How much of a DICOM file is read first: its header almost always fits, and the pixel data after it is not
+ * needed to inspect it (frames are decoded later, when they are rendered). */
+const DICOM_HEADER_PREFIX_BYTES = 128 * 1024;
+
+/**
+ * The bytes inspectDicom needs: the file's start when its header, up to the pixel data, lies within it, else the
+ * whole file (a longer header, a deflated data set, a waveform, whose samples triage reads, or bytes that do not
+ * parse, which the whole file then explains). A 50 MB mammogram or a 500 MB slide level is not read whole to
+ * learn its study UID.
+ */
+async function dicomBytesToInspect(source: ByteSource, name: string): Promise<Uint8Array> {
+  if (source.size <= DICOM_HEADER_PREFIX_BYTES) return readWhole(source, name);
+  const prefix = await source.read(0, DICOM_HEADER_PREFIX_BYTES);
+  try {
+    const instance = parseDicom(prefix);
+    if (!instance.isWaveform && hasAnyPixelData(instance)) return prefix;
+  } catch {
+    // Cut inside the header, or damaged: the whole file decides, with its own error if it has one.
+  }
+  return readWhole(source, name);
 }
 
 async function readWhole(source: ByteSource, name: string): Promise<Uint8Array> {

@@ -62,3 +62,47 @@ describe('detectFormat', () => {
     },
   );
 });
+
+describe('inspectFile on DICOM', () => {
+  /** A ByteSource that remembers the furthest byte it was asked for. */
+  function recording(bytes: Uint8Array) {
+    const source = byteSourceFromBytes(bytes);
+    const seen = { furthest: 0 };
+    return {
+      seen,
+      source: {
+        size: source.size,
+        read: (offset: number, length: number) => {
+          seen.furthest = Math.max(seen.furthest, offset + length);
+          return source.read(offset, length);
+        },
+      },
+    };
+  }
+  const image = (before: Uint8Array) =>
+    writeDicom([
+      element(0x0020000d, 'UI', '1.2.3.4'),
+      { tag: 0x00291010, vr: 'OB', value: before },
+      { tag: 0x00280010, vr: 'US', value: 512 },
+      { tag: 0x00280011, vr: 'US', value: 512 },
+      { tag: 0x00280100, vr: 'US', value: 16 },
+      { tag: 0x7fe00010, vr: 'OW', value: new Uint16Array(512 * 512) },
+    ]);
+
+  test('reads only the header of a large instance, and the same metadata as the whole file gives', async () => {
+    const bytes = image(new Uint8Array(16));
+    const { source, seen } = recording(bytes);
+    const fromHeader = await inspectFile(source, 'ct.dcm');
+    expect(seen.furthest).toBeLessThan(bytes.length / 2);
+    const whole = await inspectFile(byteSourceFromBytes(bytes), 'ct.dcm');
+    expect(fromHeader).toEqual(whole);
+    expect(fromHeader.metadata).toMatchObject({ rows: 512, hasPixelData: true });
+  });
+
+  test('a header longer than the first read is read whole', async () => {
+    const long = image(new Uint8Array(200 * 1024));
+    const { source, seen } = recording(long);
+    expect((await inspectFile(source, 'big-header.dcm')).studyInstanceUid).toBe('1.2.3.4');
+    expect(seen.furthest).toBe(long.length);
+  });
+});
