@@ -80,6 +80,53 @@ describe('getFrame, native', () => {
   });
 
   test.each([
+    { bitsAllocated: 12, bitsStored: 12, signed: 0, values: [0, 1, 2047, 4095, 100, 3000] },
+    { bitsAllocated: 12, bitsStored: 10, signed: 1, values: [0, 1, 511, -512, -1, 100] },
+    { bitsAllocated: 24, bitsStored: 24, signed: 0, values: [0, 1, 0xabcdef, 0xffffff, 70000, 12] },
+    { bitsAllocated: 10, bitsStored: 10, signed: 0, values: [1023, 0, 512, 7, 1, 1000] },
+  ])(
+    'packed BitsAllocated $bitsAllocated (stored $bitsStored, signed=$signed), big and little endian, 2 frames',
+    ({ bitsAllocated, bitsStored, signed, values }) => {
+      // One little-endian bit stream across both frames, each sample lowest bit first.
+      const all = [...values, ...[...values].reverse()];
+      const stream = new Uint8Array(Math.ceil((all.length * bitsAllocated) / 16) * 2);
+      all.forEach((v, i) => {
+        for (let b = 0; b < bitsAllocated; b++) {
+          const bit = i * bitsAllocated + b;
+          if (b < bitsStored && (v >> b) & 1) stream[bit >> 3]! |= 1 << (bit & 7);
+        }
+      });
+      for (const encoding of ['explicit-le', 'explicit-be'] as const) {
+        // Big endian OW holds the same stream with each 16-bit word's bytes swapped.
+        const bytes =
+          encoding === 'explicit-le' ? stream : stream.map((_, i) => stream[i % 2 === 0 ? i + 1 : i - 1]!);
+        const instance = imageInstance(
+          {
+            rows: 2,
+            columns: 3,
+            bitsAllocated,
+            bitsStored,
+            pixelRepresentation: signed,
+            numberOfFrames: 2,
+            extra: [{ tag: 0x7fe00010, vr: 'OW', value: bytes, raw: true }],
+          },
+          { encoding },
+        );
+        expect(Array.from(getFrame(instance, 0).pixels)).toEqual(all.slice(0, 6));
+        expect(Array.from(getFrame(instance, 1).pixels)).toEqual(all.slice(6));
+      }
+    },
+  );
+
+  test('packed samples are refused inside a compressed transfer syntax', () => {
+    const instance = imageInstance(
+      { rows: 1, columns: 2, bitsAllocated: 12, pixelData: { fragments: [new Uint8Array(4)] } },
+      { transferSyntaxUid: '1.2.840.10008.1.2.4.70' },
+    );
+    expect(() => getFrame(instance, 0)).toThrowError(expect.objectContaining({ code: 'UNSUPPORTED_FORMAT' }));
+  });
+
+  test.each([
     { signed: 0, expected: [0, 1, 2047, 4095, 100] },
     { signed: 1, expected: [0, 1, 2047, -1, 100] },
   ])('masks 12 stored bits out of 16 (signed=$signed)', ({ signed, expected }) => {

@@ -96,11 +96,10 @@ export function describePixels(instance: DicomInstance): PixelDescription {
   }
   const bitsAllocated = instance.bitsAllocated;
   if (bitsAllocated === undefined) throw corrupt('pixel data without BitsAllocated (0028,0100)');
-  const whole = bitsAllocated === 1 || bitsAllocated === 8 || bitsAllocated === 16 || bitsAllocated === 32;
   // Other widths (ACR-NEMA's 12) are packed bit streams, which only uncompressed pixel data can hold.
   const ts = describeTransferSyntax(instance.transferSyntaxUid);
-  const packable = ts.codec === 'native' && !ts.encapsulated && bitsAllocated > 1 && bitsAllocated < 32;
-  if (!whole && !packable) {
+  const nativeStream = ts.codec === 'native' && !ts.encapsulated;
+  if (bitsAllocated !== 1 && !WORD_WIDTHS.has(bitsAllocated) && !(isPacked(bitsAllocated) && nativeStream)) {
     throw unsupported(`BitsAllocated (0028,0100) ${bitsAllocated} is not supported`);
   }
   let bitsStored = instance.bitsStored ?? bitsAllocated;
@@ -221,7 +220,7 @@ export function nativeFrameLength(
   >,
 ): number {
   const samples = d.rows * d.columns * d.samplesPerPixel;
-  if (d.bitsAllocated % 8 !== 0) return Math.ceil((samples * d.bitsAllocated) / 8);
+  if (isPacked(d.bitsAllocated) || d.bitsAllocated === 1) return Math.ceil((samples * d.bitsAllocated) / 8);
   if (SUBSAMPLED_422.has(d.photometricInterpretation) && d.samplesPerPixel === 3) {
     return d.rows * d.columns * 2 * (d.bitsAllocated / 8);
   }
@@ -244,7 +243,7 @@ function decodeNativeFrame(
       throw frameTooShort(bytes.length, frameIndex, d, Math.floor(startBit / 8), endByte);
     return frame(d, unpackBits(bytes, startBit, samples), 8, 1, 0);
   }
-  if (d.bitsAllocated % 8 !== 0) {
+  if (isPacked(d.bitsAllocated)) {
     // Packed: frames follow one another in the bit stream, as in the 1-bit case.
     const startBit = frameIndex * samples * d.bitsAllocated;
     const endByte = Math.ceil((startBit + samples * d.bitsAllocated) / 8);
@@ -463,10 +462,18 @@ function expandYbr422(pixels: PixelArray, pixelCount: number): PixelArray {
   return out;
 }
 
+/** Sample widths that are whole typed-array elements. */
+const WORD_WIDTHS: ReadonlySet<number> = new Set([8, 16, 32]);
+
+/** BitsAllocated of samples packed into a bit stream: any width from 2 to 31 but 8 and 16 (12, 24 …). */
+function isPacked(bitsAllocated: number): boolean {
+  return bitsAllocated > 1 && bitsAllocated < 32 && !WORD_WIDTHS.has(bitsAllocated);
+}
+
 /**
- * Samples packed at a width that is not a multiple of 8 (ACR-NEMA's 12-bit: two samples in three bytes). The
- * pixel data is one little-endian bit stream, each sample's bits lowest first, which is how DCMTK reads it.
- * Returns 16- or 32-bit samples holding just the stored bits (sign-extended when signed).
+ * Samples packed at a width that is not a typed-array element (ACR-NEMA's 12-bit: two samples in three
+ * bytes). The pixel data is one little-endian bit stream, each sample's bits lowest first, which is how DCMTK
+ * reads it. Returns 16- or 32-bit samples holding just the stored bits (sign-extended when signed).
  */
 function unpackSamples(bytes: Uint8Array, startBit: number, count: number, d: PixelDescription): PixelArray {
   const width = d.bitsAllocated;
@@ -892,8 +899,8 @@ function readPair(ds: DataSet | undefined, tag: string): PixelAspect | undefined
 }
 
 /** Where the pixel shape comes from, in DCMTK's order: Pixel Spacing (top level, then the Pixel Measures of
- * enhanced objects: the frame's own, then the shared one), Imager Pixel Spacing, Nominal Scanned Pixel Spacing, then Pixel Aspect Ratio. Undefined
- * means square pixels. Ratios beyond 16:1 are taken for garbage and ignored. */
+ * enhanced objects: the frame's own, then the shared one), Imager Pixel Spacing, Nominal Scanned Pixel Spacing,
+ * then Pixel Aspect Ratio. Undefined means square pixels. Ratios beyond 16:1 are taken for garbage and ignored. */
 export function readPixelAspect(instance: DicomInstance): PixelAspect | undefined {
   const ds = instance.dataSet;
   const measures = functionalGroupItems(
