@@ -69,7 +69,7 @@ export async function inspectFile(
     case 'tiff':
       return inspectSlide(await describeSlide(await readTiff(source)));
     case 'dicom':
-      return inspectDicom(await dicomBytesToInspect(source, name), options);
+      return inspectParsedDicom(await readDicomToInspect(source, name), options);
     case 'wfdb-header':
       return inspectWfdb(await readWhole(source, name), name, siblings, options);
     case 'wfdb-signal':
@@ -98,22 +98,30 @@ export async function inspectFile(
  * needed to inspect it (frames are decoded later, when they are rendered). */
 const DICOM_HEADER_PREFIX_BYTES = 128 * 1024;
 
+interface ParsedDicomFile {
+  instance: DicomInstance;
+  /** What `instance` was parsed from: the file's start, or the whole file. */
+  bytes: Uint8Array;
+}
+
 /**
- * The bytes inspectDicom needs: the file's start when its header, up to the pixel data, lies within it, else the
- * whole file (a longer header, a deflated data set, a waveform, whose samples triage reads, or bytes that do not
- * parse, which the whole file then explains). A 50 MB mammogram or a 500 MB slide level is not read whole to
- * learn its study UID.
+ * The file parsed as far as inspecting it needs: its start when its header, up to the pixel data, lies within
+ * it, else the whole file (a longer header, a deflated data set, a waveform, whose samples triage reads, or
+ * bytes that do not parse, which the whole file then explains). A 50 MB mammogram or a 500 MB slide level is not
+ * read whole to learn its study UID.
  */
-async function dicomBytesToInspect(source: ByteSource, name: string): Promise<Uint8Array> {
-  if (source.size <= DICOM_HEADER_PREFIX_BYTES) return readWhole(source, name);
-  const prefix = await source.read(0, DICOM_HEADER_PREFIX_BYTES);
-  try {
-    const instance = parseDicom(prefix);
-    if (!instance.isWaveform && hasAnyPixelData(instance)) return prefix;
-  } catch {
-    // Cut inside the header, or damaged: the whole file decides, with its own error if it has one.
+async function readDicomToInspect(source: ByteSource, name: string): Promise<ParsedDicomFile> {
+  if (source.size > DICOM_HEADER_PREFIX_BYTES) {
+    const prefix = await source.read(0, DICOM_HEADER_PREFIX_BYTES);
+    try {
+      const instance = parseDicom(prefix);
+      if (!instance.isWaveform && hasAnyPixelData(instance)) return { instance, bytes: prefix };
+    } catch {
+      // Cut inside the header, or damaged: the whole file decides, with its own error if it has one.
+    }
   }
-  return readWhole(source, name);
+  const bytes = await readWhole(source, name);
+  return { instance: parseDicom(bytes), bytes };
 }
 
 async function readWhole(source: ByteSource, name: string): Promise<Uint8Array> {
@@ -130,7 +138,10 @@ async function readWhole(source: ByteSource, name: string): Promise<Uint8Array> 
 }
 
 export function inspectDicom(bytes: Uint8Array, options: InspectOptions = {}): Inspection {
-  const instance = parseDicom(bytes);
+  return inspectParsedDicom({ instance: parseDicom(bytes), bytes }, options);
+}
+
+function inspectParsedDicom({ instance, bytes }: ParsedDicomFile, options: InspectOptions): Inspection {
   const base = {
     patient: instance.patient,
     studyInstanceUid: instance.studyInstanceUid,

@@ -32,7 +32,7 @@ import {
 } from '../formats/dicom/pixel-data.js';
 import { TAG } from '../formats/dicom/tags.js';
 import { describeTransferSyntax, type PixelCodec } from '../formats/dicom/transfer-syntax.js';
-import { CODESTREAM_NAMES, codestreamSize } from './codecs/codestream-size.js';
+import { checkCodestreamFits } from './codecs/codestream-size.js';
 import {
   type CompressedCodec,
   type CompressedFrameJob,
@@ -104,15 +104,13 @@ function checkCodestreamSize(
   pixel: PixelDescription,
   frameIndex: number,
 ) {
-  const declared = codestreamSize(codec, bytes);
-  if (!declared || (declared.rows <= pixel.rows && declared.columns <= pixel.columns)) return;
-  throw new AppError(
-    'CORRUPT_FILE',
-    `${CODESTREAM_NAMES[codec]} frame ${frameIndex + 1} of ${pixel.numberOfFrames} declares ${declared.columns}×${declared.rows} pixels in its header, more than Columns (0028,0011) × Rows (0028,0010) = ${pixel.columns}×${pixel.rows}`,
-    {
-      retryable: false,
-      details: { frameIndex, codestreamRows: declared.rows, codestreamColumns: declared.columns },
-    },
+  checkCodestreamFits(
+    codec,
+    bytes,
+    pixel,
+    (declared, name) =>
+      `${name} frame ${frameIndex + 1} of ${pixel.numberOfFrames} declares ${declared.columns}×${declared.rows} pixels in its header, more than Columns (0028,0011) × Rows (0028,0010) = ${pixel.columns}×${pixel.rows}`,
+    { frameIndex },
   );
 }
 

@@ -46,7 +46,7 @@ import {
   type TileTable,
 } from '../formats/slide/tiff.js';
 import type { ByteSource } from '../formats/types.js';
-import { CODESTREAM_NAMES, type CodestreamKind, codestreamSize } from './codecs/codestream-size.js';
+import { type CodestreamKind, checkCodestreamFits } from './codecs/codestream-size.js';
 import { decodeOpenJpegReduced } from './codecs/decode-compressed-frame.js';
 import { loadCharls, loadOpenJpeg } from './codecs/load-codecs.js';
 import { TileCache } from './tile-cache.js';
@@ -115,11 +115,12 @@ function checkCodestreamSize(
   height: number,
   what: string,
 ) {
-  const declared = codestreamSize(kind, bytes);
-  if (!declared || (declared.columns <= width && declared.rows <= height)) return;
-  throw corrupt(
-    `${what}: its ${CODESTREAM_NAMES[kind]} header declares ${declared.columns}x${declared.rows} pixels, more than the ${width}x${height} tile`,
-    { codestreamColumns: declared.columns, codestreamRows: declared.rows },
+  checkCodestreamFits(
+    kind,
+    bytes,
+    { rows: height, columns: width },
+    (declared, name) =>
+      `${what}: its ${name} header declares ${declared.columns}x${declared.rows} pixels, more than the ${width}x${height} tile`,
   );
 }
 

@@ -19,9 +19,12 @@ import {
 } from '../helpers/dcmtk.js';
 import { encodeFrame, writeDicom } from '../helpers/dicom-writer.js';
 import {
+  combineLayouts,
+  framesToRender,
   type Layout,
   layoutElements,
   MATRIX_LAYOUTS,
+  type Combination as MatrixCombination,
   pixelData,
   RGB8,
   sourceFile,
@@ -358,29 +361,11 @@ const VARIANTS: Variant[] = [
   },
 ];
 
-interface Combination {
-  key: string;
-  layout: Layout;
-  variant: Variant;
-}
+type Combination = MatrixCombination<Variant>;
 
-const COMBINATIONS: Combination[] = LAYOUTS.flatMap((layout) =>
-  VARIANTS.filter((v) => v.applies(layout)).map((variant) => ({
-    key: `${layout.name} → ${variant.name}`,
-    layout,
-    variant,
-  })),
-);
+const COMBINATIONS: Combination[] = combineLayouts(LAYOUTS, VARIANTS);
 
-const RENDERS: [name: string, key: string, frame: number][] = COMBINATIONS.flatMap((c) => {
-  const frames = c.layout.frames ?? 1;
-  const chosen = frames === 1 ? [0] : [Math.floor(frames / 2), frames - 1];
-  return chosen.map((frame): [string, string, number] => [
-    `${c.key}, frame ${frame + 1} of ${frames}`,
-    c.key,
-    frame,
-  ]);
-});
+const RENDERS = framesToRender(COMBINATIONS);
 
 function photometricFor(layout: Layout, variant: Variant): string {
   if (!colour(layout)) return layout.photometricInterpretation ?? 'MONOCHROME2';

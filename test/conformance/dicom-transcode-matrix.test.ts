@@ -8,7 +8,14 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { hasDcmj2pnm, hasDcml2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
-import { MATRIX_LAYOUTS as LAYOUTS, type Layout, sourceFile } from '../helpers/pixel-layouts.js';
+import {
+  combineLayouts,
+  framesToRender,
+  MATRIX_LAYOUTS as LAYOUTS,
+  type Layout,
+  type Combination as MatrixCombination,
+  sourceFile,
+} from '../helpers/pixel-layouts.js';
 import { limiter } from '../helpers/processes.js';
 import { expectRendersLike, MIN_CORRELATION, renderForComparison } from '../helpers/render-compare.js';
 
@@ -203,19 +210,9 @@ const SYNTAXES: Syntax[] = [
   },
 ];
 
-interface Combination {
-  key: string;
-  layout: Layout;
-  syntax: Syntax;
-}
+type Combination = MatrixCombination<Syntax>;
 
-const COMBINATIONS: Combination[] = LAYOUTS.flatMap((layout) =>
-  SYNTAXES.filter((s) => s.applies(layout)).map((syntax) => ({
-    key: `${layout.name} → ${syntax.name}`,
-    layout,
-    syntax,
-  })),
-);
+const COMBINATIONS: Combination[] = combineLayouts(LAYOUTS, SYNTAXES);
 
 /**
  * Files DCMTK writes but cannot read back. DCMTK 3.6.7 encodes 16-bit colour JPEG-LS without interleaving
@@ -225,17 +222,7 @@ const COMBINATIONS: Combination[] = LAYOUTS.flatMap((layout) =>
  */
 const DCMTK_CANNOT_READ = new Set(['RGB u16 64×48 → JPEG-LS lossless not interleaved']);
 
-/** The middle frame, which Teleread shows by default, and the last, which a reader must find past the others
- * (without an offset table, by walking the fragments). */
-const RENDERS: [name: string, key: string, frame: number][] = COMBINATIONS.flatMap((c) => {
-  const frames = c.layout.frames ?? 1;
-  const chosen = frames === 1 ? [0] : [Math.floor(frames / 2), frames - 1];
-  return chosen.map((frame): [string, string, number] => [
-    `${c.key}, frame ${frame + 1} of ${frames}`,
-    c.key,
-    frame,
-  ]);
-});
+const RENDERS = framesToRender(COMBINATIONS);
 
 // ---- dcmdump -----------------------------------------------------------------------------------------------
 
@@ -315,7 +302,7 @@ describe.runIf(hasDcmj2pnm && hasDcml2pnm)(
           const source = sources.get(c.layout)!;
           const file = path.join(dir, `${i}.dcm`);
           try {
-            await dcmtk(() => run(c.syntax.tool, [...c.syntax.args, source, file], { timeout: 60_000 }));
+            await dcmtk(() => run(c.variant.tool, [...c.variant.args, source, file], { timeout: 60_000 }));
           } catch (err) {
             const { stderr, message } = err as { stderr?: string; message: string };
             refused.set(c.key, (stderr || message).trim().split('\n')[0]!);
@@ -342,7 +329,7 @@ describe.runIf(hasDcmj2pnm && hasDcml2pnm)(
 
     test.for(COMBINATIONS.map((c): [string, Combination] => [c.key, c]))(
       '%s: header as dcmdump reads it',
-      ([key, { syntax }], { expect, skip }) => {
+      ([key, { variant: syntax }], { expect, skip }) => {
         const made = produced.get(key);
         if (!made) return skip(`DCMTK refused: ${refused.get(key)}`);
         const expected = expectedHeader(made.dump);

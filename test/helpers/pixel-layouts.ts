@@ -249,3 +249,44 @@ export function layoutElements(
 export function sourceFile(layout: Layout): Uint8Array {
   return writeDicom(layoutElements(layout, pixelData(layout)), { encoding: 'explicit-le' });
 }
+
+/** One way of writing a layout (a transcoder's options, an encoder's settings) and the layouts it applies to. */
+export interface MatrixVariant {
+  name: string;
+  applies: (layout: Layout) => boolean;
+}
+
+/** A layout written one way; `key` names it in test titles and in the matrices' maps of produced files. */
+export interface Combination<V extends MatrixVariant> {
+  key: string;
+  layout: Layout;
+  variant: V;
+}
+
+export function combineLayouts<V extends MatrixVariant>(
+  layouts: readonly Layout[],
+  variants: readonly V[],
+): Combination<V>[] {
+  return layouts.flatMap((layout) =>
+    variants
+      .filter((v) => v.applies(layout))
+      .map((variant) => ({ key: `${layout.name} → ${variant.name}`, layout, variant })),
+  );
+}
+
+/** The frames each file's render is checked on: the middle one, which Teleread shows by default, and the last,
+ * which a reader must find past the others (without an offset table, by walking the fragments). As test rows:
+ * title, combination key, zero-based frame. */
+export function framesToRender(
+  combinations: readonly Combination<MatrixVariant>[],
+): [name: string, key: string, frame: number][] {
+  return combinations.flatMap((c) => {
+    const frames = c.layout.frames ?? 1;
+    const chosen = frames === 1 ? [0] : [Math.floor(frames / 2), frames - 1];
+    return chosen.map((frame): [string, string, number] => [
+      `${c.key}, frame ${frame + 1} of ${frames}`,
+      c.key,
+      frame,
+    ]);
+  });
+}

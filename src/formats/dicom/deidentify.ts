@@ -35,7 +35,7 @@ import {
   type ProfileOperation,
   resolveProfileAction,
 } from './deidentify-profile.js';
-import { looksLikeDicom } from './parse-dicom.js';
+import { guessEncodings, looksLikeDicom } from './parse-dicom.js';
 import {
   describeTransferSyntax,
   EXPLICIT_VR_BIG_ENDIAN,
@@ -128,9 +128,6 @@ interface Encoding {
 
 const IMPLICIT_LE: Encoding = { explicitVr: false, littleEndian: true };
 const EXPLICIT_LE: Encoding = { explicitVr: true, littleEndian: true };
-const EXPLICIT_BE: Encoding = { explicitVr: true, littleEndian: false };
-/** ACR-NEMA's implicit VR big endian, which parseDicom reads: recognised here so that it is refused plainly. */
-const IMPLICIT_BE: Encoding = { explicitVr: false, littleEndian: false };
 
 interface DataElement {
   readonly tag: number;
@@ -453,17 +450,6 @@ interface Located {
   transferSyntaxUid: string;
   deflated: boolean;
   meta: FileMeta | undefined;
-}
-
-function guessEncodings(b: Uint8Array, start: number): Encoding[] {
-  if (isVrAt(b, start + 4)) {
-    const bigEndianFirst = b[start] === 0 && b[start + 1] !== 0;
-    return bigEndianFirst ? [EXPLICIT_BE, EXPLICIT_LE, IMPLICIT_LE] : [EXPLICIT_LE, IMPLICIT_LE, EXPLICIT_BE];
-  }
-  // As parseDicom: implicit big endian before explicit, whose reading of short values it would pass.
-  return b[start] === 0 && b[start + 1] !== 0
-    ? [IMPLICIT_BE, IMPLICIT_LE, EXPLICIT_LE, EXPLICIT_BE]
-    : [IMPLICIT_LE, EXPLICIT_LE, IMPLICIT_BE, EXPLICIT_BE];
 }
 
 function nativeUid(e: Encoding): string {

@@ -82,7 +82,7 @@ export interface DicomInstance {
 const MEDIA_STORAGE_DIRECTORY_SOP_CLASS = '1.2.840.10008.1.3.10';
 const DIRECTORY_RECORD_SEQUENCE = 'x00041220';
 
-interface Encoding {
+export interface Encoding {
   readonly explicitVr: boolean;
   readonly littleEndian: boolean;
   readonly deflated: boolean;
@@ -380,8 +380,8 @@ function readBigEndianUndefinedLengthUn(
 
 /** Candidate encodings for a data set whose encoding is not declared, most likely first. Like DCMTK, the first
  * element decides: a valid VR after the tag means explicit VR, and a tag that reads small only in big endian
- * means big endian. */
-function guessEncodings(b: Uint8Array, start: number): Encoding[] {
+ * means big endian. De-identification reads files in the same order. */
+export function guessEncodings(b: Uint8Array, start: number): readonly Encoding[] {
   if (isVrAt(b, start + 4)) {
     const bigEndianFirst = b[start] === 0 && b[start + 1] !== 0;
     return bigEndianFirst
