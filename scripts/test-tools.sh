@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The reference tools the conformance and interoperability tests run against (Debian packages): dcmtk
 # (dcmdump, dcmj2pnm, dcml2pnm, storescu, echoscu), dicom3tools (dciodvfy), libvips-tools (vips, which
-# writes the Zstandard TIFF pyramids sharp cannot), and the independent JPEG 2000 and HTJ2K encoders
-# libopenjp2-tools (opj_compress) and openjph-tools (ojph_compress), which DCMTK lacks. Installs what is
+# writes the Zstandard TIFF pyramids sharp cannot), the independent JPEG 2000 and HTJ2K encoders
+# libopenjp2-tools (opj_compress) and openjph-tools (ojph_compress), which DCMTK lacks, and GDCM's gdcmconv
+# (libgdcm-tools), a second toolkit's encoders for the transcode matrix. Installs what is
 # missing when run as root on Debian; otherwise says what to install. Tests that need a tool run only where it
 # is present.
 set -euo pipefail
@@ -12,6 +13,7 @@ command -v dciodvfy >/dev/null 2>&1 || need+=(dicom3tools)
 command -v vips >/dev/null 2>&1 || need+=(libvips-tools)
 command -v opj_compress >/dev/null 2>&1 || need+=(libopenjp2-tools)
 command -v ojph_compress >/dev/null 2>&1 || need+=(openjph-tools)
+command -v gdcmconv >/dev/null 2>&1 || need+=(libgdcm-tools)
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" = 0 ] && [ -f /etc/debian_version ]; then
   echo "test-tools: installing ${need[*]}" >&2

@@ -21,6 +21,7 @@ import { type DicomInstance, instanceForFrame } from '../formats/dicom/parse-dic
 import {
   describePixels,
   type Frame,
+  frameFromDecodedSamples,
   getEncapsulatedFrame,
   getFrame,
   type PixelAspect,
@@ -137,6 +138,15 @@ const decodeJpegFamily: FrameDecoder = async (instance, frameIndex, options) => 
     );
   }
   checkCodestreamSize('jpeg', bytes, pixel, frameIndex);
+  // ISO 10918-1 gives DCT processes 8- or 12-bit samples only. IJG hands back a black frame for anything else
+  // (GDCM writes 16-bit DCT when asked for lossy JPEG of 16-bit data; DCMTK refuses it too).
+  if (!header.lossless && header.precision !== 8 && header.precision !== 12) {
+    throw new AppError(
+      'CORRUPT_FILE',
+      `JPEG frame ${frameIndex + 1} of ${pixel.numberOfFrames} is a DCT (lossy) JPEG with ${header.precision}-bit samples; the standard allows 8 or 12`,
+      { retryable: false, details: { frameIndex, precision: header.precision } },
+    );
+  }
   if (!header.lossless && header.precision === 8) return decodeWithSharp(bytes, pixel, frameIndex);
   return runCompressed({ codec: 'jpeg', bytes, pixel, frameIndex, maxSize: options.maxSize });
 };
@@ -168,17 +178,22 @@ async function decodeWithSharp(stored: Uint8Array, description: PixelDescription
       retryable: false,
     });
   }
-  const pixels = new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, width * height * channels);
-  return {
-    rows: height,
-    columns: width,
-    samplesPerPixel: channels,
-    photometricInterpretation: channels === 3 ? 'RGB' : description.photometricInterpretation,
-    bitsAllocated: 8,
-    bitsStored: 8,
-    pixelRepresentation: 0,
-    pixels,
-  } satisfies Frame;
+  // Through the same reconciliation as the codecs' output: GDCM, among others, writes signed 8-bit data as its
+  // two's complement bytes, which PixelRepresentation 1 turns back into negative values (as DCMTK reads them).
+  return frameFromDecodedSamples(
+    {
+      data: new Uint8Array(decoded.data.buffer, decoded.data.byteOffset, width * height * channels),
+      rows: height,
+      columns: width,
+      samplesPerPixel: channels,
+      bytesPerSample: 1,
+      planar: false,
+      signed: false,
+      precision: 8,
+      photometricInterpretation: channels === 3 ? 'RGB' : description.photometricInterpretation,
+    },
+    description,
+  );
 }
 
 /** Private transfer syntaxes: native pixel data is read as such; encapsulated frames are recognised by their
