@@ -17,7 +17,13 @@ import {
 import { transcodeWfdbFlac, usesWfdbFlac, wfdbFormatList } from './ecg/wfdb-flac.js';
 import { describeSlide, type SlideInfo } from './slide/describe-slide.js';
 import { readTiff } from './slide/tiff.js';
-import { type ByteSource, type CaseKind, isDetectedEcgFormat, type PatientInfo } from './types.js';
+import {
+  type ByteSource,
+  type CaseKind,
+  isDetectedEcgFormat,
+  type PatientInfo,
+  withReadAhead,
+} from './types.js';
 
 /** What the pipeline learns about one file before grouping it into a case. */
 export interface Inspection {
@@ -54,11 +60,13 @@ export interface InspectOptions {
 }
 
 export async function inspectFile(
-  source: ByteSource,
+  stored: ByteSource,
   name: string,
   siblings?: SiblingReader,
   options: InspectOptions = {},
 ): Promise<Inspection> {
+  // One read serves the sniff and the DICOM header prefix (and a small file whole).
+  const source = withReadAhead(stored, DICOM_HEADER_PREFIX_BYTES);
   const head = await source.read(0, Math.min(SNIFF_BYTES, source.size));
   if (source.size === 0) throw new AppError('UNSUPPORTED_FORMAT', 'empty file', { retryable: false });
   const detected = detectFormat(head, name);

@@ -21,6 +21,22 @@ export function byteSourceFromBytes(bytes: Uint8Array): ByteSource {
   };
 }
 
+/** A source whose first read fetches at least `bytes` from the start, and which answers later reads inside that
+ * range from memory: sniffing the format and then reading the header would otherwise open the object (or send a
+ * ranged GET to S3) twice. */
+export function withReadAhead(source: ByteSource, bytes: number): ByteSource {
+  let head: Promise<Uint8Array> | undefined;
+  return {
+    size: source.size,
+    async read(offset, length) {
+      const end = Math.min(source.size, offset + length);
+      if (end > bytes) return source.read(offset, length);
+      head ??= source.read(0, Math.min(source.size, bytes));
+      return (await head).subarray(offset, end);
+    },
+  };
+}
+
 /** The single-file ECG formats sniffing tells apart (a DICOM waveform is only known once the DICOM is parsed). */
 export const DETECTED_ECG_FORMATS = [
   'scp-ecg',

@@ -67,12 +67,13 @@ describe('inspectFile on DICOM', () => {
   /** A ByteSource that remembers the furthest byte it was asked for. */
   function recording(bytes: Uint8Array) {
     const source = byteSourceFromBytes(bytes);
-    const seen = { furthest: 0 };
+    const seen = { furthest: 0, reads: 0 };
     return {
       seen,
       source: {
         size: source.size,
         read: (offset: number, length: number) => {
+          seen.reads++;
           seen.furthest = Math.max(seen.furthest, offset + length);
           return source.read(offset, length);
         },
@@ -94,6 +95,8 @@ describe('inspectFile on DICOM', () => {
     const { source, seen } = recording(bytes);
     const fromHeader = await inspectFile(source, 'ct.dcm');
     expect(seen.furthest).toBeLessThan(bytes.length / 2);
+    // Sniffing the format and reading the header share one read of the store.
+    expect(seen.reads).toBe(1);
     const whole = await inspectFile(byteSourceFromBytes(bytes), 'ct.dcm');
     expect(fromHeader).toEqual(whole);
     expect(fromHeader.metadata).toMatchObject({ rows: 512, hasPixelData: true });
