@@ -200,20 +200,19 @@ interface IngestPass {
   uploadedMs: number;
 }
 
-async function ingestTeleread(
-  client: LoadClient,
-  stack: TelereadStack,
-  db: pg.Client,
-  series: Series,
-  deadline: Deadline,
-): Promise<IngestPass> {
-  const base = `http://127.0.0.1:${stack.apiPort}`;
+/** A series as the multipart request bodies Teleread is sent, INGEST_BATCH files each. */
+interface TelereadBodies {
+  batches: Array<Series['files']>;
+  bodies: Array<{ bytes: Uint8Array; contentType: string }>;
+}
+
+/** The bodies are encoded before the clock and the CPU meters start, as Orthanc's files are read before its clock:
+ * both sides send bytes that are ready, and the generator's own multipart encoding is not counted as its CPU. */
+async function encodeForTeleread(series: Series): Promise<TelereadBodies> {
   const batches: Array<Series['files']> = [];
   for (let i = 0; i < series.files.length; i += INGEST_BATCH) {
     batches.push(series.files.slice(i, i + INGEST_BATCH));
   }
-  // The bodies are encoded before the clock starts, as Orthanc's are read before its clock: both sides send
-  // bytes that are ready, and the generator's own multipart encoding does not compete for the 2 cores.
   const bodies = await Promise.all(
     batches.map(async (batch) => {
       const form = new FormData();
@@ -225,6 +224,18 @@ async function ingestTeleread(
       };
     }),
   );
+  return { batches, bodies };
+}
+
+async function ingestTeleread(
+  client: LoadClient,
+  stack: TelereadStack,
+  db: pg.Client,
+  series: Series,
+  { batches, bodies }: TelereadBodies,
+  deadline: Deadline,
+): Promise<IngestPass> {
+  const base = `http://127.0.0.1:${stack.apiPort}`;
   const uploadIds: string[] = [];
   const started = process.hrtime.bigint();
   await lanes(batches.length, IN_FLIGHT, async (b) => {
@@ -367,7 +378,8 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
   const distinct = 20;
   const pixels = Array.from({ length: distinct }, (_, i) => ctPixels(512, 1000 + i));
   // Uncounted warm-up: the worker's first case loads its modules and codecs and proves it is consuming jobs.
-  await ingestTeleread(client, stack, db, makeSeries(pixels, WARM_UP_COUNT), new Deadline(120_000));
+  const warmUp = makeSeries(pixels, WARM_UP_COUNT);
+  await ingestTeleread(client, stack, db, warmUp, await encodeForTeleread(warmUp), new Deadline(120_000));
   await ingestOrthanc(client, orthanc.url, makeSeries(pixels, WARM_UP_COUNT), new Deadline(60_000));
 
   const teleread: IngestPass[] = [];
@@ -378,8 +390,9 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
     // Both sides get the same bytes in a pass; ABBA order so drifting load weighs on both alike.
     const series = makeSeries(pixels, INGEST_COUNT);
     const runT = async () => {
+      const bodies = await encodeForTeleread(series);
       const cpu = cpuMeter({ api: api.pid, worker: worker.pid });
-      teleread.push(await ingestTeleread(client, stack, db, series, new Deadline(180_000)));
+      teleread.push(await ingestTeleread(client, stack, db, series, bodies, new Deadline(180_000)));
       cpuUse.teleread.push(cpu());
     };
     const runO = async () => {
