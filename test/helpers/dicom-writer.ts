@@ -122,21 +122,20 @@ function numericBytes(values: NumericArray | number, vr: string, littleEndian: b
   return b;
 }
 
-/** OB/OW values: typed arrays are written element by element in the data set's byte order. */
+/** OB/OW/OF/OD values in the data set's byte order. OW is a stream of 16-bit words: in big endian the bytes of
+ * each word of the little endian stream (padding included) are swapped, whatever the sample width, as DCMTK
+ * writes it. Other VRs swap each typed-array element. */
 function binaryBytes(value: NumericArray, vr: string, littleEndian: boolean, raw: boolean): Uint8Array {
-  let bytes: Uint8Array;
-  if (value instanceof Uint8Array || value instanceof Int8Array || Array.isArray(value)) {
-    bytes = Uint8Array.from(value as ArrayLike<number>, (v) => v & 0xff);
-    if (!littleEndian && vr === 'OW' && !raw) bytes = swap(bytes, 2);
-  } else {
-    const width = value.BYTES_PER_ELEMENT;
-    bytes = new Uint8Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
-    if (!littleEndian) bytes = swap(bytes, width);
-  }
-  if (bytes.length % 2 === 0) return bytes;
-  const padded = new Uint8Array(bytes.length + 1);
-  padded.set(bytes);
-  return padded;
+  const bytes =
+    value instanceof Uint8Array || value instanceof Int8Array || Array.isArray(value)
+      ? Uint8Array.from(value as ArrayLike<number>, (v) => v & 0xff)
+      : new Uint8Array(value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength));
+  const padded = bytes.length % 2 === 0 ? bytes : new Uint8Array(bytes.length + 1);
+  if (padded !== bytes) padded.set(bytes);
+  if (littleEndian || raw) return padded;
+  if (vr === 'OW') return swap(padded, 2);
+  const width = ArrayBuffer.isView(value) ? (value as { BYTES_PER_ELEMENT: number }).BYTES_PER_ELEMENT : 1;
+  return width > 1 ? swap(padded, width) : padded;
 }
 
 function swap(bytes: Uint8Array, width: number): Uint8Array {

@@ -234,6 +234,7 @@ function decodeNativeFrame(
   littleEndian: boolean,
   wordSwapped: boolean,
 ): Frame {
+  if (!littleEndian && wordSwapped) return decodeBigEndianWords(bytes, frameIndex, d);
   const pixelCount = d.rows * d.columns;
   const samples = pixelCount * d.samplesPerPixel;
   if (d.bitsAllocated === 1) {
@@ -261,9 +262,8 @@ function decodeNativeFrame(
     throw frameTooShort(bytes.length, frameIndex, d, start, start + frameLength);
   const raw = bytes.subarray(start, start + frameLength);
   const bytesPerSample = d.bitsAllocated / 8;
-  // In big endian, OW data is byte-swapped per 16-bit word even when samples are 8 bits.
-  const swapWidth = littleEndian ? 1 : bytesPerSample === 1 ? (wordSwapped ? 2 : 1) : bytesPerSample;
-  let pixels = typedView(raw, d, swapWidth);
+  // Big endian OB, OF and OD: each sample in the transfer syntax's byte order (OW was unswapped above).
+  let pixels = typedView(raw, d, littleEndian ? 1 : bytesPerSample);
   pixels = maskToBitsStored(pixels, d);
 
   const expanded = SUBSAMPLED_422.get(d.photometricInterpretation);
@@ -505,14 +505,38 @@ function unpackSamples(bytes: Uint8Array, startBit: number, count: number, d: Pi
   return out;
 }
 
-/** A copy with the bytes of each 16-bit word swapped: OW read in big endian. */
+/** A copy with the bytes of each 16-bit word swapped: OW read in big endian. An odd last byte (a value cut
+ * short) is kept as it is. */
 function swapWords(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes.length);
   for (let i = 0; i + 1 < bytes.length; i += 2) {
     out[i] = bytes[i + 1]!;
     out[i + 1] = bytes[i]!;
   }
+  if (bytes.length % 2 === 1) out[bytes.length - 1] = bytes[bytes.length - 1]!;
   return out;
+}
+
+/**
+ * Native OW pixel data in big endian. OW is a stream of 16-bit words, so the transfer syntax swaps the bytes of
+ * each word, whatever BitsAllocated says: unswapped, the words give back the little endian byte stream, in which
+ * 8-bit samples run in order and a 32-bit sample is two words, the less significant first. DCMTK reads and
+ * writes it so (dcmconv +tb). The words run across frame boundaries (an odd-sized 8-bit frame ends inside
+ * one) and into the value's padding byte, so the words around the frame are unswapped before it is cut out.
+ */
+function decodeBigEndianWords(bytes: Uint8Array, frameIndex: number, d: PixelDescription): Frame {
+  if (d.bitsAllocated === 1 || isPacked(d.bitsAllocated)) {
+    // Bit streams: frames start anywhere, and these values are small.
+    return decodeNativeFrame(swapWords(bytes), frameIndex, d, true, false);
+  }
+  const frameLength = nativeFrameLength(d);
+  const start = frameIndex * frameLength;
+  const end = start + frameLength;
+  // Too short: the little endian path names the frame and the offsets.
+  if (end > bytes.length) return decodeNativeFrame(bytes, frameIndex, d, true, false);
+  const from = start - (start % 2);
+  const to = Math.min(bytes.length, end + (end % 2));
+  return decodeNativeFrame(swapWords(bytes.subarray(from, to)).subarray(start - from), 0, d, true, false);
 }
 
 /** 1-bit pixels are packed least significant bit first and run on across frames without byte alignment. */
