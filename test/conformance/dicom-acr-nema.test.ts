@@ -6,7 +6,9 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { detectFormat } from '../../src/formats/detect.js';
+import { deidentifyDicom } from '../../src/formats/dicom/deidentify.js';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { getFrame } from '../../src/formats/dicom/pixel-data.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { renderDicomFrame } from '../../src/imaging/render-dicom.js';
 import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
@@ -19,7 +21,7 @@ import { expectRendersLike, renderForComparison } from '../helpers/render-compar
  * must read as dcmdump prints it, and every frame must render like dcmj2pnm's.
  * - Implicit VR big endian: a data set with neither file meta nor VRs, in big endian. DICOM has no transfer
  *   syntax for it; DCMTK reads it with its fallbacks. Pixel Data is OW without VRs, so 8-bit samples come
- *   swapped in 16-bit words.
+ *   swapped in 16-bit words. Its de-identified copy is explicit VR big endian and must read and render alike.
  * - Packed 12-bit pixel data (BitsAllocated 12): two samples in three bytes, one little-endian bit stream.
  * - The retired YBR_PARTIAL_422 of old ultrasound: studio-range YCbCr, one chroma pair per two pixels.
  */
@@ -89,6 +91,22 @@ describe.runIf(hasDcmj2pnm)('implicit VR big endian (ACR-NEMA), against dcmdump 
     // DCMTK reads it as "Virtual Big Endian Implicit"; no UID exists for that.
     expect(instance.warnings.join('\n')).toMatch(/implicit VR big endian/);
     expect(instance.transferSyntaxUid).toBe('1.2.840.10008.1.2.2');
+
+    // The de-identified copy is explicit VR big endian with the dictionary's VRs: DCMTK must read its header and
+    // render it as it renders the source, and every frame must keep its samples.
+    const { bytes: copy } = deidentifyDicom(bytes, {
+      mapUid: (uid) => `2.25.${uid.length}${uid.split('.').length}`,
+      pseudonym: { patientName: 'ANON^ACR', patientId: 'ACR-1' },
+      dateShiftDays: -10,
+    });
+    const deidentified = await expectReadLikeDcmtk(`${name} de-identified`, copy, layout.frames ?? 1);
+    expect(deidentified.hasFileMeta).toBe(true);
+    expect(deidentified.warnings).toEqual([]);
+    for (let frame = 0; frame < (layout.frames ?? 1); frame++) {
+      expect(Array.from(getFrame(deidentified, frame).pixels)).toEqual(
+        Array.from(getFrame(instance, frame).pixels),
+      );
+    }
   });
 });
 

@@ -240,7 +240,7 @@ function richInstance(n: 1 | 2, extra: DicomElement[] = []): DicomElement[] {
       el(0x00700001, 'SQ', [
         [
           el(0x00700008, 'SQ', [
-            [el(0x00700006, 'ST', IDENTIFYING.graphicText), el(0x00700009, 'CS', 'PIXEL')],
+            [el(0x00700006, 'ST', IDENTIFYING.graphicText), el(0x00700003, 'CS', 'PIXEL')],
           ]),
         ],
       ]),
@@ -722,12 +722,37 @@ describe('bad input', () => {
     );
   });
 
-  test('implicit VR big endian (ACR-NEMA) is refused plainly, never written as another encoding', () => {
+  test('implicit VR big endian (ACR-NEMA) is written as explicit VR big endian, with the dictionary VRs', () => {
     const acrNema = writeDicom(richInstance(2), { encoding: 'implicit-be', meta: false, preamble: false });
-    // parseDicom reads it, so the refusal is about the copy, not the input.
-    expect(parseDicom(acrNema).patient.name).toBe(IDENTIFYING.patientName);
-    expect(() => deidentifyDicom(acrNema, options(uidMap().mapUid))).toThrowError(
-      expect.objectContaining({ code: 'UNSUPPORTED_FORMAT', message: expect.stringMatching(/big endian/) }),
+    // Replacement UIDs in the order they are asked for, so that two runs over the same elements agree.
+    const sequential = () => {
+      const given = new Map<string, string>();
+      return (uid: string) => given.get(uid) ?? given.set(uid, `2.25.${given.size + 1}`).get(uid)!;
+    };
+    const out = deidentifyDicom(acrNema, options(sequential()));
+    expect(out.warnings.join('\n')).toMatch(/implicit VR big endian .* the copy is explicit VR big endian/);
+    const parsed = parseDicom(out.bytes);
+    expect(parsed.transferSyntaxUid).toBe('1.2.840.10008.1.2.2');
+    expect(parsed.patient.name).toBe(PSEUDONYM.patientName);
+    for (const value of Object.values(IDENTIFYING)) expect(bytesContain(out.bytes, value)).toBe(false);
+    // The same bytes as de-identifying the instance written in explicit VR big endian to begin with: every VR
+    // the dictionary gave is the one the writer chose, and every value kept its byte order (Pixel Data too).
+    const explicit = writeDicom(richInstance(2), { encoding: 'explicit-be' });
+    expect(Buffer.from(out.bytes).equals(deidentifyDicom(explicit, options(sequential())).bytes)).toBe(true);
+  });
+
+  test('an implicit VR value the dictionary calls a sequence, but that is not one, is written as UN', () => {
+    // (0070,0009) is Graphic Object Sequence in PS3.6; a writer that put text there must not get an SQ header.
+    const input = writeDicom([...richInstance(1), el(0x00700009, 'CS', 'PIXEL')], {
+      encoding: 'implicit-be',
+      meta: false,
+      preamble: false,
+    });
+    const { bytes } = deidentifyDicom(input, options(uidMap().mapUid));
+    const element = parseDicom(bytes).dataSet.elements.x00700009;
+    expect(element?.vr).toBe('UN');
+    expect(latin1.decode(bytes.subarray(element!.dataOffset, element!.dataOffset + element!.length))).toBe(
+      'PIXEL ',
     );
   });
 

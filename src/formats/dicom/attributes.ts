@@ -133,13 +133,13 @@ function tagOf(key: string): number {
 
 /** dcmjs writes pseudo-VRs for attributes whose VR depends on context (PS3.5 A.1 c, PS3.6 notes). In implicit
  * VR data sets they resolve as the transfer syntax and pixel representation dictate. */
-function dictionaryVr(vr: string, ctx: Context): string {
+function dictionaryVr(vr: string, pixelRepresentation: number | undefined): string {
   switch (vr) {
     case 'ox':
     case 'lt':
       return 'OW';
     case 'xs':
-      return ctx.pixelRepresentation === 1 ? 'SS' : 'US';
+      return pixelRepresentation === 1 ? 'SS' : 'US';
     case 'up':
       return 'UL';
     default:
@@ -147,11 +147,24 @@ function dictionaryVr(vr: string, ctx: Context): string {
   }
 }
 
+/**
+ * The VR an element of an implicit VR data set has, for writing it with explicit VRs: PS3.6's, with the
+ * context-dependent ones resolved as implicit VR data resolves them (OW for Pixel Data and LUT data, US or SS by
+ * PixelRepresentation). Group lengths are UL and private creators LO; undefined for a tag PS3.6 does not list.
+ */
+export function implicitVrOf(tag: number, pixelRepresentation: number | undefined): string | undefined {
+  if ((tag & 0xffff) === 0) return 'UL';
+  const group = tag >>> 16;
+  if (group % 2 === 1 && (tag & 0xffff) >= 0x0010 && (tag & 0xffff) <= 0x00ff) return 'LO';
+  const entry = lookup(tag);
+  return entry ? dictionaryVr(entry.vr, pixelRepresentation) : undefined;
+}
+
 function resolveVr(element: Element, entry: DictionaryEntry | undefined, ctx: Context): string {
   if (element.items) return 'SQ';
   const explicit = element.vr;
   if (explicit && explicit !== 'UN') return explicit;
-  const known = entry ? dictionaryVr(entry.vr, ctx) : undefined;
+  const known = entry ? dictionaryVr(entry.vr, ctx.pixelRepresentation) : undefined;
   // UN keeps the bytes of a VR the writer did not know; text reads the same in any byte order, so a string VR
   // from the dictionary is safe to apply (numbers are not: UN does not say whose byte order its bytes are in).
   if (explicit === 'UN') return known && STRING_VRS.has(known) ? known : 'UN';

@@ -27,6 +27,7 @@
  */
 import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { AppError, isAppError } from '../../errors.js';
+import { implicitVrOf } from './attributes.js';
 import { decodeDicomText } from './charset.js';
 import {
   DATE_ATTRIBUTE_VR,
@@ -450,6 +451,17 @@ interface Located {
   transferSyntaxUid: string;
   deflated: boolean;
   meta: FileMeta | undefined;
+  /** Set when the copy is written in another encoding than `encoding`: the VRs to give elements read without. */
+  rewrite?: { encoding: Encoding; vrOf: (tag: number) => string | undefined };
+}
+
+const TAG_PIXEL_REPRESENTATION = 0x00280103;
+
+/** A top-level US value, in the data set's byte order; undefined when absent or malformed. */
+function readUs(elements: DataElement[], tag: number, enc: Encoding): number | undefined {
+  const value = elements.find((e) => e.tag === tag)?.value;
+  if (!value || value.length < 2) return undefined;
+  return new DataView(value.buffer, value.byteOffset, 2).getUint16(0, enc.littleEndian);
 }
 
 function nativeUid(e: Encoding): string {
@@ -524,12 +536,23 @@ function locateDataSet(bytes: Uint8Array, warnings: string[]): Located {
     }
     if (!isDeclared && !elements.some((e) => IDENTIFYING_TAGS.includes(e.tag))) continue;
     if (!encoding.explicitVr && !encoding.littleEndian) {
-      // The copy is written in its source's encoding, and DICOM has no transfer syntax to declare this one.
-      throw new AppError(
-        'UNSUPPORTED_FORMAT',
-        'implicit VR big endian (ACR-NEMA) has no DICOM transfer syntax, so no de-identified copy can declare it; convert the file first (for example dcmconv +te)',
-        { retryable: false },
+      // No transfer syntax declares implicit VR big endian (ACR-NEMA), so the copy gets VRs from PS3.6 and is
+      // written as explicit VR big endian: the values keep their byte order, Pixel Data stays 16-bit words.
+      const pixelRepresentation = readUs(elements, TAG_PIXEL_REPRESENTATION, encoding);
+      warnings.push(
+        'implicit VR big endian (ACR-NEMA) has no transfer syntax; the copy is explicit VR big endian, with VRs from the data dictionary',
       );
+      return {
+        elements,
+        encoding,
+        transferSyntaxUid: EXPLICIT_VR_BIG_ENDIAN,
+        deflated: false,
+        meta,
+        rewrite: {
+          encoding: { explicitVr: true, littleEndian: false },
+          vrOf: (tag) => implicitVrOf(tag, pixelRepresentation),
+        },
+      };
     }
     if (declared && !isDeclared) {
       warnings.push(`data set is not encoded as its transfer syntax ${declared.uid} says; written as read`);
@@ -1155,18 +1178,22 @@ function writeHeader(
   sink.u16(length, enc.littleEndian);
 }
 
-function writeElements(sink: ByteSink, elements: DataElement[], enc: Encoding): void {
-  for (const el of elements) writeElement(sink, el, enc);
+/** `vrOf` is given when the elements were read without VRs and are written with them (see Located.rewrite). */
+type VrOf = ((tag: number) => string | undefined) | undefined;
+
+function writeElements(sink: ByteSink, elements: DataElement[], enc: Encoding, vrOf?: VrOf): void {
+  for (const el of elements) writeElement(sink, el, enc, vrOf);
 }
 
-function writeElement(sink: ByteSink, el: DataElement, enc: Encoding): void {
+function writeElement(sink: ByteSink, el: DataElement, enc: Encoding, vrOf: VrOf): void {
   if (el.sequence) {
-    // Sequences made here follow the data set; read ones keep theirs (UN sequences are implicit VR LE inside).
-    const itemEnc = el.offset < 0 ? enc : el.sequence.encoding;
+    // Sequences made here follow the data set; read ones keep theirs (UN sequences are implicit VR LE inside),
+    // unless the whole data set is being given VRs (it then has no UN sequences: it had no VRs at all).
+    const itemEnc = el.offset < 0 || vrOf ? enc : el.sequence.encoding;
     const body = new ByteSink();
     for (const item of el.sequence.items) {
       const content = new ByteSink();
-      writeElements(content, item.elements, itemEnc);
+      writeElements(content, item.elements, itemEnc, vrOf);
       body.tag(ITEM, itemEnc.littleEndian);
       body.u32(item.undefinedLength ? UNDEFINED_LENGTH : content.length, itemEnc.littleEndian);
       body.push(content.toBytes());
@@ -1193,8 +1220,17 @@ function writeElement(sink: ByteSink, el: DataElement, enc: Encoding): void {
     return;
   }
   const value = el.value ?? new Uint8Array(0);
-  writeHeader(sink, el, value.length, enc, el.vr);
+  writeHeader(sink, el, value.length, enc, el.vr ?? givenVr(el.tag, value.length, vrOf));
   sink.push(value);
+}
+
+/** The VR for an element read without one: the dictionary's; UN for a tag it does not list, a value too long
+ * for the dictionary VR's 16-bit length, or a value the dictionary calls a sequence that did not read as one. */
+function givenVr(tag: number, length: number, vrOf: VrOf): string | undefined {
+  if (!vrOf) return undefined;
+  const vr = vrOf(tag);
+  if (vr === undefined || !VRS.has(vr) || (vr === 'SQ' && length > 0)) return 'UN';
+  return LONG_LENGTH_VRS.has(vr) || length <= 0xffff ? vr : 'UN';
 }
 
 function fileMeta(
@@ -1223,7 +1259,7 @@ function fileMeta(
   out.push(ascii('DICM'));
   const groupLength = new Uint8Array(4);
   new DataView(groupLength.buffer).setUint32(0, body.length, true);
-  writeElement(out, { tag: 0x00020000, vr: 'UL', offset: -1, value: groupLength }, EXPLICIT_LE);
+  writeElement(out, { tag: 0x00020000, vr: 'UL', offset: -1, value: groupLength }, EXPLICIT_LE, undefined);
   out.push(body.toBytes());
   return out.toBytes();
 }
@@ -1256,7 +1292,8 @@ export function deidentifyDicom(bytes: Uint8Array, opts: DeidentifyOptions): Dei
   return guard(() => {
     const t = deidentifyTree(bytes, opts);
     const data = new ByteSink();
-    writeElements(data, t.elements, t.located.encoding);
+    const rewrite = t.located.rewrite;
+    writeElements(data, t.elements, rewrite?.encoding ?? t.located.encoding, rewrite?.vrOf);
     const dataSet = t.located.deflated ? new Uint8Array(deflateRawSync(data.toBytes())) : data.toBytes();
     const meta = fileMeta(t.sopClassUid, t.sopInstanceUid, t.located.transferSyntaxUid);
     const out = new Uint8Array(meta.length + dataSet.length);
