@@ -162,6 +162,7 @@ export async function renderCommand(
   out: string,
   sizeOption: number | undefined,
   frame?: number,
+  overlays = true,
 ): Promise<number> {
   const size = sizeOption ?? 256;
   if (!Number.isInteger(size) || size < 32 || size > 8192) {
@@ -185,8 +186,9 @@ export async function renderCommand(
             size,
             encoding,
             sizeOption !== undefined,
+            overlays,
           )
-        : await renderFrame(file, inspection.format, frame, size, encoding);
+        : await renderFrame(file, inspection.format, frame, size, encoding, overlays);
     await writeFile(out, image.data);
     console.log(
       JSON.stringify({
@@ -207,10 +209,16 @@ async function renderFrame(
   frame: number,
   size: number,
   encoding: 'webp' | 'jpeg' | 'png',
+  overlays: boolean,
 ) {
   if (!Number.isInteger(frame) || frame < 1) throw new AppError('VALIDATION_FAILED', '--frame is 1-based');
   if (format !== 'dicom' && format !== 'dicom-wsi') {
     throw new AppError('VALIDATION_FAILED', '--frame applies to DICOM images only');
   }
-  return renderDicomFrame(parseDicom(await bytesOf(file)), { frame: frame - 1, size, format: encoding });
+  return renderDicomFrame(parseDicom(await bytesOf(file)), {
+    frame: frame - 1,
+    size,
+    format: encoding,
+    overlays,
+  });
 }

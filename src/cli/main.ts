@@ -29,8 +29,9 @@ const USAGE = `teleread <command> [options]
   keys revoke ID                     refuse the key from its next request on
   keys list                          every key: id, prefix, role, scope, state (never the key)
   inspect FILE… [--json]             detected kind, format and metadata per file
-  render FILE -o OUT.png [--size N] [--frame K]
-                                     the thumbnail the pipeline would make (DICOM: frame K, 1-based)
+  render FILE -o OUT.png [--size N] [--frame K] [--no-overlays]
+                                     the thumbnail the pipeline would make (DICOM: frame K, 1-based;
+                                     overlay planes drawn, as dcmj2pnm draws them, unless --no-overlays)
   deidentify IN OUT [--secret S] [--pseudonym P]
                                      PS3.15 Basic Profile + Modified Dates + Clean Descriptors (files or folders)
   qrs FILE                           detected R-peak times (s), one a line
@@ -240,16 +241,18 @@ async function main(argv: string[]): Promise<number> {
         out: { type: 'string', short: 'o' },
         size: { type: 'string' },
         frame: { type: 'string' },
+        'no-overlays': { type: 'boolean', default: false },
       });
       const v = values as Record<string, string | undefined>;
       if (positionals.length !== 1 || !v.out) {
-        throw new Error('usage: teleread render FILE -o OUT.png [--size N] [--frame K]');
+        throw new Error('usage: teleread render FILE -o OUT.png [--size N] [--frame K] [--no-overlays]');
       }
       return (await import('./file-commands.js')).renderCommand(
         positionals[0]!,
         v.out,
         v.size === undefined ? undefined : Number(v.size),
         v.frame ? Number(v.frame) : undefined,
+        !values['no-overlays'],
       );
     }
     case 'deidentify': {

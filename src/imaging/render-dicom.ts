@@ -16,6 +16,7 @@ import {
   readVoiLutFunction,
   type VoiLutFunction,
 } from '../formats/dicom/lookup-table.js';
+import { overlayMask, readOverlayPlanes } from '../formats/dicom/overlay.js';
 import { readPaletteColorLut } from '../formats/dicom/palette.js';
 import { type DicomInstance, instanceForFrame } from '../formats/dicom/parse-dicom.js';
 import {
@@ -24,6 +25,7 @@ import {
   frameFromDecodedSamples,
   getEncapsulatedFrame,
   getFrame,
+  getUnmaskedFrameWords,
   type PixelAspect,
   type PixelDescription,
   readPixelAspect,
@@ -57,6 +59,8 @@ export interface RenderDicomOptions {
   format?: ImageFormat;
   /** Overrides the file's window; in modality units (after rescale), as WindowCenter/Width are. */
   window?: VoiWindow;
+  /** Draw the overlay planes (60xx) over grayscale frames; default true, as DCMTK and most viewers show them. */
+  overlays?: boolean;
 }
 
 export interface DecodeFrameOptions {
@@ -267,6 +271,9 @@ export async function renderDicomFrame(
   const instance = instanceForFrame(input, frameIndex);
   const target = displaySize(description.rows, description.columns, readPixelAspect(instance), size);
   const display = await displayPixelsForRender(frame, instance, opts.window, target);
+  if (display.channels === 1 && opts.overlays !== false) {
+    drawOverlays(display.data, target, input, frameIndex, description);
+  }
   try {
     return await encodeImage(
       { data: display.data, width: target.width, height: target.height, channels: display.channels },
@@ -305,6 +312,47 @@ export function displaySize(
   }
   const height = Math.min(size, down(naturalHeight));
   return { width: down(height / ratio), height };
+}
+
+/**
+ * Overlay planes over a grayscale display, as DCMTK shows them by default (dcmj2pnm without -O; checked on each
+ * case by dicom-overlay.test.ts): a graphics plane turns its pixels white, after any inversion; a region of
+ * interest keeps its pixels and dims the rest of its rectangle to 1/16. Colour images get none, as in DCMTK.
+ * A plane is laid out
+ * at the image's size and averaged down to the display's, as the pixels are, so a thin line stays visible as a
+ * lighter trace.
+ */
+function drawOverlays(
+  display: Uint8Array,
+  size: DisplaySize,
+  instance: DicomInstance,
+  frameIndex: number,
+  image: Pick<PixelDescription, 'rows' | 'columns'>,
+): void {
+  const planes = readOverlayPlanes(instance);
+  if (planes.length === 0) return;
+  const { rows, columns } = image;
+  let words: ArrayLike<number> | undefined;
+  for (const plane of planes) {
+    // Embedded planes need the pixel words before masking; compressed frames cannot hold them.
+    if (!plane.data) words ??= getUnmaskedFrameWords(instance, frameIndex);
+    if (!plane.data && !words) continue;
+    const mask = overlayMask(plane, frameIndex, rows, columns, words);
+    if (!mask) continue;
+    const coverage: ArrayLike<number> =
+      size.width === columns && size.height === rows
+        ? mask
+        : resampleArea(columns, rows, 1, size.width, size.height, (y, row) => {
+            const offset = y * columns;
+            for (let x = 0; x < columns; x++) row[x] = mask[offset + x]!;
+          });
+    for (let i = 0; i < display.length; i++) {
+      const m = coverage[i]!;
+      const v = display[i]!;
+      if (m === 0) continue;
+      display[i] = Math.round(plane.type === 'G' ? v + (255 - v) * m : v - (v - (v >> 4)) * m);
+    }
+  }
 }
 
 interface DisplayPixels {

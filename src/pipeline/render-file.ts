@@ -63,7 +63,10 @@ export const THUMBNAIL_WIDTH = { ecg: 800, pathology: 512 } as const;
  * The representative image the pipeline stores for one file of a given format (the same one
  * `bin/teleread render` writes). DICOM renders its middle frame; ECG the 12-lead page; a slide its pyramid.
  * `size` is the longest side of a DICOM image; ECG pages and slides keep their own width (THUMBNAIL_WIDTH)
- * unless `sizeForEveryKind` (the CLI's explicit --size) says otherwise.
+ * unless `sizeForEveryKind` (the CLI's explicit --size) says otherwise. DICOM overlay planes are drawn only
+ * when `overlays` says so: stored thumbnails are shown to every view of the case, de-identified ones included,
+ * and de-identification removes overlays (their graphics may name the patient). The viewer's rendered frames
+ * and the CLI draw them.
  */
 export async function renderFileThumbnail(
   format: string,
@@ -71,6 +74,7 @@ export async function renderFileThumbnail(
   size: number,
   encoding?: ImageEncoding,
   sizeForEveryKind = false,
+  overlays = false,
 ): Promise<RenderedImage> {
   if (isEcgFormat(format)) {
     return renderEcgPage(
@@ -83,7 +87,7 @@ export async function renderFileThumbnail(
   const slideSize = sizeForEveryKind ? size : THUMBNAIL_WIDTH.pathology;
   switch (format) {
     case 'dicom':
-      return renderDicomFrame(parseDicom(await file.bytes()), { size, format: encoding ?? 'webp' });
+      return renderDicomFrame(parseDicom(await file.bytes()), { size, format: encoding ?? 'webp', overlays });
     case 'dicom-wsi':
       return renderDicomFrame(parseDicom(await file.bytes()), {
         size: slideSize,

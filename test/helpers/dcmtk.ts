@@ -38,8 +38,8 @@ export interface DcmtkRenderOptions {
   height: number;
 }
 
-/** Renders one frame with DCMTK into a temporary directory and returns it as grayscale. Overlays are left
- * out: Teleread does not burn them in. */
+/** Renders one frame with DCMTK into a temporary directory and returns it as grayscale. Overlay planes are
+ * drawn, as dcmj2pnm draws them by default and as Teleread does. */
 export async function renderWithDcmtk(file: string, options: DcmtkRenderOptions): Promise<GrayImage> {
   const dir = await mkdtemp(path.join(tmpdir(), 'teleread-dcmtk-'));
   try {
@@ -55,7 +55,7 @@ export async function renderWithDcmtk(file: string, options: DcmtkRenderOptions)
     // DCMTK finds a later frame of fragments without an offset table only when it decodes them all (+Fa),
     // which names the outputs frame.0.png, frame.1.png …
     const frames = options.frame === 0 ? ['+F', '1'] : ['+Fa'];
-    await run(options.tool, ['-q', '-O', ...frames, ...voi, ...scale, '+on', file, out], {
+    await run(options.tool, ['-q', ...frames, ...voi, ...scale, '+on', file, out], {
       timeout: 120_000,
     });
     const written = options.frame === 0 ? out : `${out}.${options.frame}.png`;

@@ -77,6 +77,23 @@ function dicom(studyUid: string, seriesUid: string, sopUid: string, extra: Dicom
   );
 }
 
+/** A graphics overlay plane that sets the image's top-left pixel (which is black). De-identification removes
+ * overlay groups, so a de-identified view must not see it drawn. */
+const OVERLAY_AT_TOP_LEFT: DicomElement[] = [
+  { tag: 0x60000010, vr: 'US', value: 8 },
+  { tag: 0x60000011, vr: 'US', value: 8 },
+  { tag: 0x60000040, vr: 'CS', value: 'G' },
+  { tag: 0x60000050, vr: 'SS', value: [1, 1] },
+  { tag: 0x60000100, vr: 'US', value: 1 },
+  { tag: 0x60000102, vr: 'US', value: 0 },
+  { tag: 0x60003000, vr: 'OW', value: Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0) },
+];
+
+/** The first pixel of a rendered frame, as gray. */
+async function topLeft(image: Uint8Array): Promise<number> {
+  return (await sharp(Buffer.from(image)).greyscale().raw().toBuffer())[0]!;
+}
+
 /** An Aperio slide whose label page, description and file name all name the patient. */
 function slide(): Uint8Array {
   const description =
@@ -187,7 +204,7 @@ describe('a "de-identified only" site with no reader licensed at home', () => {
   test('DICOM: the FR reader reads it de-identified everywhere; the report lands on the original case', async () => {
     const fileId = await upload(
       'ct',
-      { 'Zebedee_Quintessa.dcm': dicom(STUDY_UID, SERIES_UID, SOP_UID) },
+      { 'Zebedee_Quintessa.dcm': dicom(STUDY_UID, SERIES_UID, SOP_UID, OVERLAY_AT_TOP_LEFT) },
       'Mrs Zebedee, 1961-09-23',
     );
     const routed = await caseOf(fileId, (c) => c.status === 'routed');
@@ -227,15 +244,31 @@ describe('a "de-identified only" site with no reader licensed at home', () => {
     expect(meta.sopInstanceUid).toBe(remap.replacement_uid);
 
     for (const a of detail.body.artifacts) {
-      const r = await fr.get(new URL(a.url).pathname);
+      const r = await fr.get<Uint8Array>(new URL(a.url).pathname);
       expect(r.status).toBe(200);
+      // Stored thumbnails are shared by every view: drawn without the overlay plane.
+      if (a.name === 'thumbnail') expect(await topLeft(r.body)).toBeLessThan(50);
     }
+    expect(detail.body.artifacts.map((a) => a.name)).toContain('thumbnail');
     const frame = await fr.get<Uint8Array>(
       `/v1/cases/${caseId}/instances/${meta.sopInstanceUid}/frames/1/rendered?size=64`,
     );
     expect(frame.status).toBe(200);
     // An 8×8 instance is not enlarged.
     expect((await sharp(Buffer.from(frame.body)).metadata()).width).toBe(8);
+    // The overlay plane is drawn for the clinic (an identified view) and never for the reader abroad.
+    const clinicFrame = (overlays: string) =>
+      call<Uint8Array>(
+        keys.clinic!,
+        `/v1/cases/${caseId}/instances/${SOP_UID}/frames/1/rendered?size=64${overlays}`,
+      );
+    expect(await topLeft((await clinicFrame('')).body)).toBe(255);
+    expect(await topLeft((await clinicFrame('&overlays=false')).body)).toBeLessThan(50);
+    expect(await topLeft(frame.body)).toBeLessThan(50);
+    const asked = await fr.get<Uint8Array>(
+      `/v1/cases/${caseId}/instances/${meta.sopInstanceUid}/frames/1/rendered?size=64&overlays=true`,
+    );
+    expect(await topLeft(asked.body)).toBeLessThan(50);
     // Original UIDs address nothing for the reader abroad.
     expect((await fr.get(`/v1/cases/${caseId}/instances/${SOP_UID}/frames/1/rendered`)).status).toBe(404);
     expect((await fr.get(`/v1/cases/${caseId}/report`)).status).toBe(404);

@@ -868,6 +868,51 @@ describe('compressed frames through the codecs', () => {
   });
 });
 
+describe('renderDicomFrame and overlay planes', () => {
+  const plane = (
+    rows: number,
+    columns: number,
+    origin: [number, number],
+    data: Uint8Array,
+  ): DicomElement[] => [
+    { tag: 0x60000010, vr: 'US', value: rows },
+    { tag: 0x60000011, vr: 'US', value: columns },
+    { tag: 0x60000040, vr: 'CS', value: 'G' },
+    { tag: 0x60000050, vr: 'SS', value: origin },
+    { tag: 0x60000100, vr: 'US', value: 1 },
+    { tag: 0x60000102, vr: 'US', value: 0 },
+    { tag: 0x60003000, vr: 'OW', value: data },
+  ];
+
+  const image = (extra: DicomElement[]) =>
+    render({
+      rows: 4,
+      columns: 4,
+      bitsAllocated: 8,
+      pixelData: Uint8Array.from({ length: 16 }, (_, i) => i * 8),
+      extra: [
+        { tag: 0x00281050, vr: 'DS', value: '127.5' },
+        { tag: 0x00281051, vr: 'DS', value: '256' },
+        ...extra,
+      ],
+    });
+
+  // Walking a declared 65535 × 65535 plane bit by bit would outlast the test's timeout; only the part over the
+  // image is visited.
+  test('a hostile plane is clipped to the image: 65535 × 65535 with its data cut short', async () => {
+    const { pixels } = await image(plane(65535, 65535, [1, 1], Uint8Array.of(0xff, 0xff)));
+    const bare = (await image([])).pixels;
+    // The 16 bits given cover the plane's first row, whose first 4 pixels are on the image.
+    expect(pixels.slice(0, 4)).toEqual([255, 255, 255, 255]);
+    expect(pixels.slice(4)).toEqual(bare.slice(4));
+  });
+
+  test('a hostile plane is clipped to the image: 65535 × 65535 far off it', async () => {
+    const { pixels } = await image(plane(65535, 65535, [-32768, 30000], Uint8Array.of(0xff, 0xff)));
+    expect(pixels).toEqual((await image([])).pixels);
+  });
+});
+
 describe('renderDicomFrame, pixel aspect, float data and VOI functions', () => {
   test('non-square pixels are stretched along the coarser axis', async () => {
     const { image, pixels } = await render({

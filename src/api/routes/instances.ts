@@ -71,13 +71,18 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
           format: Type.Optional(
             Type.Union([Type.Literal('png'), Type.Literal('webp'), Type.Literal('jpeg')]),
           ),
+          overlays: Type.Boolean({
+            default: true,
+            description:
+              'draw the overlay planes (60xx) over grayscale frames; never for a de-identified view, whose copy has none',
+          }),
         }),
       },
     },
     async (request, reply) => {
       const who = principalOf(request);
       const { id, sopInstanceUid, n } = request.params as { id: string; sopInstanceUid: string; n: number };
-      const q = request.query as { size: number; window?: string; format?: Format };
+      const q = request.query as { size: number; window?: string; format?: Format; overlays: boolean };
       const kase = await getCaseForPrincipal(ctx.db, who, id);
       if (!kase) throw new AppError('NOT_FOUND', `no case ${id}`);
       // A reader abroad knows instances only by their de-identified UIDs (see GET /v1/cases/:id).
@@ -100,7 +105,10 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
 
       const format = chooseFormat(q.format, request.headers.accept);
       const window = parseWindow(q.window);
-      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}.${format}`;
+      // De-identification removes overlay groups (their graphics may name the patient), so a de-identified view
+      // renders without them, as its copy would.
+      const overlays = q.overlays && !deidentified;
+      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}${overlays ? '' : '-bare'}.${format}`;
       // The pixels of a slide label or overview, or of an instance with burned-in annotation, may show who the
       // patient is: a de-identified view never gets them, cached or not.
       if (deidentified && (await showsIdentity(ctx, file))) {
@@ -115,6 +123,7 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
           frame: n - 1,
           size: q.size,
           format,
+          overlays,
           ...(window ? { window } : {}),
         });
         await ctx.storage.put(key, image.data, {

@@ -185,6 +185,25 @@ export function getFrame(instance: DicomInstance, frameIndex: number): Frame {
   });
 }
 
+/**
+ * A native 16-bit frame's stored words before they are masked to BitsStored: retired embedded overlay planes
+ * live in the bits above HighBit. Undefined for other data (encapsulated, packed, 8 or 32 bits, float), which
+ * cannot hold such planes.
+ */
+export function getUnmaskedFrameWords(instance: DicomInstance, frameIndex: number): PixelArray | undefined {
+  const d = describePixels(instance);
+  if (d.bitsAllocated !== 16 || d.sampleFormat === 'float') return undefined;
+  const ts = describeTransferSyntax(instance.transferSyntaxUid);
+  const element = pixelDataElement(instance);
+  if (element.encapsulatedPixelData || (ts.codec !== 'native' && ts.codec !== 'unknown')) return undefined;
+  checkFrameIndex(d, frameIndex);
+  const ds = instance.dataSet;
+  const littleEndian = ds.byteArrayParser === dicomParser.littleEndianByteArrayParser;
+  const whole = { ...d, bitsStored: 16, highBit: 15, pixelRepresentation: 0 };
+  return decodeNativeFrame(elementBytes(ds, element), frameIndex, whole, littleEndian, element.vr === 'OW')
+    .pixels;
+}
+
 function elementBytes(ds: DataSet, element: Element): Uint8Array {
   const available = Math.min(element.length, ds.byteArray.length - element.dataOffset);
   return ds.byteArray.subarray(element.dataOffset, element.dataOffset + Math.max(0, available));

@@ -1,0 +1,143 @@
+/**
+ * Overlay planes (PS3.3 C.9.2, groups 6000–601E): one-bit graphics and regions of interest drawn over a grayscale
+ * image, either in Overlay Data (60xx,3000) or, in old files, embedded in unused high bits of the pixel data
+ * (retired; Overlay Bits Allocated 16 and an Overlay Bit Position above HighBit). Pure: reads the parsed data set
+ * and returns masks; render-dicom.ts draws them.
+ */
+import dicomParser, { type DataSet } from 'dicom-parser';
+import type { DicomInstance } from './parse-dicom.js';
+
+export interface OverlayPlane {
+  /** 0x6000, 0x6002 … 0x601E. */
+  group: number;
+  rows: number;
+  columns: number;
+  /** G (graphics, drawn over the image) or R (a region of interest: the rest of the plane's rectangle is
+   * dimmed). */
+  type: 'G' | 'R';
+  /** Overlay Origin (60xx,0050): where the plane's first pixel lies in the image, 1-based (row, column). */
+  originRow: number;
+  originColumn: number;
+  /** Number of Frames in Overlay (60xx,0015) and Image Frame Origin (60xx,0051, 1-based). */
+  frames: number;
+  imageFrameOrigin: number;
+  /** Overlay Data, bits packed least significant first, frames one after another; undefined when embedded. */
+  data: Uint8Array | undefined;
+  /** Embedded overlays: the bit of each stored pixel word that holds the plane. */
+  bitPosition: number | undefined;
+}
+
+const MAX_PLANES = 16;
+
+function us(ds: DataSet, tag: string): number | undefined {
+  return ds.elements[tag] ? ds.uint16(tag) : undefined;
+}
+
+function int(ds: DataSet, tag: string): number | undefined {
+  const text = ds.elements[tag] ? ds.string(tag) : undefined;
+  const value = text === undefined ? Number.NaN : Number.parseInt(text, 10);
+  return Number.isFinite(value) ? value : undefined;
+}
+
+/** Overlay Data as the little endian bit stream the standard describes: OW in big endian comes word-swapped. */
+function overlayBits(ds: DataSet, tag: string): Uint8Array | undefined {
+  const element = ds.elements[tag];
+  if (!element || element.length === 0) return undefined;
+  const end = Math.min(ds.byteArray.length, element.dataOffset + element.length);
+  const bytes = ds.byteArray.subarray(element.dataOffset, end);
+  const bigEndianWords =
+    ds.byteArrayParser !== dicomParser.littleEndianByteArrayParser && element.vr !== 'OB';
+  if (!bigEndianWords) return bytes;
+  const out = new Uint8Array(bytes.length);
+  for (let i = 0; i + 1 < bytes.length; i += 2) {
+    out[i] = bytes[i + 1]!;
+    out[i + 1] = bytes[i]!;
+  }
+  return out;
+}
+
+/** The overlay planes a data set describes; planes without a size, or without bits to draw, are left out. */
+export function readOverlayPlanes(instance: DicomInstance): OverlayPlane[] {
+  const ds = instance.dataSet;
+  const planes: OverlayPlane[] = [];
+  for (let k = 0; k < MAX_PLANES; k++) {
+    const group = 0x6000 + 2 * k;
+    const g = group.toString(16);
+    const rows = us(ds, `x${g}0010`);
+    const columns = us(ds, `x${g}0011`);
+    if (!rows || !columns) continue;
+    const data = overlayBits(ds, `x${g}3000`);
+    const bitsAllocated = us(ds, `x${g}0100`) ?? 1;
+    const bitPosition = us(ds, `x${g}0102`);
+    // Embedded in the pixel data (retired): a 16-bit plane that names the bit it lives in.
+    const embedded = !data && bitsAllocated > 1 && bitPosition !== undefined;
+    if (!data && !embedded) continue;
+    const origin = ds.elements[`x${g}0050`];
+    const originRow = origin && origin.length >= 4 ? ds.int16(`x${g}0050`, 0)! : 1;
+    const originColumn = origin && origin.length >= 4 ? ds.int16(`x${g}0050`, 1)! : 1;
+    const type = ds.string(`x${g}0040`)?.trim().toUpperCase() === 'R' ? 'R' : 'G';
+    planes.push({
+      group,
+      rows,
+      columns,
+      type,
+      originRow,
+      originColumn,
+      frames: Math.max(1, int(ds, `x${g}0015`) ?? 1),
+      imageFrameOrigin: Math.max(1, us(ds, `x${g}0051`) ?? 1),
+      data: embedded ? undefined : data,
+      bitPosition: embedded ? bitPosition : undefined,
+    });
+  }
+  return planes;
+}
+
+/**
+ * The pixels plane acts on in image frame `frameIndex` (0-based), as a 0/1 mask of imageRows × imageColumns, or
+ * undefined when it acts on none. A graphics plane acts on its set bits; a region of interest on the clear bits
+ * inside its rectangle (DCMTK dims those, and leaves the rest of the image as it is). A single-frame plane
+ * applies to every frame, as DCMTK draws it; a multi-frame plane covers the frames from its Image Frame Origin
+ * on. Embedded planes read `storedWords`, the frame's pixel words before their bits are masked.
+ */
+export function overlayMask(
+  plane: OverlayPlane,
+  frameIndex: number,
+  imageRows: number,
+  imageColumns: number,
+  storedWords?: ArrayLike<number>,
+): Uint8Array | undefined {
+  let overlayFrame = 0;
+  if (plane.frames > 1) {
+    overlayFrame = frameIndex - (plane.imageFrameOrigin - 1);
+    if (overlayFrame < 0 || overlayFrame >= plane.frames) return undefined;
+  }
+  const mask = new Uint8Array(imageRows * imageColumns);
+  const planeSize = plane.rows * plane.columns;
+  const actsOnSet = plane.type === 'G';
+  let any = false;
+  // Only the part of the plane over the image: a hostile plane may declare 65535 × 65535 far off it.
+  const top = plane.originRow - 1;
+  const left = plane.originColumn - 1;
+  const rowEnd = Math.min(plane.rows, imageRows - top);
+  const columnEnd = Math.min(plane.columns, imageColumns - left);
+  for (let r = Math.max(0, -top); r < rowEnd; r++) {
+    const y = top + r;
+    for (let c = Math.max(0, -left); c < columnEnd; c++) {
+      const x = left + c;
+      let set: boolean;
+      if (plane.data) {
+        const bit = overlayFrame * planeSize + r * plane.columns + c;
+        const byte = plane.data[bit >> 3];
+        set = byte !== undefined && ((byte >> (bit & 7)) & 1) === 1;
+      } else {
+        const word = storedWords?.[y * imageColumns + x];
+        set = word !== undefined && ((word >> plane.bitPosition!) & 1) === 1;
+      }
+      if (set === actsOnSet) {
+        mask[y * imageColumns + x] = 1;
+        any = true;
+      }
+    }
+  }
+  return any ? mask : undefined;
+}
