@@ -108,7 +108,8 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       // De-identification removes overlay groups (their graphics may name the patient), so a de-identified view
       // renders without them, as its copy would.
       const overlays = q.overlays && !deidentified;
-      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}${overlays ? '' : '-bare'}.${format}`;
+      // The overlay choice is part of the key, so renders cached before overlays were drawn are not served.
+      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}-${overlays ? 'overlays' : 'bare'}.${format}`;
       // The pixels of a slide label or overview, or of an instance with burned-in annotation, may show who the
       // patient is: a de-identified view never gets them, cached or not.
       if (deidentified && (await showsIdentity(ctx, file))) {
