@@ -777,15 +777,18 @@ function sampledPercentiles(pixels: Frame['pixels'], n: number, padding: Padding
 function colourBytes(frame: Frame): Uint8Array {
   const pixels = frame.pixels;
   if (pixels instanceof Uint8Array) return pixels;
-  return to8Bit(pixels, frame.bitsStored);
+  return to8Bit(pixels, frame.bitsStored, frame.pixelRepresentation === 1);
 }
 
-function to8Bit(pixels: Frame['pixels'], bitsStored: number): Uint8Array {
+/** Samples → 8 bits by their top bits. Signed samples (a colour image with PixelRepresentation 1, which some
+ * writers set) are offset by half their range first, as DCMTK shows them: −128 … 127 as 0 … 255. */
+function to8Bit(pixels: Frame['pixels'], bitsStored: number, signed = false): Uint8Array {
   const shift = Math.max(0, bitsStored - 8);
   const scale = 2 ** shift;
+  const offset = signed ? 2 ** (bitsStored - 1) : 0;
   const out = new Uint8Array(pixels.length);
   for (let i = 0; i < pixels.length; i++) {
-    const v = Math.floor(pixels[i]! / scale);
+    const v = Math.floor((pixels[i]! + offset) / scale);
     out[i] = Math.max(0, Math.min(255, v));
   }
   return out;

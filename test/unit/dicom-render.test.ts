@@ -868,6 +868,23 @@ describe('compressed frames through the codecs', () => {
   });
 });
 
+describe('renderDicomFrame and signed colour', () => {
+  // Checked against dcmj2pnm: a colour image with PixelRepresentation 1 shows −128 … 127 as 0 … 255.
+  test('RGB with PixelRepresentation 1 is offset by half its range, as DCMTK shows it', async () => {
+    const stored = Uint8Array.from({ length: 2 * 2 * 3 }, (_, i) => (i * 23) % 256);
+    const { pixels, channels } = await render({
+      rows: 2,
+      columns: 2,
+      bitsAllocated: 8,
+      samplesPerPixel: 3,
+      pixelRepresentation: 1,
+      pixelData: stored,
+    });
+    expect(channels).toBe(3);
+    expect(pixels).toEqual(Array.from(stored, (b) => (b + 128) % 256));
+  });
+});
+
 describe('renderDicomFrame and overlay planes', () => {
   const plane = (
     rows: number,
