@@ -318,9 +318,8 @@ export function displaySize(
  * Overlay planes over a grayscale display, as DCMTK shows them by default (dcmj2pnm without -O; checked on each
  * case by dicom-overlay.test.ts): a graphics plane turns its pixels white, after any inversion; a region of
  * interest keeps its pixels and dims the rest of its rectangle to 1/16. Colour images get none, as in DCMTK.
- * A plane is laid out
- * at the image's size and averaged down to the display's, as the pixels are, so a thin line stays visible as a
- * lighter trace.
+ * A plane is laid out at the image's size and averaged down to the display's, as the pixels are, so a thin line
+ * stays visible as a lighter trace.
  */
 function drawOverlays(
   display: Uint8Array,
