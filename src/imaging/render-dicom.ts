@@ -16,7 +16,7 @@ import {
   readVoiLutFunction,
   type VoiLutFunction,
 } from '../formats/dicom/lookup-table.js';
-import { overlayMask, readOverlayPlanes } from '../formats/dicom/overlay.js';
+import { overlayCoverage, readOverlayPlanes } from '../formats/dicom/overlay.js';
 import { readPaletteColorLut } from '../formats/dicom/palette.js';
 import { type DicomInstance, instanceForFrame } from '../formats/dicom/parse-dicom.js';
 import {
@@ -318,8 +318,8 @@ export function displaySize(
  * Overlay planes over a grayscale display, as DCMTK shows them by default (dcmj2pnm without -O; checked on each
  * case by dicom-overlay.test.ts): a graphics plane turns its pixels white, after any inversion; a region of
  * interest keeps its pixels and dims the rest of its rectangle to 1/16. Colour images get none, as in DCMTK.
- * A plane is laid out at the image's size and averaged down to the display's, as the pixels are, so a thin line
- * stays visible as a lighter trace.
+ * A plane shown smaller than the image covers each output pixel in part (overlayCoverage), so a thin line stays
+ * visible as a lighter trace.
  */
 function drawOverlays(
   display: Uint8Array,
@@ -336,15 +336,8 @@ function drawOverlays(
     // Embedded planes need the pixel words before masking; compressed frames cannot hold them.
     if (!plane.data) words ??= getUnmaskedFrameWords(instance, frameIndex);
     if (!plane.data && !words) continue;
-    const mask = overlayMask(plane, frameIndex, rows, columns, words);
-    if (!mask) continue;
-    const coverage: ArrayLike<number> =
-      size.width === columns && size.height === rows
-        ? mask
-        : resampleArea(columns, rows, 1, size.width, size.height, (y, row) => {
-            const offset = y * columns;
-            for (let x = 0; x < columns; x++) row[x] = mask[offset + x]!;
-          });
+    const coverage = overlayCoverage(plane, frameIndex, rows, columns, size.width, size.height, words);
+    if (!coverage) continue;
     for (let i = 0; i < display.length; i++) {
       const m = coverage[i]!;
       const v = display[i]!;
