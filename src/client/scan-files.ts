@@ -52,13 +52,14 @@ async function readHead(file: string, bytes: number): Promise<Uint8Array> {
 async function describe(file: string): Promise<ScannedFile> {
   const info = await stat(file);
   const name = path.basename(file);
-  const head = await readHead(file, Math.min(info.size, SNIFF_BYTES));
-  const format = detectFormat(head, name);
+  // One read serves the sniff and, for DICOM, the header.
+  const head = await readHead(file, Math.min(info.size, DICOM_HEADER_BYTES));
+  const format = detectFormat(head.subarray(0, SNIFF_BYTES), name);
   let studyInstanceUid: string | undefined;
   let mediaDirectory = false;
   if (format === 'dicom') {
     try {
-      const instance = parseDicom(await readHead(file, Math.min(info.size, DICOM_HEADER_BYTES)));
+      const instance = parseDicom(head);
       studyInstanceUid = instance.studyInstanceUid;
       mediaDirectory = isMediaDirectory(instance);
     } catch {

@@ -774,7 +774,7 @@ function colourBytes(frame: Frame): Uint8Array {
 
 /** Samples → 8 bits by their top bits. Signed samples (a colour image with PixelRepresentation 1, which some
  * writers set) are offset by half their range first, as DCMTK shows them: −128 … 127 as 0 … 255. */
-function to8Bit(pixels: Frame['pixels'], bitsStored: number, signed = false): Uint8Array {
+function to8Bit(pixels: Frame['pixels'], bitsStored: number, signed: boolean): Uint8Array {
   const shift = Math.max(0, bitsStored - 8);
   const scale = 2 ** shift;
   const offset = signed ? 2 ** (bitsStored - 1) : 0;

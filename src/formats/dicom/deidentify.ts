@@ -88,6 +88,7 @@ const TAG_STUDY_INSTANCE_UID = 0x0020000d;
 const TAG_SERIES_INSTANCE_UID = 0x0020000e;
 const TAG_MODALITY = 0x00080060;
 const TAG_ROWS = 0x00280010;
+const TAG_PIXEL_REPRESENTATION = 0x00280103;
 const TAG_BURNED_IN_ANNOTATION = 0x00280301;
 const TAG_LONGITUDINAL_TEMPORAL_INFORMATION_MODIFIED = 0x00280303;
 const TAG_PIXEL_DATA = 0x7fe00010;
@@ -454,8 +455,6 @@ interface Located {
   /** Set when the copy is written in another encoding than `encoding`: the VRs to give elements read without. */
   rewrite?: { encoding: Encoding; vrOf: (tag: number) => string | undefined };
 }
-
-const TAG_PIXEL_REPRESENTATION = 0x00280103;
 
 /** A top-level US value, in the data set's byte order; undefined when absent or malformed. */
 function readUs(elements: DataElement[], tag: number, enc: Encoding): number | undefined {

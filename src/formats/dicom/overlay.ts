@@ -6,6 +6,7 @@
  */
 import dicomParser, { type DataSet } from 'dicom-parser';
 import type { DicomInstance } from './parse-dicom.js';
+import { swapWords } from './pixel-data.js';
 
 export interface OverlayPlane {
   /** 0x6000, 0x6002 … 0x601E. */
@@ -47,13 +48,7 @@ function overlayBits(ds: DataSet, tag: string): Uint8Array | undefined {
   const bytes = ds.byteArray.subarray(element.dataOffset, end);
   const bigEndianWords =
     ds.byteArrayParser !== dicomParser.littleEndianByteArrayParser && element.vr !== 'OB';
-  if (!bigEndianWords) return bytes;
-  const out = new Uint8Array(bytes.length);
-  for (let i = 0; i + 1 < bytes.length; i += 2) {
-    out[i] = bytes[i + 1]!;
-    out[i + 1] = bytes[i]!;
-  }
-  return out;
+  return bigEndianWords ? swapWords(bytes) : bytes;
 }
 
 /** The overlay planes a data set describes; planes without a size, or without bits to draw, are left out. */

@@ -695,6 +695,7 @@ function buildInstance(
   const ds = parsed.dataSet;
   const charset = readAscii(ds, TAG.SpecificCharacterSet);
   const shape = firstValue(readAscii(ds, TAG.PresentationLUTShape))?.toUpperCase();
+  const pixelRepresentation = readUint16(ds, TAG.PixelRepresentation);
   const frames = readIntegerString(ds, TAG.NumberOfFrames);
   const instance: Omit<DicomInstance, 'dataSet'> = {
     transferSyntaxUid,
@@ -718,15 +719,11 @@ function buildInstance(
     bitsAllocated: readUint16(ds, TAG.BitsAllocated),
     bitsStored: readUint16(ds, TAG.BitsStored),
     highBit: readUint16(ds, TAG.HighBit),
-    pixelRepresentation: readUint16(ds, TAG.PixelRepresentation),
+    pixelRepresentation,
     samplesPerPixel: readUint16(ds, TAG.SamplesPerPixel),
     planarConfiguration: readUint16(ds, TAG.PlanarConfiguration),
-    pixelPaddingValue: readUsOrSs(ds, TAG.PixelPaddingValue, readUint16(ds, TAG.PixelRepresentation)),
-    pixelPaddingRangeLimit: readUsOrSs(
-      ds,
-      TAG.PixelPaddingRangeLimit,
-      readUint16(ds, TAG.PixelRepresentation),
-    ),
+    pixelPaddingValue: readUsOrSs(ds, TAG.PixelPaddingValue, pixelRepresentation),
+    pixelPaddingRangeLimit: readUsOrSs(ds, TAG.PixelPaddingRangeLimit, pixelRepresentation),
     ...pixelValueAttributes(ds, undefined),
     presentationLutShape: shape === 'IDENTITY' || shape === 'INVERSE' ? shape : undefined,
     specificCharacterSet: charset,

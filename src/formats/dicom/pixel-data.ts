@@ -10,7 +10,7 @@ import dicomParser from 'dicom-parser';
 import { AppError } from '../../errors.js';
 import { type DicomInstance, functionalGroupItems, functionalGroupsOf } from './parse-dicom.js';
 import { TAG } from './tags.js';
-import { describeTransferSyntax } from './transfer-syntax.js';
+import { describeTransferSyntax, type PixelCodec } from './transfer-syntax.js';
 
 export type PixelArray =
   | Uint8Array
@@ -155,11 +155,8 @@ export function getFrame(instance: DicomInstance, frameIndex: number): Frame {
   const description = describePixels(instance);
   checkFrameIndex(description, frameIndex);
   const ts = describeTransferSyntax(instance.transferSyntaxUid);
-  const ds = instance.dataSet;
-  const littleEndian = ds.byteArrayParser === dicomParser.littleEndianByteArrayParser;
   if (description.sampleFormat === 'float') {
-    const element = floatPixelDataElement(instance)!;
-    return decodeNativeFrame(elementBytes(ds, element), frameIndex, description, littleEndian, false);
+    return decodeStoredFrame(instance, floatPixelDataElement(instance)!, frameIndex, description);
   }
   const element = pixelDataElement(instance);
   if (ts.codec === 'rle') {
@@ -168,18 +165,11 @@ export function getFrame(instance: DicomInstance, frameIndex: number): Frame {
   if (ts.codec === 'deflated-frame') {
     return decodeNativeFrame(inflateFrame(instance, frameIndex), 0, description, true, false);
   }
-  if (ts.codec === 'native' || (!element.encapsulatedPixelData && ts.codec === 'unknown')) {
-    if (element.encapsulatedPixelData) {
-      return decodeNativeFrame(getEncapsulatedFrame(instance, frameIndex), 0, description, true, false);
-    }
-    return decodeNativeFrame(
-      elementBytes(ds, element),
-      frameIndex,
-      description,
-      littleEndian,
-      element.vr === 'OW',
-    );
+  if (ts.codec === 'native' && element.encapsulatedPixelData) {
+    return decodeNativeFrame(getEncapsulatedFrame(instance, frameIndex), 0, description, true, false);
   }
+  if (holdsStoredSamples(ts.codec, element))
+    return decodeStoredFrame(instance, element, frameIndex, description);
   throw unsupported(`transfer syntax ${ts.uid} (${ts.name}) cannot be decoded yet`, {
     transferSyntaxUid: ts.uid,
   });
@@ -193,15 +183,30 @@ export function getFrame(instance: DicomInstance, frameIndex: number): Frame {
 export function getUnmaskedFrameWords(instance: DicomInstance, frameIndex: number): PixelArray | undefined {
   const d = describePixels(instance);
   if (d.bitsAllocated !== 16 || d.sampleFormat === 'float') return undefined;
-  const ts = describeTransferSyntax(instance.transferSyntaxUid);
   const element = pixelDataElement(instance);
-  if (element.encapsulatedPixelData || (ts.codec !== 'native' && ts.codec !== 'unknown')) return undefined;
+  if (!holdsStoredSamples(describeTransferSyntax(instance.transferSyntaxUid).codec, element))
+    return undefined;
   checkFrameIndex(d, frameIndex);
+  const whole = { ...d, bitsStored: 16, highBit: 15, pixelRepresentation: 0 };
+  return decodeStoredFrame(instance, element, frameIndex, whole).pixels;
+}
+
+/** Pixel Data that holds its samples as they are: uncompressed and not encapsulated (a private syntax's too). */
+function holdsStoredSamples(codec: PixelCodec, element: Element): boolean {
+  return !element.encapsulatedPixelData && (codec === 'native' || codec === 'unknown');
+}
+
+/** Frame `frameIndex` of such Pixel Data (or of Float Pixel Data), read through `d` in the data set's byte
+ * order. */
+function decodeStoredFrame(
+  instance: DicomInstance,
+  element: Element,
+  frameIndex: number,
+  d: PixelDescription,
+): Frame {
   const ds = instance.dataSet;
   const littleEndian = ds.byteArrayParser === dicomParser.littleEndianByteArrayParser;
-  const whole = { ...d, bitsStored: 16, highBit: 15, pixelRepresentation: 0 };
-  return decodeNativeFrame(elementBytes(ds, element), frameIndex, whole, littleEndian, element.vr === 'OW')
-    .pixels;
+  return decodeNativeFrame(elementBytes(ds, element), frameIndex, d, littleEndian, element.vr === 'OW');
 }
 
 function elementBytes(ds: DataSet, element: Element): Uint8Array {
@@ -269,8 +274,8 @@ function decodeNativeFrame(
     const endByte = Math.ceil((startBit + samples * d.bitsAllocated) / 8);
     if (endByte > bytes.length)
       throw frameTooShort(bytes.length, frameIndex, d, Math.floor(startBit / 8), endByte);
-    const stream = littleEndian ? bytes : swapWords(bytes.subarray(0, endByte + (endByte % 2)));
-    let pixels = unpackSamples(stream, startBit, samples, d);
+    // A little endian bit stream: big endian OW was unswapped above, and OB has no byte order.
+    let pixels = unpackSamples(bytes, startBit, samples, d);
     if (d.samplesPerPixel === 3 && d.planarConfiguration === 1) pixels = interleavePlanes(pixels, pixelCount);
     const width = d.bitsAllocated <= 16 ? 16 : 32;
     return frame(d, pixels, width, d.bitsStored, d.pixelRepresentation);
@@ -526,7 +531,7 @@ function unpackSamples(bytes: Uint8Array, startBit: number, count: number, d: Pi
 
 /** A copy with the bytes of each 16-bit word swapped: OW read in big endian. An odd last byte (a value cut
  * short) is kept as it is. */
-function swapWords(bytes: Uint8Array): Uint8Array {
+export function swapWords(bytes: Uint8Array): Uint8Array {
   const out = new Uint8Array(bytes.length);
   for (let i = 0; i + 1 < bytes.length; i += 2) {
     out[i] = bytes[i + 1]!;
