@@ -321,6 +321,70 @@ describe('parseDicom on bad input', () => {
     );
   });
 
+  /**
+   * A file whose last element is a sequence of defined length, cut `cut` bytes before its end: the sequence and
+   * its last item then declare more bytes than the file holds (as in a DICOMDIR whose last record came short).
+   */
+  function sequenceCutShort(
+    encoding: 'explicit-le' | 'implicit-le' | 'explicit-be',
+    cut: number,
+  ): Uint8Array {
+    const item = (n: number) => [
+      { tag: 0x00081150, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2' },
+      { tag: 0x00081155, vr: 'UI', value: `1.2.3.${n}` },
+    ];
+    const bytes = writeDicom(
+      [
+        { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
+        { tag: 0x00080018, vr: 'UI', value: '1.2.3' },
+        { tag: 0x00080060, vr: 'CS', value: 'OT' },
+        { tag: 0x00081115, vr: 'SQ', value: [item(1), item(2)] },
+      ],
+      { encoding },
+    );
+    const littleEndian = encoding !== 'explicit-be';
+    const tag = littleEndian ? [0x08, 0x00, 0x15, 0x11] : [0x00, 0x08, 0x11, 0x15];
+    let at = bytes.length - 1;
+    while (!tag.every((b, i) => bytes[at + i] === b)) at--;
+    const lengthAt = encoding === 'implicit-le' ? at + 4 : at + 8;
+    // The writer ends the sequence with a delimitation item; give it its defined length instead.
+    const withoutDelimiter = bytes.slice(0, bytes.length - 8);
+    new DataView(withoutDelimiter.buffer).setUint32(
+      lengthAt,
+      withoutDelimiter.length - (lengthAt + 4),
+      littleEndian,
+    );
+    return withoutDelimiter.slice(0, withoutDelimiter.length - cut);
+  }
+
+  test.each(['explicit-le', 'implicit-le', 'explicit-be'] as const)(
+    '%s: a file ending on an element boundary inside a sequence item reads up to its end, as DCMTK does',
+    (encoding) => {
+      const whole = parseDicom(sequenceCutShort(encoding, 0));
+      expect(whole.warnings.join('\n')).not.toMatch(/declares more bytes/);
+      // Cut the last item's last element: (0008,1155) UI "1.2.3.2", an 8-byte header and 8 bytes of value.
+      const instance = parseDicom(sequenceCutShort(encoding, 16));
+      expect(instance.sopInstanceUid).toBe('1.2.3');
+      const items = instance.dataSet.elements.x00081115?.items ?? [];
+      expect(items.map((i) => i.dataSet?.string('x00081155'))).toEqual(['1.2.3.1', undefined]);
+      expect(items[1]?.dataSet?.string('x00081150')).toBe('1.2.840.10008.5.1.4.1.1.2');
+      expect(instance.warnings.join('\n')).toMatch(
+        /sequence \(0008,1115\) at offset \d+ declares more bytes than the file holds/,
+      );
+    },
+  );
+
+  test.each(['explicit-le', 'implicit-le', 'explicit-be'] as const)(
+    '%s: a file ending inside an element of a sequence item → CORRUPT_FILE naming the sequence',
+    (encoding) => {
+      expectAppError(
+        () => parseDicom(sequenceCutShort(encoding, 5)),
+        'CORRUPT_FILE',
+        /\(0008,1115\) at offset \d+/,
+      );
+    },
+  );
+
   test('a deflated data set that does not inflate → CORRUPT_FILE', () => {
     const bytes = writeDicom(ctElements(), { encoding: 'deflated' });
     // (0002,0000) at offset 132 holds the length of the rest of the meta.

@@ -4,12 +4,14 @@
  * (file meta, or DCMTK-style guessing when there is none), bounds-checks what dicom-parser does not, and turns
  * every failure into an AppError.
  */
+
 import { inflateRawSync } from 'node:zlib';
 import type { ByteArrayParser, ByteStream, DataSet, Element } from 'dicom-parser';
 import dicomParser from 'dicom-parser';
 import { AppError, isAppError } from '../../errors.js';
 import type { PatientInfo } from '../types.js';
 import { decodeDicomText } from './charset.js';
+import { clampOverrunningLengths } from './clamp-lengths.js';
 import { formatTag, TAG } from './tags.js';
 import {
   DEFLATED_EXPLICIT_VR_LITTLE_ENDIAN,
@@ -278,7 +280,16 @@ function readTopLevel(
     let element: Element;
     try {
       element = readElement(stream, encoding, peekedTag, warnings);
+      if (element.length > end - element.dataOffset && !element.hadUndefinedLength) {
+        element = readClamped(stream, at, encoding, peekedTag, warnings) ?? element;
+      }
     } catch (err) {
+      const clamped = readClamped(stream, at, encoding, peekedTag, warnings);
+      if (clamped) {
+        elements[clamped.tag] = clamped;
+        previousTag = clamped.tag;
+        continue;
+      }
       if (peekedTag === TAG.PixelData) {
         // The header before Pixel Data is whole; like DCMTK's +Ep, keep it and let frame extraction fail.
         warnings.push(`pixel data at offset ${at} is cut short: ${messageOf(err)}`);
@@ -312,6 +323,36 @@ function readTopLevel(
     }
   }
   return { dataSet, pixelDataTruncated: false, warnings };
+}
+
+/**
+ * Reads the sequence at `at` again with the item and sequence lengths that run past the end of the data cut to
+ * end there, as DCMTK reads a file that stops on an element boundary inside them (see clamp-lengths.ts). Moves
+ * `stream` past it and returns the element, or undefined when no such length is to blame.
+ */
+function readClamped(
+  stream: ByteStream,
+  at: number,
+  encoding: Encoding,
+  peekedTag: string | undefined,
+  warnings: string[],
+): Element | undefined {
+  if (peekedTag === undefined || peekedTag === TAG.PixelData) return undefined;
+  const clamped = clampOverrunningLengths(stream.byteArray, at, encoding);
+  if (!clamped) return undefined;
+  const retry = new dicomParser.ByteStream(stream.byteArrayParser, clamped, at);
+  let element: Element;
+  try {
+    element = readElement(retry, encoding, peekedTag, warnings);
+  } catch {
+    return undefined;
+  }
+  if (element.length > clamped.length - element.dataOffset && !element.hadUndefinedLength) return undefined;
+  warnings.push(
+    `sequence ${formatTag(peekedTag)} at offset ${at} declares more bytes than the file holds; read up to the end of the file, as DCMTK does`,
+  );
+  stream.seek(retry.position - stream.position);
+  return element;
 }
 
 function peekTag(b: Uint8Array, at: number, parser: ByteArrayParser): string {
