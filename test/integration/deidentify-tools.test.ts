@@ -83,6 +83,8 @@ async function verifierErrors(file: string): Promise<string[]> {
       .replace(/\[[^\]]*\]/g, '')
       .replace(/= <[^>]*>/g, '')
       .replace(/<[0-9.]+>/g, '<UID>')
+      // A UID quoted bare, as in "… but have IMAGE ReferencedSOPInstanceUID 2.25.…".
+      .replace(/UID [0-9.]+/g, 'UID <UID>')
       .trim(),
   );
   return [...new Set(normalised)].sort();

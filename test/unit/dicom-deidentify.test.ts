@@ -741,6 +741,46 @@ describe('bad input', () => {
     expect(Buffer.from(out.bytes).equals(deidentifyDicom(explicit, options(sequential())).bytes)).toBe(true);
   });
 
+  test('an implicit VR data set under an explicit VR transfer syntax is written as the syntax says', () => {
+    // As some writers did (pydicom's SC_rgb_jpeg.dcm): JPEG baseline in the meta, no VRs in the data set.
+    const jpeg = '1.2.840.10008.1.2.4.50';
+    const elements = [
+      ...richInstance(2).filter((e) => e.tag !== 0x7fe00010),
+      {
+        tag: 0x7fe00010,
+        vr: 'OB',
+        value: { fragments: [Uint8Array.of(0xff, 0xd8, 1, 2, 3, 0xff, 0xd9, 0)] },
+      },
+    ];
+    const sequential = () => {
+      const given = new Map<string, string>();
+      return (uid: string) => given.get(uid) ?? given.set(uid, `2.25.${given.size + 1}`).get(uid)!;
+    };
+    const mislabelled = writeDicom(elements, { encoding: 'implicit-le', transferSyntaxUid: jpeg });
+    const out = deidentifyDicom(mislabelled, options(sequential()));
+    expect(out.warnings.join('\n')).toMatch(
+      /data set is implicit VR though its transfer syntax .* says explicit/,
+    );
+    const parsed = parseDicom(out.bytes);
+    expect(parsed.transferSyntaxUid).toBe(jpeg);
+    expect(parsed.warnings.join('\n')).not.toMatch(/not .* as its transfer syntax says/);
+    // The same bytes as de-identifying the instance written as its transfer syntax says to begin with.
+    const proper = writeDicom(elements, { encoding: 'explicit-le', transferSyntaxUid: jpeg });
+    expect(Buffer.from(out.bytes).equals(deidentifyDicom(proper, options(sequential())).bytes)).toBe(true);
+  });
+
+  test('a DICOMDIR is refused: the files it lists are what gets de-identified', () => {
+    const dicomdir = writeDicom(
+      [el(0x00041130, 'CS', 'CD1'), el(0x00100010, 'PN', IDENTIFYING.patientName)],
+      {
+        sopClassUid: '1.2.840.10008.1.3.10',
+      },
+    );
+    expect(() => deidentifyDicom(dicomdir, options(uidMap().mapUid))).toThrowError(
+      expect.objectContaining({ code: 'UNSUPPORTED_FORMAT', message: expect.stringMatching(/DICOMDIR/) }),
+    );
+  });
+
   test('an implicit VR value the dictionary calls a sequence, but that is not one, is written as UN', () => {
     // (0070,0009) is Graphic Object Sequence in PS3.6; a writer that put text there must not get an SQ header.
     const input = writeDicom([...richInstance(1), el(0x00700009, 'CS', 'PIXEL')], {

@@ -425,7 +425,9 @@ export const CONFIDENTIALITY_PROFILE: readonly ProfileAttribute[] = [
   a(0x300a0016, 'DoseReferenceDescription', 'LO', 'X', CD),
   a(0x300a0072, 'FractionGroupDescription', 'LO', 'X', CD),
   a(0x300a0083, 'ReferencedDoseReferenceUID', 'UI', 'U'),
-  a(0x300a00b2, 'TreatmentMachineName', 'SH', 'X'),
+  // X in the table this file was made from; X/Z in the current edition, as it is Type 2 in the RT Beams and RT
+  // Ion Beams modules (removing it left dciodvfy an error in every RT plan).
+  a(0x300a00b2, 'TreatmentMachineName', 'SH', 'X/Z'),
   a(0x300a00c3, 'BeamDescription', 'ST', 'X', CD),
   a(0x300a00dd, 'BolusDescription', 'ST', 'X', CD),
   a(0x300a0196, 'FixationDeviceDescription', 'ST', 'X', CD),

@@ -36,7 +36,7 @@ import {
   type ProfileOperation,
   resolveProfileAction,
 } from './deidentify-profile.js';
-import { guessEncodings, looksLikeDicom } from './parse-dicom.js';
+import { guessEncodings, looksLikeDicom, MEDIA_STORAGE_DIRECTORY_SOP_CLASS } from './parse-dicom.js';
 import {
   describeTransferSyntax,
   EXPLICIT_VR_BIG_ENDIAN,
@@ -130,6 +130,7 @@ interface Encoding {
 
 const IMPLICIT_LE: Encoding = { explicitVr: false, littleEndian: true };
 const EXPLICIT_LE: Encoding = { explicitVr: true, littleEndian: true };
+const EXPLICIT_BE: Encoding = { explicitVr: true, littleEndian: false };
 
 interface DataElement {
   readonly tag: number;
@@ -534,24 +535,38 @@ function locateDataSet(bytes: Uint8Array, warnings: string[]): Located {
       continue;
     }
     if (!isDeclared && !elements.some((e) => IDENTIFYING_TAGS.includes(e.tag))) continue;
-    if (!encoding.explicitVr && !encoding.littleEndian) {
-      // No transfer syntax declares implicit VR big endian (ACR-NEMA), so the copy gets VRs from PS3.6 and is
-      // written as explicit VR big endian: the values keep their byte order, Pixel Data stays 16-bit words.
+    // Read without VRs where they must be written with them: the copy gets VRs from PS3.6, and values keep
+    // their byte order.
+    const givenVrs = (to: Encoding, transferSyntaxUid: string, why: string): Located => {
       const pixelRepresentation = readUs(elements, TAG_PIXEL_REPRESENTATION, encoding);
-      warnings.push(
-        'implicit VR big endian (ACR-NEMA) has no transfer syntax; the copy is explicit VR big endian, with VRs from the data dictionary',
-      );
+      warnings.push(why);
       return {
         elements,
         encoding,
-        transferSyntaxUid: EXPLICIT_VR_BIG_ENDIAN,
+        transferSyntaxUid,
         deflated: false,
         meta,
-        rewrite: {
-          encoding: { explicitVr: true, littleEndian: false },
-          vrOf: (tag) => implicitVrOf(tag, pixelRepresentation),
-        },
+        rewrite: { encoding: to, vrOf: (tag) => implicitVrOf(tag, pixelRepresentation) },
       };
+    };
+    if (!encoding.explicitVr && !encoding.littleEndian) {
+      // No transfer syntax declares implicit VR big endian (ACR-NEMA): explicit VR big endian keeps the byte
+      // order, and Pixel Data stays 16-bit words.
+      return givenVrs(
+        EXPLICIT_BE,
+        EXPLICIT_VR_BIG_ENDIAN,
+        'implicit VR big endian (ACR-NEMA) has no transfer syntax; the copy is explicit VR big endian, with VRs from the data dictionary',
+      );
+    }
+    if (declared && !isDeclared && !encoding.explicitVr && declared.explicitVr && declared.littleEndian) {
+      // A writer that put an implicit VR data set under an explicit VR transfer syntax (a compressed one, often:
+      // the pixel data is encapsulated all the same). Written as read, the copy would be as unreadable to strict
+      // readers as the input; written as the transfer syntax says, it is a valid file.
+      return givenVrs(
+        EXPLICIT_LE,
+        declared.uid,
+        `data set is implicit VR though its transfer syntax ${declared.uid} says explicit; the copy is explicit VR as it says, with VRs from the data dictionary`,
+      );
     }
     if (declared && !isDeclared) {
       warnings.push(`data set is not encoded as its transfer syntax ${declared.uid} says; written as read`);
@@ -1020,6 +1035,15 @@ function deidentifyTree(bytes: Uint8Array, opts: DeidentifyOptions): Transformed
   const located = locateDataSet(bytes, readWarnings);
   const meta = located.meta;
   const top = located.elements;
+  if ((meta?.sopClassUid ?? topLevelText(top, TAG_SOP_CLASS_UID)) === MEDIA_STORAGE_DIRECTORY_SOP_CLASS) {
+    // Its directory records repeat the names, IDs and dates of the files it lists, under rules of their own
+    // (a Study record's Study ID is Type 1): a reader abroad gets de-identified instances, never the index.
+    throw new AppError(
+      'UNSUPPORTED_FORMAT',
+      'a DICOMDIR is the index of a medium, not an instance: de-identify the files it lists',
+      { retryable: false },
+    );
+  }
   const charset = topLevelText(top, TAG_SPECIFIC_CHARACTER_SET);
   const originalSopInstanceUid = topLevelText(top, TAG_SOP_INSTANCE_UID) ?? meta?.sopInstanceUid;
   if (!originalSopInstanceUid) {

@@ -81,7 +81,7 @@ export interface DicomInstance {
 }
 
 /** Media Storage Directory Storage (PS3.10 DICOMDIR): a CD or DVD's index of the files on it, not a study's. */
-const MEDIA_STORAGE_DIRECTORY_SOP_CLASS = '1.2.840.10008.1.3.10';
+export const MEDIA_STORAGE_DIRECTORY_SOP_CLASS = '1.2.840.10008.1.3.10';
 const DIRECTORY_RECORD_SEQUENCE = 'x00041220';
 
 export interface Encoding {
