@@ -769,18 +769,6 @@ describe('bad input', () => {
     expect(Buffer.from(out.bytes).equals(deidentifyDicom(proper, options(sequential())).bytes)).toBe(true);
   });
 
-  test('a DICOMDIR is refused: the files it lists are what gets de-identified', () => {
-    const dicomdir = writeDicom(
-      [el(0x00041130, 'CS', 'CD1'), el(0x00100010, 'PN', IDENTIFYING.patientName)],
-      {
-        sopClassUid: '1.2.840.10008.1.3.10',
-      },
-    );
-    expect(() => deidentifyDicom(dicomdir, options(uidMap().mapUid))).toThrowError(
-      expect.objectContaining({ code: 'UNSUPPORTED_FORMAT', message: expect.stringMatching(/DICOMDIR/) }),
-    );
-  });
-
   test('an implicit VR value the dictionary calls a sequence, but that is not one, is written as UN', () => {
     // (0070,0009) is Graphic Object Sequence in PS3.6; a writer that put text there must not get an SQ header.
     const input = writeDicom([...richInstance(1), el(0x00700009, 'CS', 'PIXEL')], {
@@ -829,6 +817,98 @@ describe('bad input', () => {
       expect.objectContaining({ code: 'VALIDATION_FAILED' }),
     );
   });
+});
+
+describe('a DICOMDIR', () => {
+  /** Patient → study → series → image records, linked by byte offsets as a medium's index is. */
+  function dicomdir(encoding: 'explicit-le' | 'implicit-le' | 'explicit-be'): Uint8Array {
+    // Placeholders for the offsets, replaced below once the records' places in the file are known.
+    const TO = [0x0d0d0d0d, 0x0a0a0a0a, 0x0b0b0b0b, 0x0c0c0c0c];
+    const record = (type: string, child: number, keys: DicomElement[]) => [
+      el(0x00041400, 'UL', 0),
+      el(0x00041410, 'US', 0xffff),
+      el(0x00041420, 'UL', child),
+      el(0x00041430, 'CS', type),
+      ...keys,
+    ];
+    const bytes = writeDicom(
+      [
+        el(0x00041130, 'CS', 'CD1'),
+        el(0x00041200, 'UL', TO[0]),
+        el(0x00041202, 'UL', TO[0]),
+        el(0x00041212, 'US', 0),
+        el(0x00041220, 'SQ', [
+          record('PATIENT', TO[1]!, [
+            el(0x00100010, 'PN', IDENTIFYING.patientName),
+            el(0x00100020, 'LO', IDENTIFYING.patientId),
+          ]),
+          record('STUDY', TO[2]!, [
+            el(0x00080020, 'DA', '20190301'),
+            el(0x00080030, 'TM', '101530'),
+            el(0x00080050, 'SH', 'ACC777777'),
+            el(0x0020000d, 'UI', ORIGINAL.study),
+            el(0x00200010, 'SH', 'STUDY77'),
+          ]),
+          record('SERIES', TO[3]!, [
+            el(0x00080060, 'CS', 'CT'),
+            el(0x0020000e, 'UI', ORIGINAL.series),
+            el(0x00200011, 'IS', '1'),
+          ]),
+          record('IMAGE', 0, [
+            el(0x00041500, 'CS', 'DIR\\IM1'),
+            el(0x00041510, 'UI', '1.2.840.10008.5.1.4.1.1.2'),
+            el(0x00041511, 'UI', ORIGINAL.sop1),
+            el(0x00041512, 'UI', '1.2.840.10008.1.2.1'),
+            el(0x00200013, 'IS', '1'),
+          ]),
+        ]),
+      ],
+      { encoding, sopClassUid: '1.2.840.10008.1.3.10', sopInstanceUid: ORIGINAL.sop2 },
+    );
+    const le = encoding !== 'explicit-be';
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+    const starts = itemStarts(parse(bytes));
+    for (let at = 0; at + 4 <= bytes.length; at += 2) {
+      const i = TO.indexOf(view.getUint32(at, le));
+      if (i >= 0) view.setUint32(at, starts[i]!, le);
+    }
+    return bytes;
+  }
+
+  /** Where each record's item tag starts: its data set's offset less the item header. */
+  function itemStarts(ds: DataSet): number[] {
+    return (ds.elements.x00041220?.items ?? []).map((i) => i.dataOffset - 8);
+  }
+
+  function offset(ds: DataSet, tag: number): number | undefined {
+    return ds.uint32(key(tag));
+  }
+
+  test.each(['explicit-le', 'implicit-le', 'explicit-be'] as const)(
+    '%s: identifying keys replaced, Type 1 keys kept with dummies, every record offset relinked',
+    (encoding) => {
+      const input = dicomdir(encoding);
+      const before = parse(input);
+      expect(offset(before, 0x00041200)).toBe(itemStarts(before)[0]);
+      const { bytes } = deidentifyDicom(input, options(uidMap().mapUid));
+      const after = parse(bytes);
+      const starts = itemStarts(after);
+      // The pseudonym and the new UIDs are not as long as what they replace: every record has moved.
+      expect(starts.slice(1)).not.toEqual(itemStarts(before).slice(1));
+      expect(offset(after, 0x00041200)).toBe(starts[0]);
+      expect(offset(after, 0x00041202)).toBe(starts[0]);
+      const records = items(after, 0x00041220);
+      expect(records.map((r) => offset(r, 0x00041420))).toEqual([starts[1], starts[2], starts[3], 0]);
+      expect(records.map((r) => offset(r, 0x00041400))).toEqual([0, 0, 0, 0]);
+      // Study ID is Type 1 in a Study record: Z gives a dummy there, not an empty value.
+      expect(text(records[1]!, 0x00200010)).toMatch(/\S/);
+      expect(text(records[1]!, 0x00200010)).not.toBe('STUDY77');
+      expect(text(records[0]!, 0x00100010)).toBe(PSEUDONYM.patientName);
+      for (const value of [IDENTIFYING.patientName, IDENTIFYING.patientId, 'ACC777777', ORIGINAL.study]) {
+        expect(bytesContain(bytes, value), value).toBe(false);
+      }
+    },
+  );
 });
 
 describe('the profile table', () => {

@@ -42,6 +42,20 @@ export function clampOverrunningLengths(
   at: number,
   encoding: { explicitVr: boolean; littleEndian: boolean },
 ): Uint8Array | undefined {
+  return walked(bytes, encoding, (w) => {
+    walkElement(w, at, bytes.length, 0);
+  });
+}
+
+/**
+ * Runs `walk` over `bytes`, then returns a copy with the cut lengths written in, or undefined when there is
+ * nothing to cut or the file is cut inside an element (which no length can mend).
+ */
+function walked(
+  bytes: Uint8Array,
+  encoding: { explicitVr: boolean; littleEndian: boolean },
+  walk: (w: Walk) => void,
+): Uint8Array | undefined {
   const w: Walk = {
     bytes,
     view: new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength),
@@ -51,16 +65,31 @@ export function clampOverrunningLengths(
     cutInsideElement: false,
   };
   try {
-    walkElement(w, at, bytes.length, 0);
+    walk(w);
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
     w.cutInsideElement = true; // a header cut short
   }
   if (w.patches.length === 0 || w.cutInsideElement) return undefined;
-  const copy = new Uint8Array(bytes);
+  const copy = new Uint8Array(w.bytes);
   const view = new DataView(copy.buffer);
   for (const p of w.patches) view.setUint32(p.at, p.length, w.littleEndian);
   return copy;
+}
+
+/**
+ * The same for a whole data set from `start`: every top-level sequence is walked. For readers that take a data
+ * set in one go rather than element by element.
+ */
+export function clampDataSetLengths(
+  bytes: Uint8Array,
+  start: number,
+  encoding: { explicitVr: boolean; littleEndian: boolean },
+): Uint8Array | undefined {
+  return walked(bytes, encoding, (w) => {
+    let at = start;
+    while (at + 8 <= bytes.length) at = walkElement(w, at, bytes.length, 0);
+  });
 }
 
 /** Walks one element at `at` inside a container ending at `end`; returns where the next element starts. */

@@ -29,6 +29,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { AppError, isAppError } from '../../errors.js';
 import { implicitVrOf } from './attributes.js';
 import { decodeDicomText } from './charset.js';
+import { clampDataSetLengths } from './clamp-lengths.js';
 import {
   DATE_ATTRIBUTE_VR,
   DEIDENTIFICATION_METHOD_CODES,
@@ -79,6 +80,11 @@ const TAG_CODE_VALUE = 0x00080100;
 const TAG_CODING_SCHEME_DESIGNATOR = 0x00080102;
 const TAG_CODE_MEANING = 0x00080104;
 const TAG_PATIENT_NAME = 0x00100010;
+const TAG_DIRECTORY_RECORD_SEQUENCE = 0x00041220;
+/** A DICOMDIR's byte offsets of records (PS3.3 F.3.2.1): the root's first and last, and in each record its next
+ * sibling, its first child and (retired) its multi-referenced file record. */
+const DIRECTORY_ROOT_OFFSETS = new Set([0x00041200, 0x00041202]);
+const DIRECTORY_RECORD_OFFSETS = new Set([0x00041400, 0x00041420, 0x00041504]);
 const TAG_PATIENT_ID = 0x00100020;
 const TAG_PATIENT_BIRTH_DATE = 0x00100030;
 const TAG_PATIENT_IDENTITY_REMOVED = 0x00120062;
@@ -155,6 +161,8 @@ interface Sequence {
 interface Item {
   readonly elements: DataElement[];
   readonly undefinedLength: boolean;
+  /** Where the item's tag starts in the input: a DICOMDIR's records point at one another by this offset. */
+  readonly offset?: number | undefined;
 }
 
 const FREE_TEXT_VRS = new Set(['PN', 'LT', 'ST', 'UT']);
@@ -358,14 +366,14 @@ function readItems(
     const length = r.u32(pos + 4, enc.littleEndian);
     if (length === UNDEFINED_LENGTH) {
       const read = readElements(r, pos + 8, end, enc, depth + 1, true);
-      items.push({ elements: read.elements, undefinedLength: true });
+      items.push({ elements: read.elements, undefinedLength: true, offset: pos });
       pos = read.end;
     } else {
       const itemEnd = pos + 8 + length;
       if (itemEnd > end)
         throw r.corrupt(`item declares ${length} bytes past the end of its sequence`, pos, sequenceTag);
       const read = readElements(r, pos + 8, itemEnd, enc, depth + 1, false);
-      items.push({ elements: read.elements, undefinedLength: false });
+      items.push({ elements: read.elements, undefinedLength: false, offset: pos });
       pos = itemEnd;
     }
   }
@@ -531,8 +539,22 @@ function locateDataSet(bytes: Uint8Array, warnings: string[]): Located {
       ({ elements } = readElements(r, start, bytes.length, encoding, 0, false));
     } catch (err) {
       if (!isAppError(err)) throw err;
-      firstError ??= err;
-      continue;
+      // A file that ends on an element boundary inside a sequence item reads up to its end, as DCMTK and
+      // parseDicom read it (clamp-lengths.ts).
+      const clamped = clampDataSetLengths(bytes, start, encoding);
+      const read =
+        clamped &&
+        tryRead(() =>
+          readElements(new Reader(clamped, 'data set'), start, clamped.length, encoding, 0, false),
+        );
+      if (!read) {
+        firstError ??= err;
+        continue;
+      }
+      warnings.push(
+        'a sequence declares more bytes than the file holds; read up to the end of the file, as DCMTK does',
+      );
+      elements = read.elements;
     }
     if (!isDeclared && !elements.some((e) => IDENTIFYING_TAGS.includes(e.tag))) continue;
     // Read without VRs where they must be written with them: the copy gets VRs from PS3.6, and values keep
@@ -589,6 +611,16 @@ function locateDataSet(bytes: Uint8Array, warnings: string[]): Located {
     firstError ??
     new AppError('CORRUPT_FILE', `no DICOM data set found at offset ${start}`, { retryable: false })
   );
+}
+
+/** The result of `read`, or undefined if it throws an AppError. */
+function tryRead<T>(read: () => T): T | undefined {
+  try {
+    return read();
+  } catch (err) {
+    if (isAppError(err)) return undefined;
+    throw err;
+  }
 }
 
 // ---- value helpers ------------------------------------------------------------------------------------------
@@ -786,7 +818,9 @@ interface Context {
   readonly warnings: Set<string>;
 }
 
-type Mode = 'normal' | 'dummy';
+/** `directory`: inside a DICOMDIR's directory records, where Z gives a dummy value (PS3.15 allows either) since
+ * their keys are Type 1 there (a Study record's Study ID, say) though Type 2 in the instances. */
+type Mode = 'normal' | 'dummy' | 'directory';
 
 /** The VR that gives a value its meaning: the file's, unless it is UN or absent (implicit VR). */
 function meaningVr(el: DataElement, knownVr: string | undefined): string | undefined {
@@ -914,10 +948,17 @@ function transformElement(el: DataElement, ctx: Context, mode: Mode, depth: numb
       }
       return applyOperation(el, action.fallback, vr, ctx, depth);
     }
-    return applyOperation(el, action.operation, vr, ctx, depth);
+    const operation =
+      mode === 'directory' && action.operation === 'empty' && !el.sequence && vr !== 'SQ'
+        ? 'dummy'
+        : action.operation;
+    return applyOperation(el, operation, vr, ctx, depth);
   }
 
-  if (el.sequence) return withItems(el, transformItems(el.sequence.items, ctx, mode, depth));
+  if (el.sequence) {
+    const itemMode = tag === TAG_DIRECTORY_RECORD_SEQUENCE ? 'directory' : mode;
+    return withItems(el, transformItems(el.sequence.items, ctx, itemMode, depth));
+  }
   if (vr === 'DA' || vr === 'DT') return shiftDates(el, vr, ctx);
   if (mode === 'dummy' && vr !== undefined && FREE_TEXT_VRS.has(vr) && el.value && el.value.length > 0) {
     return withValue(el, dummyValue(vr, el.value));
@@ -938,6 +979,7 @@ function transformItems(items: Item[], ctx: Context, mode: Mode, depth: number):
   return items.map((item) => ({
     elements: transformElements(item.elements, ctx, mode, depth + 1),
     undefinedLength: item.undefinedLength,
+    offset: item.offset,
   }));
 }
 
@@ -1035,15 +1077,6 @@ function deidentifyTree(bytes: Uint8Array, opts: DeidentifyOptions): Transformed
   const located = locateDataSet(bytes, readWarnings);
   const meta = located.meta;
   const top = located.elements;
-  if ((meta?.sopClassUid ?? topLevelText(top, TAG_SOP_CLASS_UID)) === MEDIA_STORAGE_DIRECTORY_SOP_CLASS) {
-    // Its directory records repeat the names, IDs and dates of the files it lists, under rules of their own
-    // (a Study record's Study ID is Type 1): a reader abroad gets de-identified instances, never the index.
-    throw new AppError(
-      'UNSUPPORTED_FORMAT',
-      'a DICOMDIR is the index of a medium, not an instance: de-identify the files it lists',
-      { retryable: false },
-    );
-  }
   const charset = topLevelText(top, TAG_SPECIFIC_CHARACTER_SET);
   const originalSopInstanceUid = topLevelText(top, TAG_SOP_INSTANCE_UID) ?? meta?.sopInstanceUid;
   if (!originalSopInstanceUid) {
@@ -1204,17 +1237,33 @@ function writeHeader(
 /** `vrOf` is given when the elements were read without VRs and are written with them (see Located.rewrite). */
 type VrOf = ((tag: number) => string | undefined) | undefined;
 
-function writeElements(sink: ByteSink, elements: DataElement[], enc: Encoding, vrOf?: VrOf): void {
-  for (const el of elements) writeElement(sink, el, enc, vrOf);
+/** `records`, given at the top level only, gets where each directory record of a DICOMDIR starts in `sink`,
+ * keyed by where it started in the input. */
+function writeElements(
+  sink: ByteSink,
+  elements: DataElement[],
+  enc: Encoding,
+  vrOf?: VrOf,
+  records?: Map<number, number>,
+): void {
+  for (const el of elements) writeElement(sink, el, enc, vrOf, records);
 }
 
-function writeElement(sink: ByteSink, el: DataElement, enc: Encoding, vrOf: VrOf): void {
+function writeElement(
+  sink: ByteSink,
+  el: DataElement,
+  enc: Encoding,
+  vrOf: VrOf,
+  records?: Map<number, number>,
+): void {
   if (el.sequence) {
     // Sequences made here follow the data set; read ones keep theirs (UN sequences are implicit VR LE inside),
     // unless the whole data set is being given VRs (it then has no UN sequences: it had no VRs at all).
     const itemEnc = el.offset < 0 || vrOf ? enc : el.sequence.encoding;
     const body = new ByteSink();
+    const itemStarts: number[] = [];
     for (const item of el.sequence.items) {
+      itemStarts.push(body.length);
       const content = new ByteSink();
       writeElements(content, item.elements, itemEnc, vrOf);
       body.tag(ITEM, itemEnc.littleEndian);
@@ -1226,14 +1275,16 @@ function writeElement(sink: ByteSink, el: DataElement, enc: Encoding, vrOf: VrOf
       }
     }
     const vr = el.vr ?? 'SQ';
+    writeHeader(sink, el, el.sequence.undefinedLength ? UNDEFINED_LENGTH : body.length, enc, vr);
+    if (records && el.tag === TAG_DIRECTORY_RECORD_SEQUENCE) {
+      el.sequence.items.forEach((item, i) => {
+        if (item.offset !== undefined) records.set(item.offset, sink.length + itemStarts[i]!);
+      });
+    }
+    sink.push(body.toBytes());
     if (el.sequence.undefinedLength) {
-      writeHeader(sink, el, UNDEFINED_LENGTH, enc, vr);
-      sink.push(body.toBytes());
       sink.tag(SEQUENCE_DELIMITATION, itemEnc.littleEndian);
       sink.u32(0, itemEnc.littleEndian);
-    } else {
-      writeHeader(sink, el, body.length, enc, vr);
-      sink.push(body.toBytes());
     }
     return;
   }
@@ -1314,15 +1365,58 @@ function guard<T>(fn: () => T): T {
 export function deidentifyDicom(bytes: Uint8Array, opts: DeidentifyOptions): DeidentifyResult {
   return guard(() => {
     const t = deidentifyTree(bytes, opts);
-    const data = new ByteSink();
     const rewrite = t.located.rewrite;
-    writeElements(data, t.elements, rewrite?.encoding ?? t.located.encoding, rewrite?.vrOf);
-    const dataSet = t.located.deflated ? new Uint8Array(deflateRawSync(data.toBytes())) : data.toBytes();
+    const encoding = rewrite?.encoding ?? t.located.encoding;
     const meta = fileMeta(t.sopClassUid, t.sopInstanceUid, t.located.transferSyntaxUid);
+    let data = new ByteSink();
+    const records = new Map<number, number>();
+    writeElements(data, t.elements, encoding, rewrite?.vrOf, records);
+    if (t.sopClassUid === MEDIA_STORAGE_DIRECTORY_SOP_CLASS && !t.located.deflated) {
+      // Records point at one another by byte offset from the start of the file, and new values moved them all:
+      // the offsets are set to where the records now start and the data set written again. The offsets are
+      // 4-byte values, so the second writing puts every record where the first did.
+      const moved = new Map([...records].map(([from, to]) => [from, meta.length + to]));
+      data = new ByteSink();
+      writeElements(data, relinkDirectory(t.elements, moved, encoding, t.warnings), encoding, rewrite?.vrOf);
+    }
+    const dataSet = t.located.deflated ? new Uint8Array(deflateRawSync(data.toBytes())) : data.toBytes();
     const out = new Uint8Array(meta.length + dataSet.length);
     out.set(meta);
     out.set(dataSet, meta.length);
     return { bytes: out, warnings: t.warnings, replacedUids: Object.fromEntries(t.replaced) };
+  });
+}
+
+/** The DICOMDIR's record offsets, each set to where the record it names now starts (0, "none", stays 0). */
+function relinkDirectory(
+  elements: DataElement[],
+  moved: Map<number, number>,
+  enc: Encoding,
+  warnings: string[],
+): DataElement[] {
+  const relink = (el: DataElement): DataElement => {
+    if (!el.value || el.value.length !== 4) return el;
+    const view = new DataView(el.value.buffer, el.value.byteOffset, 4);
+    const from = view.getUint32(0, enc.littleEndian);
+    if (from === 0) return el;
+    const to = moved.get(from);
+    if (to === undefined) {
+      warnings.push(
+        `${formatTag(el.tag)} points at offset ${from}, where no directory record starts; set to 0`,
+      );
+    }
+    const value = new Uint8Array(4);
+    new DataView(value.buffer).setUint32(0, to ?? 0, enc.littleEndian);
+    return withValue(el, value);
+  };
+  return elements.map((el) => {
+    if (DIRECTORY_ROOT_OFFSETS.has(el.tag)) return relink(el);
+    if (el.tag !== TAG_DIRECTORY_RECORD_SEQUENCE || !el.sequence) return el;
+    const items = el.sequence.items.map((item) => ({
+      ...item,
+      elements: item.elements.map((e) => (DIRECTORY_RECORD_OFFSETS.has(e.tag) ? relink(e) : e)),
+    }));
+    return withItems(el, items);
   });
 }
 
