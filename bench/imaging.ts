@@ -14,7 +14,9 @@
  * 4 requests in flight. Against it, Orthanc 1.10's `POST /instances` of the same files with 4 in flight
  * (ANCHORS §3b), on a fresh store. Each pass uses new study, series and SOP UIDs on both sides. Both sides get
  * the same keep-alive node:http client (LoadClient), the lightest one at hand, since it shares the 2 cores. A
- * third row gives the CPU each side's processes spent per pass, read from /proc.
+ * third row gives the CPU each side's processes spent per pass, read from /proc. A fourth, the floor, sends the same
+ * multipart requests to bench/write-only-server.mjs, which only writes each body to a file: no Node server that
+ * stores the uploads can go faster, so its ratio to Orthanc bounds Teleread's.
  *
  * Environment: BENCH_INGEST_COUNT (default 200), BENCH_INGEST_BATCH (default 25), BENCH_IMAGING_ONLY
  * (`thumbnails` or `ingest`: one part alone), BENCH_PG_URL, REDIS_URL.
@@ -29,6 +31,7 @@ import {
   alternate,
   type BenchRow,
   Deadline,
+  freePort,
   LoadClient,
   makeTempDir,
   median,
@@ -39,9 +42,13 @@ import {
   readProcCpuSeconds,
   readProcMemory,
   repeat,
+  repoRoot,
   row,
   runBench,
+  type Service,
+  spawnService,
   stats,
+  waitFor,
   zip,
 } from './lib.js';
 import { prepareTeleread, startApi, startOrthanc, startWorker, type TelereadStack } from './services.js';
@@ -290,6 +297,46 @@ async function ingestTeleread(
   throw new Error(`teleread ingest: not routed within the deadline (${deadline.ms} ms)`);
 }
 
+/** The same multipart requests to the write-only server (bench/write-only-server.mjs): the floor. */
+async function ingestFloor(
+  client: LoadClient,
+  url: string,
+  { batches, bodies }: TelereadBodies,
+  deadline: Deadline,
+): Promise<IngestPass> {
+  const started = process.hrtime.bigint();
+  await lanes(batches.length, IN_FLIGHT, async (b) => {
+    const res = await client.post(
+      url,
+      { 'content-type': bodies[b]!.contentType },
+      bodies[b]!.bytes,
+      Math.max(1000, deadline.leftMs),
+    );
+    if (res.status !== 202)
+      throw new Error(`write-only server: HTTP ${res.status} ${res.text.slice(0, 300)}`);
+  });
+  const ms = msSince(started);
+  return { ms, uploadedMs: ms };
+}
+
+/** Starts bench/write-only-server.mjs on a free loopback port, writing into a fresh temporary folder. */
+async function startWriteOnlyServer(): Promise<{ url: string; service: Service }> {
+  const dir = await makeTempDir('ingest-floor');
+  const port = await freePort();
+  const script = path.join(repoRoot, 'bench/write-only-server.mjs');
+  const service = spawnService(
+    process.execPath,
+    [script, dir, String(port)],
+    process.env,
+    'write-only server',
+  );
+  await waitFor('the write-only server to listen', new Deadline(30_000), async () => {
+    service.assertRunning();
+    return service.output().includes('listening');
+  });
+  return { url: `http://127.0.0.1:${port}/`, service };
+}
+
 async function ingestOrthanc(
   client: LoadClient,
   url: string,
@@ -369,6 +416,7 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
   const api = await startApi(stack);
   const worker = startWorker(stack);
   const orthanc = await startOrthanc();
+  const floor = await startWriteOnlyServer();
   const db = new pg.Client({ connectionString: stack.databaseUrl });
   await db.connect();
   onCleanup('close the polling connection', () => db.end());
@@ -384,7 +432,8 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
 
   const teleread: IngestPass[] = [];
   const reference: IngestPass[] = [];
-  const cpuUse: Record<'teleread' | 'orthanc', CpuUse[]> = { teleread: [], orthanc: [] };
+  const floorPasses: IngestPass[] = [];
+  const cpuUse: Record<'teleread' | 'orthanc' | 'floor', CpuUse[]> = { teleread: [], orthanc: [], floor: [] };
   for (let i = 0; i < INGEST_PASSES; i++) {
     if (i > 0 && deadline.expired) break;
     // Both sides get the same bytes in a pass; ABBA order so drifting load weighs on both alike.
@@ -400,17 +449,17 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
       reference.push(await ingestOrthanc(client, orthanc.url, series, new Deadline(120_000)));
       cpuUse.orthanc.push(cpu());
     };
-    if (i % 2 === 0) {
-      await runT();
-      await runO();
-    } else {
-      await runO();
-      await runT();
-    }
+    const runF = async () => {
+      const bodies = await encodeForTeleread(series);
+      const cpu = cpuMeter({ floor: floor.service.pid });
+      floorPasses.push(await ingestFloor(client, floor.url, bodies, new Deadline(60_000)));
+      cpuUse.floor.push(cpu());
+    };
+    for (const run of i % 2 === 0 ? [runT, runO, runF] : [runF, runO, runT]) await run();
     console.error(
       `imaging ingest pass ${i + 1}: teleread ${(teleread.at(-1)!.ms / 1000).toFixed(2)} s ` +
         `(uploads answered at ${(teleread.at(-1)!.uploadedMs / 1000).toFixed(2)} s), ` +
-        `orthanc ${(reference.at(-1)!.ms / 1000).toFixed(2)} s; CPU s: ` +
+        `orthanc ${(reference.at(-1)!.ms / 1000).toFixed(2)} s, write-only ${(floorPasses.at(-1)!.ms / 1000).toFixed(2)} s; CPU s: ` +
         `teleread (${formatCpu(cpuUse.teleread.at(-1)!)}), orthanc (${formatCpu(cpuUse.orthanc.at(-1)!)})`,
     );
   }
@@ -423,6 +472,7 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
   await worker.stop();
   await api.stop();
   await orthanc.service.stop();
+  await floor.service.stop();
 
   const rate = (p: IngestPass) => INGEST_COUNT / (p.ms / 1000);
   const uploadRate = (p: IngestPass) => INGEST_COUNT / (p.uploadedMs / 1000);
@@ -445,22 +495,34 @@ async function ingestRows(deadline: Deadline): Promise<BenchRow[]> {
       `uploads answered after ${median(teleread.map((p) => p.uploadedMs / 1000)).toFixed(2)} s of ${median(teleread.map((p) => p.ms / 1000)).toFixed(2)} s; ` +
       `peak RSS api ${mem.api?.toFixed(0) ?? '?'} MB, worker ${mem.worker?.toFixed(0) ?? '?'} MB, Orthanc ${mem.orthanc?.toFixed(0) ?? '?'} MB`,
   });
+  /** A row of instances per second against Orthanc's upload rate in the same passes. */
+  const againstOrthanc = (measure: string, rates: number[], note: string) =>
+    row({
+      bench: 'imaging',
+      measure,
+      unit: 'inst/s',
+      teleread: stats(rates),
+      reference: { name: 'Orthanc 1.10 POST /instances, 4 in flight', stats: stats(reference.map(rate)) },
+      pairs: zip(rates, reference.map(rate)),
+      better: 'higher',
+      note,
+    });
   return [
     {
       ...ingest,
       goal: { text: `≥ ${INGEST_GOAL}× Orthanc`, met: (ingest.ratio?.median ?? 0) >= INGEST_GOAL },
     },
-    row({
-      bench: 'imaging',
-      measure:
-        'the same uploads until the last 202 (stored, hashed, committed, ingest enqueued; not yet parsed)',
-      unit: 'inst/s',
-      teleread: stats(teleread.map(uploadRate)),
-      reference: { name: 'Orthanc 1.10 POST /instances, 4 in flight', stats: stats(reference.map(rate)) },
-      pairs: zip(teleread.map(uploadRate), reference.map(rate)),
-      better: 'higher',
-      note: 'the part of the row above spent in the API; the worker already runs meanwhile',
-    }),
+    againstOrthanc(
+      'the same uploads until the last 202 (stored, hashed, committed, ingest enqueued; not yet parsed)',
+      teleread.map(uploadRate),
+      'the part of the row above spent in the API; the worker already runs meanwhile',
+    ),
+    againstOrthanc(
+      'floor: the same multipart requests to a server that only writes each body to a file (node:http; no parsing, hashing, fsync, database or queue)',
+      floorPasses.map(rate),
+      `what any Node server that stores the uploads spends at least (bench/write-only-server.mjs); its ratio bounds Teleread's; ` +
+        `CPU per pass ${medianOf(cpuUse.floor, (c) => c.servers.floor!)} s`,
+    ),
     row({
       bench: 'imaging',
       measure: 'CPU per pass of that ingest: every server process it needs',
