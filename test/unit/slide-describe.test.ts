@@ -292,10 +292,12 @@ describe('describeSlide', () => {
     const info = await describeBytes([
       tiled(1000, 800, { compression: 33003 }),
       tiled(500, 400, { compression: 7 }),
+      tiled(250, 200, { compression: 33004 }),
     ]);
     expect(info.levels.map((l) => [l.tileWidth, l.tileHeight, l.compression, l.compressionCode])).toEqual([
       [256, 256, 'aperio-jp2k-ycbcr', 33003],
       [256, 256, 'jpeg', 7],
+      [256, 256, 'jp2k-ycbcr-lossy', 33004],
     ]);
   });
 

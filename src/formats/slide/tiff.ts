@@ -74,6 +74,8 @@ const COMPRESSION_NAMES: Readonly<Record<number, string>> = {
   32773: 'packbits',
   32946: 'deflate',
   33003: 'aperio-jp2k-ycbcr',
+  // libvips writes JPEG 2000 tiles under this number (YCbCr, lossy), next to Aperio's two.
+  33004: 'jp2k-ycbcr-lossy',
   33005: 'aperio-jp2k-rgb',
   34712: 'jpeg2000',
   34887: 'lerc',
