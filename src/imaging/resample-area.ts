@@ -1,10 +1,32 @@
 /**
- * Area-averaging resampling: every output pixel is the mean of the input area it covers, fractional pixels
- * weighted by how much of them it covers. This is the pbmplus (pnmscale) algorithm DCMTK scales with by default,
- * so thumbnails match what dcmj2pnm draws. Grayscale frames are resampled as modality values, before the VOI
- * window, again as DCMTK does: averaging first keeps a narrow window from turning fine detail into noise.
+ * Area-averaging resampling, as DCMTK scales images (dcmimgle's discalet.h), so that thumbnails match what
+ * dcmj2pnm draws. Every output pixel is a weighted mean of the input pixels it covers. Grayscale frames are
+ * resampled as modality values, before the VOI window, again as DCMTK does: averaging first keeps a narrow window
+ * from turning fine detail into noise.
+ *
+ * DCMTK has two such algorithms and picks one by the bit depth of its intermediate values:
+ * - `pbmplus` (up to 16 bits: nearly every image). Each input pixel gives the output a whole number of 1/4096ths,
+ *   floor(4096 × output / input) of them, so over a row the outputs drift from the exact area by up to the
+ *   truncated fraction (half an output pixel across a mammogram shrunk 18 times). The last output takes what
+ *   is missing from the last input pixel. Rows are combined first, then columns, and when the values are whole
+ *   numbers each pass rounds to one. Against dcmj2pnm at 256 px: a 4664-row mammogram went from r = 0.992 (exact
+ *   area) to 0.99997, a 1-bit segmentation from 0.994 to identical.
+ * - `area` (the "c't" algorithm, for wider and float data): the exact fractional coverage.
  */
 import type { PixelArray } from '../formats/dicom/pixel-data.js';
+
+export type ResampleMethod = 'pbmplus' | 'area';
+
+export interface ResampleOptions {
+  /** Default 'area'. */
+  method?: ResampleMethod;
+  /** Round to whole numbers after each pass, as DCMTK's integer intermediate does: C's integer division, which
+   * truncates toward zero, of the sum plus half (so -1.3 becomes 0, as it does there). */
+  round?: boolean;
+}
+
+/** pbmplus's fixed point: one output pixel is this many units. */
+const SCALE = 4096;
 
 interface Contributions {
   /** First input index for each output index. */
@@ -16,7 +38,7 @@ interface Contributions {
   maxCount: number;
 }
 
-function contributions(inputLength: number, outputLength: number): Contributions {
+function areaContributions(inputLength: number, outputLength: number): Contributions {
   const scale = inputLength / outputLength;
   const maxCount = Math.ceil(scale) + 1;
   const first = new Int32Array(outputLength);
@@ -40,10 +62,52 @@ function contributions(inputLength: number, outputLength: number): Contributions
   return { first, count, weights, maxCount };
 }
 
+/** pbmplus's allocation: input pixel i gives `units` of 4096 to the outputs in turn, each output takes 4096,
+ * and outputs left short at the end are filled from the last input pixel. */
+function pbmplusContributions(inputLength: number, outputLength: number): Contributions {
+  const units = Math.floor((outputLength / inputLength) * SCALE);
+  const maxCount = Math.ceil(SCALE / Math.max(1, units)) + 2;
+  const first = new Int32Array(outputLength).fill(-1);
+  const count = new Int32Array(outputLength);
+  const weights = new Float64Array(outputLength * maxCount);
+  const give = (j: number, i: number, amount: number) => {
+    if (first[j] === -1) first[j] = i;
+    const k = i - first[j]!;
+    weights[j * maxCount + k]! += amount / SCALE;
+    count[j] = Math.max(count[j]!, k + 1);
+  };
+  let j = 0;
+  let fill = SCALE;
+  for (let i = 0; i < inputLength && j < outputLength; i++) {
+    let left = units;
+    while (left >= fill && j < outputLength) {
+      give(j, i, fill);
+      left -= fill;
+      fill = SCALE;
+      j++;
+    }
+    if (left > 0 && j < outputLength) {
+      give(j, i, left);
+      fill -= left;
+    }
+  }
+  for (; j < outputLength; j++, fill = SCALE) give(j, inputLength - 1, fill);
+  return { first, count, weights, maxCount };
+}
+
+function contributions(inputLength: number, outputLength: number, method: ResampleMethod): Contributions {
+  // Beyond a 4096× shrink pbmplus gives nothing at all (no image gets there: 65535 columns to 16).
+  if (method === 'pbmplus' && outputLength * SCALE >= inputLength) {
+    return pbmplusContributions(inputLength, outputLength);
+  }
+  return areaContributions(inputLength, outputLength);
+}
+
 /**
  * Resamples a width × height image of `channels` interleaved samples to newWidth × newHeight. Rows are read one
  * at a time through `readRow` (which fills `width * channels` values), so a caller can convert stored pixel
- * values on the fly without materialising the full-size image in floating point.
+ * values on the fly without materialising the full-size image in floating point. Rows are combined first, then
+ * columns, as DCMTK does (the order matters only when each pass rounds).
  */
 export function resampleArea(
   width: number,
@@ -52,60 +116,42 @@ export function resampleArea(
   newWidth: number,
   newHeight: number,
   readRow: (y: number, row: Float32Array) => void,
+  options: ResampleOptions = {},
 ): Float32Array {
-  const cols = contributions(width, newWidth);
-  const rows = contributions(height, newHeight);
-  const row = new Float32Array(width * channels);
-  // Horizontal pass into newWidth × height, then vertical into newWidth × newHeight.
-  const narrow = new Float32Array(newWidth * height * channels);
+  const method = options.method ?? 'area';
+  const round = options.round === true;
+  const cols = contributions(width, newWidth, method);
+  const rows = contributions(height, newHeight, method);
+  const stride = width * channels;
+  // Consecutive outputs share the input row on their seam: the last row read is kept.
+  const row = new Float32Array(stride);
+  let rowIndex = -1;
+  const combined = new Float64Array(stride);
+  const out = new Float32Array(newWidth * newHeight * channels);
   const { first, count, weights, maxCount } = cols;
-  const factor = width % newWidth === 0 ? width / newWidth : 0;
-  for (let y = 0; y < height; y++) {
-    readRow(y, row);
-    let o = y * newWidth * channels;
-    if (channels === 1 && factor > 0) {
-      // Whole-number shrink (512 → 256): a plain box average, without the weight lookups.
-      const inverse = 1 / factor;
-      let s = 0;
-      for (let x = 0; x < newWidth; x++) {
-        let sum = 0;
-        for (let k = 0; k < factor; k++) sum += row[s++]!;
-        narrow[o++] = sum * inverse;
+  let o = 0;
+  for (let y = 0; y < newHeight; y++) {
+    combined.fill(0);
+    const w0 = y * rows.maxCount;
+    for (let k = 0, n = rows.count[y]!; k < n; k++) {
+      const source = rows.first[y]! + k;
+      if (source !== rowIndex) {
+        readRow(source, row);
+        rowIndex = source;
       }
-      continue;
+      const w = rows.weights[w0 + k]!;
+      for (let i = 0; i < stride; i++) combined[i]! += row[i]! * w;
     }
-    if (channels === 1) {
-      for (let x = 0; x < newWidth; x++) {
-        const start = first[x]!;
-        const w0 = x * maxCount;
-        let sum = 0;
-        for (let k = 0, n = count[x]!; k < n; k++) sum += row[start + k]! * weights[w0 + k]!;
-        narrow[o++] = sum;
-      }
-      continue;
-    }
+    if (round) for (let i = 0; i < stride; i++) combined[i] = Math.trunc(combined[i]! + 0.5);
     for (let x = 0; x < newWidth; x++) {
       const start = first[x]! * channels;
-      const w0 = x * maxCount;
+      const c0 = x * maxCount;
       const n = count[x]!;
       for (let c = 0; c < channels; c++) {
         let sum = 0;
-        for (let k = 0; k < n; k++) sum += row[start + k * channels + c]! * weights[w0 + k]!;
-        narrow[o++] = sum;
+        for (let k = 0; k < n; k++) sum += combined[start + k * channels + c]! * weights[c0 + k]!;
+        out[o++] = round ? Math.trunc(sum + 0.5) : sum;
       }
-    }
-  }
-  const out = new Float32Array(newWidth * newHeight * channels);
-  const stride = newWidth * channels;
-  for (let y = 0; y < newHeight; y++) {
-    const first = rows.first[y]!;
-    const n = rows.count[y]!;
-    const w0 = y * rows.maxCount;
-    const o = y * stride;
-    for (let k = 0; k < n; k++) {
-      const w = rows.weights[w0 + k]!;
-      const from = (first + k) * stride;
-      for (let i = 0; i < stride; i++) out[o + i]! += narrow[from + i]! * w;
     }
   }
   return out;
@@ -113,7 +159,7 @@ export function resampleArea(
 
 /** A grayscale frame to shrink as modality values: stored values map through `table` (stored value `min + k`
  * → `values[k]`) or a linear rescale. Plain data, so it can run on a decode worker. */
-export interface ResampleStoredJob {
+export interface ResampleStoredJob extends ResampleOptions {
   pixels: PixelArray;
   width: number;
   height: number;
@@ -125,62 +171,87 @@ export interface ResampleStoredJob {
 
 export function resampleStored(job: ResampleStoredJob): Float32Array {
   const { pixels, width, height, newWidth, newHeight, table } = job;
-  if (table) {
-    const { min, values } = table;
-    return resampleArea(width, height, 1, newWidth, newHeight, (y, row) => {
-      const offset = y * width;
-      for (let x = 0; x < width; x++) row[x] = values[pixels[offset + x]! - min]!;
-    });
-  }
+  const options: ResampleOptions = { method: job.method ?? 'area', round: job.round === true };
+  const weighted = () =>
+    resampleArea(width, height, 1, newWidth, newHeight, storedRows(pixels, width, table), options);
+  if (table) return weighted();
   // A rescale is linear, so it is applied to the averages rather than to every stored value: a quarter (or
   // less) of the multiplications, and no table over the stored range to fill first.
   const slope = job.rescale?.slope ?? 1;
   const intercept = job.rescale?.intercept ?? 0;
+  const fx = width / newWidth;
+  const fy = height / newHeight;
   const out =
-    width % newWidth === 0 && height % newHeight === 0
-      ? boxAverage(pixels, width, height, width / newWidth, height / newHeight)
-      : resampleArea(width, height, 1, newWidth, newHeight, (y, row) => {
-          const offset = y * width;
-          for (let x = 0; x < width; x++) row[x] = pixels[offset + x]!;
-        });
+    isBoxShrink(fx, options.method!) && isBoxShrink(fy, options.method!)
+      ? boxAverage(pixels, width, height, fx, fy, options.round === true)
+      : weighted();
   if (slope !== 1 || intercept !== 0) {
     for (let i = 0; i < out.length; i++) out[i] = out[i]! * slope + intercept;
   }
   return out;
 }
 
-/** Whole-number shrinks in both directions (512² → 256², the usual CT and MR thumbnail): each output is the plain
- * mean of its fx × fy block, which is what the weighted passes compute for such factors, read straight from the
- * samples in one pass. */
+/** Reads row y of the stored values, through `table` when given. */
+function storedRows(
+  pixels: PixelArray,
+  width: number,
+  table: ResampleStoredJob['table'],
+): (y: number, row: Float32Array) => void {
+  if (table) {
+    const { min, values } = table;
+    return (y, row) => {
+      const offset = y * width;
+      for (let x = 0; x < width; x++) row[x] = values[pixels[offset + x]! - min]!;
+    };
+  }
+  return (y, row) => {
+    const offset = y * width;
+    for (let x = 0; x < width; x++) row[x] = pixels[offset + x]!;
+  };
+}
+
+/** A whole-number shrink whose weights are all equal: any for the exact area, and for pbmplus those that divide
+ * its 4096 units (2, 4, 8 …), since 3 gives each input 1365/4096 and the last output the rest. */
+function isBoxShrink(factor: number, method: ResampleMethod): boolean {
+  if (!Number.isInteger(factor)) return false;
+  return method === 'area' || SCALE % factor === 0;
+}
+
+/** Whole-number shrinks in both directions (512² → 256², the usual CT and MR thumbnail): each output is the
+ * mean of its fx × fy block, read straight from the samples in one pass. Rounded, it is the mean of the
+ * rounded column means, as the two passes round. */
 function boxAverage(
   pixels: ResampleStoredJob['pixels'],
   width: number,
   height: number,
   fx: number,
   fy: number,
+  round: boolean,
 ): Float32Array {
   const newWidth = width / fx;
   const newHeight = height / fy;
   const out = new Float32Array(newWidth * newHeight);
-  const inverse = 1 / (fx * fy);
   let o = 0;
-  if (fx === 2 && fy === 2) {
+  if (fx === 2 && fy === 2 && !round) {
     for (let y = 0; y < newHeight; y++) {
       let i = 2 * y * width;
       for (let x = 0; x < newWidth; x++, i += 2) {
-        out[o++] = (pixels[i]! + pixels[i + 1]! + pixels[i + width]! + pixels[i + width + 1]!) * inverse;
+        out[o++] = (pixels[i]! + pixels[i + 1]! + pixels[i + width]! + pixels[i + width + 1]!) * 0.25;
       }
     }
     return out;
   }
+  const columnMean = (column: number) => {
+    let sum = 0;
+    for (let dy = 0; dy < fy; dy++) sum += pixels[column + dy * width]!;
+    return round ? Math.trunc(sum / fy + 0.5) : sum / fy;
+  };
   for (let y = 0; y < newHeight; y++) {
     const top = y * fy * width;
     for (let x = 0; x < newWidth; x++) {
       let sum = 0;
-      for (let dy = 0, row = top + x * fx; dy < fy; dy++, row += width) {
-        for (let dx = 0; dx < fx; dx++) sum += pixels[row + dx]!;
-      }
-      out[o++] = sum * inverse;
+      for (let dx = 0; dx < fx; dx++) sum += columnMean(top + x * fx + dx);
+      out[o++] = round ? Math.trunc(sum / fx + 0.5) : sum / fx;
     }
   }
   return out;
