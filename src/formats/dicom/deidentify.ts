@@ -1395,7 +1395,7 @@ function relinkDirectory(
   warnings: string[],
 ): DataElement[] {
   const relink = (el: DataElement): DataElement => {
-    if (!el.value || el.value.length !== 4) return el;
+    if (el.value?.length !== 4) return el;
     const view = new DataView(el.value.buffer, el.value.byteOffset, 4);
     const from = view.getUint32(0, enc.littleEndian);
     if (from === 0) return el;
