@@ -484,11 +484,13 @@ function modalityFunction(instance: DicomInstance): ValueFunction {
   return (v) => v * slope + intercept;
 }
 
-/** Modality value → 0…255 (PS3.3 C.11.2.1.2 and C.11.2.1.3), inverted for MONOCHROME1. */
+/** Modality value → 0…255 (PS3.3 C.11.2.1.2 and C.11.2.1.3), inverted for MONOCHROME1. The fraction is cut
+ * off, not rounded, as DCMTK casts it (dimoopxt.h): window 40/401 puts HU 40 at 127, as dcmj2pnm does, not 128;
+ * the same for VOI LUTs and SIGMOID, checked against dcmj2pnm. */
 function voiFunction(choice: VoiChoice, invert: boolean): ValueFunction {
   const out = (y: number) => {
-    const rounded = y <= 0 ? 0 : y >= 255 ? 255 : (y + 0.5) | 0;
-    return invert ? 255 - rounded : rounded;
+    const level = y <= 0 ? 0 : y >= 255 ? 255 : y | 0;
+    return invert ? 255 - level : level;
   };
   if (choice.kind === 'lut') {
     const table = choice.table;
@@ -498,8 +500,9 @@ function voiFunction(choice: VoiChoice, invert: boolean): ValueFunction {
   const { center: c, width: w } = choice;
   if (choice.function === 'SIGMOID') return (x) => out(255 / (1 + Math.exp((-4 * (x - c)) / w)));
   if (choice.function === 'LINEAR_EXACT') {
+    // Rounded here: dcmj2pnm puts 25/100 of the way at 64 and 75/100 at 193, nearer rounding than the cut.
     const lower = c - w / 2;
-    return (x) => out(((x - lower) / w) * 255);
+    return (x) => out(((x - lower) / w) * 255 + 0.5);
   }
   const lower = c - 0.5 - (w - 1) / 2;
   const upper = c - 0.5 + (w - 1) / 2;
@@ -623,21 +626,21 @@ function windowed(averaged: Float32Array, plan: GrayscalePlan): Uint8Array {
     for (let i = 0; i < out.length; i++) out[i] = plan.display(averaged[i]!);
     return out;
   }
-  // The same expressions as voiFunction's LINEAR branch, so that both round alike.
+  // The same expressions as voiFunction's LINEAR branch, so that both cut the fraction alike.
   const { center: c, width: w } = voi;
   const lower = c - 0.5 - (w - 1) / 2;
   const upper = c - 0.5 + (w - 1) / 2;
   const invert = plan.invert;
   for (let i = 0; i < out.length; i++) {
     const x = averaged[i]!;
-    let rounded: number;
-    if (x <= lower) rounded = 0;
-    else if (x > upper) rounded = 255;
+    let level: number;
+    if (x <= lower) level = 0;
+    else if (x > upper) level = 255;
     else {
       const y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255;
-      rounded = y <= 0 ? 0 : y >= 255 ? 255 : (y + 0.5) | 0;
+      level = y <= 0 ? 0 : y >= 255 ? 255 : y | 0;
     }
-    out[i] = invert ? 255 - rounded : rounded;
+    out[i] = invert ? 255 - level : level;
   }
   return out;
 }

@@ -83,8 +83,9 @@ describe('renderDicomFrame, grayscale', () => {
         { window: { center: 40, width: 401 } },
         encoding,
       );
-      // Window 40/401 spans HU -160 … 240: linear in between, clamped outside.
-      expect(pixels).toEqual([0, 39, 102, 115, 128, 141, 255, 255]);
+      // Window 40/401 spans HU -160 … 240: linear in between, clamped outside, the fraction cut off (dcmj2pnm
+      // +Ww 40 401 gives these eight values).
+      expect(pixels).toEqual([0, 38, 102, 115, 127, 140, 255, 255]);
       expect(image).toMatchObject({ contentType: 'image/png', width: 8, height: 1 });
     },
   );
@@ -102,7 +103,7 @@ describe('renderDicomFrame, grayscale', () => {
         { tag: 0x00281051, vr: 'DS', value: '401' },
       ],
     });
-    expect(pixels).toEqual([0, 39, 102, 115, 128, 141, 255, 255]);
+    expect(pixels).toEqual([0, 38, 102, 115, 127, 140, 255, 255]);
   });
 
   /** A 12-bit ramp over the full range, in the given polarity and with an optional Presentation LUT Shape. */
@@ -177,7 +178,7 @@ describe('renderDicomFrame, grayscale', () => {
     };
     const first = await render(spec, { frame: 0 });
     expect([first.image.width, first.image.height]).toEqual([8, 1]);
-    expect(first.pixels).toEqual([0, 36, 73, 109, 146, 182, 219, 255]);
+    expect(first.pixels).toEqual([0, 36, 72, 109, 145, 182, 218, 255]);
     // Frame 2: stored = HU, window 100…300, and rows twice as tall as columns are wide.
     const second = await render(spec, { frame: 1 });
     expect([second.image.width, second.image.height]).toEqual([8, 2]);
@@ -242,7 +243,7 @@ describe('renderDicomFrame, grayscale', () => {
       bitsAllocated: 8,
       pixelData: new Uint8Array(4).fill(9),
     });
-    expect(pixels).toEqual([128, 128, 128, 128]);
+    expect(pixels).toEqual([127, 127, 127, 127]);
   });
 
   test('applies a Modality LUT in place of rescale', async () => {
@@ -268,7 +269,8 @@ describe('renderDicomFrame, grayscale', () => {
       },
       { window: { center: 1500.5, width: 2001 } },
     );
-    expect(pixels).toEqual([0, 64, 191, 255]);
+    // As dcmj2pnm +Ww 1500.5 2001 draws it.
+    expect(pixels).toEqual([0, 63, 191, 255]);
   });
 
   test('32-bit frames render through a sampled window', async () => {
@@ -983,7 +985,8 @@ describe('renderDicomFrame, pixel aspect, float data and VOI functions', () => {
 
   test.each([
     { fn: 'LINEAR_EXACT', values: [0, 25, 50, 75, 100], expected: [0, 64, 128, 191, 255] },
-    { fn: 'SIGMOID', values: [0, 25, 50, 75, 100], expected: [30, 69, 128, 186, 225] },
+    // As dcmj2pnm draws it (the fraction cut off).
+    { fn: 'SIGMOID', values: [0, 25, 50, 75, 100], expected: [30, 68, 127, 186, 224] },
   ])('VOI LUT Function $fn', async ({ fn, values, expected }) => {
     const { pixels } = await render({
       rows: 1,
