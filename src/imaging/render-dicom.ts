@@ -535,21 +535,21 @@ function planGrayscale(
   const display = voiFunction(voi, invert);
   const rescale = { slope: instance.rescaleSlope || 1, intercept: instance.rescaleIntercept ?? 0 };
   const modalityLut = !!readModalityLut(instance);
-  const storedAsIs = !modalityLut && rescale.slope === 1 && rescale.intercept === 0;
-  const scaling = dcmtkScaling(frame, storedAsIs);
+  const integral = modalityLut || (Number.isInteger(rescale.slope) && Number.isInteger(rescale.intercept));
+  const scaling = dcmtkScaling(frame, integral);
   return { display, modality, voi, invert, modalityLut, rescale, scaling };
 }
 
 /**
  * The scaling DCMTK applies to a grayscale frame's modality values (discalet.h): pbmplus for stored values of up
- * to 16 bits, the exact area for wider and float data. Stored values used as they are round after each pass, as
- * DCMTK's integer intermediate does: that is what makes a 1-bit segmentation shrink to the same two levels.
- * Rescaled and looked-up values are left unrounded, which matches dcmj2pnm on more pixels (a 16-bit CT with its
- * intercept: 78% equal unrounded, 64% rounded; never more than one level apart either way).
+ * to 16 bits, the exact area for wider and float data. Whole-number modality values (a Modality LUT's entries,
+ * or an integral rescale) round after each pass, as DCMTK's integer intermediate does. With the window's
+ * fraction cut off as DCMTK cuts it, that drew the corpus's CTs, mammogram, radiograph and 1-bit segmentation
+ * at 256 px identical to dcmj2pnm, pixel for pixel.
  */
-function dcmtkScaling(frame: Frame, storedAsIs: boolean): ResampleOptions {
+function dcmtkScaling(frame: Frame, integralModality: boolean): ResampleOptions {
   if (isFloat(frame) || frame.bitsStored > 16) return { method: 'area' };
-  return { method: 'pbmplus', round: storedAsIs };
+  return { method: 'pbmplus', round: integralModality };
 }
 
 /** Modality values over the frame's stored range, for stored values of up to 16 bits: a few thousand entries
