@@ -188,13 +188,12 @@ export function resampleStored(job: ResampleStoredJob): Float32Array {
       storedRows(pixels, width, table, rescaleFirst ? { slope, intercept } : undefined),
       options,
     );
-  if (table || rescaleFirst) return weighted();
   const fx = width / newWidth;
   const fy = height / newHeight;
-  const out =
-    isBoxShrink(fx, options.method!) && isBoxShrink(fy, options.method!)
-      ? boxAverage(pixels, width, height, fx, fy, options.round === true)
-      : weighted();
+  const box = !table && isBoxShrink(fx, options.method!) && isBoxShrink(fy, options.method!);
+  if (box && rescaleFirst) return boxAverage(pixels, width, height, fx, fy, true, { slope, intercept });
+  if (table || rescaleFirst) return weighted();
+  const out = box ? boxAverage(pixels, width, height, fx, fy, options.round === true) : weighted();
   if (linear) {
     for (let i = 0; i < out.length; i++) out[i] = out[i]! * slope + intercept;
   }
@@ -237,7 +236,8 @@ function isBoxShrink(factor: number, method: ResampleMethod): boolean {
 
 /** Whole-number shrinks in both directions (512² → 256², the usual CT and MR thumbnail): each output is the
  * mean of its fx × fy block, read straight from the samples in one pass. Rounded, it is the mean of the
- * rounded column means, as the two passes round. */
+ * rounded column means, as the two passes round, taken of the modality values (`rescale` maps stored values to
+ * them; without rounding the caller rescales the averages instead). */
 function boxAverage(
   pixels: ResampleStoredJob['pixels'],
   width: number,
@@ -245,16 +245,26 @@ function boxAverage(
   fx: number,
   fy: number,
   round: boolean,
+  rescale: { slope: number; intercept: number } = { slope: 1, intercept: 0 },
 ): Float32Array {
   const newWidth = width / fx;
   const newHeight = height / fy;
   const out = new Float32Array(newWidth * newHeight);
+  const { slope, intercept } = rescale;
   let o = 0;
-  if (fx === 2 && fy === 2 && !round) {
+  if (fx === 2 && fy === 2) {
+    // The usual thumbnail, written out: half of a rescaled pair sum is slope × half the stored sum + intercept.
+    const half = slope / 2;
     for (let y = 0; y < newHeight; y++) {
       let i = 2 * y * width;
       for (let x = 0; x < newWidth; x++, i += 2) {
-        out[o++] = (pixels[i]! + pixels[i + 1]! + pixels[i + width]! + pixels[i + width + 1]!) * 0.25;
+        if (!round) {
+          out[o++] = (pixels[i]! + pixels[i + 1]! + pixels[i + width]! + pixels[i + width + 1]!) * 0.25;
+          continue;
+        }
+        const left = Math.trunc((pixels[i]! + pixels[i + width]!) * half + intercept + 0.5);
+        const right = Math.trunc((pixels[i + 1]! + pixels[i + width + 1]!) * half + intercept + 0.5);
+        out[o++] = Math.trunc((left + right) / 2 + 0.5);
       }
     }
     return out;
@@ -262,7 +272,8 @@ function boxAverage(
   const columnMean = (column: number) => {
     let sum = 0;
     for (let dy = 0; dy < fy; dy++) sum += pixels[column + dy * width]!;
-    return round ? Math.trunc(sum / fy + 0.5) : sum / fy;
+    const mean = (sum / fy) * slope + intercept;
+    return round ? Math.trunc(mean + 0.5) : mean;
   };
   for (let y = 0; y < newHeight; y++) {
     const top = y * fy * width;
