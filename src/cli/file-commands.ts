@@ -5,7 +5,7 @@ import { parseDicom } from '../formats/dicom/parse-dicom.js';
 import { detectQrs } from '../formats/ecg/qrs.js';
 import { type EcgTriageSummary, type Inspection, inspectFile, loadEcgFile } from '../formats/inspect.js';
 import type { ByteSource } from '../formats/types.js';
-import { renderDicomFrame } from '../imaging/render-dicom.js';
+import { renderDicomFrame, type VoiWindow } from '../imaging/render-dicom.js';
 import { renderFileThumbnail } from '../pipeline/render-file.js';
 import { fileByteSource } from '../storage/file-byte-source.js';
 
@@ -163,18 +163,36 @@ export async function renderCommand(
   sizeOption: number | undefined,
   frame?: number,
   overlays = true,
+  windowOption?: string,
 ): Promise<number> {
   const size = sizeOption ?? 256;
   if (!Number.isInteger(size) || size < 32 || size > 8192) {
     printError(file, new AppError('VALIDATION_FAILED', '--size is a whole number of pixels from 32 to 8192'));
     return 1;
   }
+  let window: VoiWindow | undefined;
+  if (windowOption !== undefined) {
+    const [center, width] = windowOption.split(',').map((v) => Number(v.trim()));
+    if (
+      windowOption.split(',').length !== 2 ||
+      !Number.isFinite(center) ||
+      !Number.isFinite(width) ||
+      width! <= 0
+    ) {
+      printError(
+        file,
+        new AppError('VALIDATION_FAILED', '--window is CENTRE,WIDTH in modality units, width > 0'),
+      );
+      return 1;
+    }
+    window = { center: center!, width: width! };
+  }
   const source = await fileByteSource(file);
   const encoding = /\.webp$/i.test(out) ? 'webp' : /\.jpe?g$/i.test(out) ? 'jpeg' : 'png';
   return onOpenFile(file, source, async () => {
     const inspection = await inspectOnDisk(file, source);
     const image =
-      frame === undefined
+      frame === undefined && window === undefined
         ? await renderFileThumbnail(
             inspection.format,
             {
@@ -188,7 +206,7 @@ export async function renderCommand(
             sizeOption !== undefined,
             overlays,
           )
-        : await renderFrame(file, inspection.format, frame, size, encoding, overlays);
+        : await renderFrame(file, inspection.format, frame, size, encoding, overlays, window);
     await writeFile(out, image.data);
     console.log(
       JSON.stringify({
@@ -203,20 +221,25 @@ export async function renderCommand(
   });
 }
 
+/** One DICOM frame (1-based; the middle one when not given), with the window when given. */
 async function renderFrame(
   file: string,
   format: string,
-  frame: number,
+  frame: number | undefined,
   size: number,
   encoding: 'webp' | 'jpeg' | 'png',
   overlays: boolean,
+  window: VoiWindow | undefined,
 ) {
-  if (!Number.isInteger(frame) || frame < 1) throw new AppError('VALIDATION_FAILED', '--frame is 1-based');
+  if (frame !== undefined && (!Number.isInteger(frame) || frame < 1)) {
+    throw new AppError('VALIDATION_FAILED', '--frame is 1-based');
+  }
   if (format !== 'dicom' && format !== 'dicom-wsi') {
-    throw new AppError('VALIDATION_FAILED', '--frame applies to DICOM images only');
+    throw new AppError('VALIDATION_FAILED', '--frame and --window apply to DICOM images only');
   }
   return renderDicomFrame(parseDicom(await bytesOf(file)), {
-    frame: frame - 1,
+    ...(frame === undefined ? {} : { frame: frame - 1 }),
+    ...(window ? { window } : {}),
     size,
     format: encoding,
     overlays,

@@ -29,8 +29,9 @@ const USAGE = `teleread <command> [options]
   keys revoke ID                     refuse the key from its next request on
   keys list                          every key: id, prefix, role, scope, state (never the key)
   inspect FILE… [--json]             detected kind, format and metadata per file
-  render FILE -o OUT.png [--size N] [--frame K] [--no-overlays]
+  render FILE -o OUT.png [--size N] [--frame K] [--window C,W] [--no-overlays]
                                      the thumbnail the pipeline would make (DICOM: frame K, 1-based;
+                                     window centre C, width W in modality units, else the file's;
                                      overlay planes drawn, as dcmj2pnm draws them, unless --no-overlays)
   deidentify IN OUT [--secret S] [--pseudonym P]
                                      PS3.15 Basic Profile + Modified Dates + Clean Descriptors (files or folders)
@@ -241,11 +242,14 @@ async function main(argv: string[]): Promise<number> {
         out: { type: 'string', short: 'o' },
         size: { type: 'string' },
         frame: { type: 'string' },
+        window: { type: 'string' },
         'no-overlays': { type: 'boolean', default: false },
       });
       const v = values as Record<string, string | undefined>;
       if (positionals.length !== 1 || !v.out) {
-        throw new Error('usage: teleread render FILE -o OUT.png [--size N] [--frame K] [--no-overlays]');
+        throw new Error(
+          'usage: teleread render FILE -o OUT.png [--size N] [--frame K] [--window C,W] [--no-overlays]',
+        );
       }
       return (await import('./file-commands.js')).renderCommand(
         positionals[0]!,
@@ -253,6 +257,7 @@ async function main(argv: string[]): Promise<number> {
         v.size === undefined ? undefined : Number(v.size),
         v.frame ? Number(v.frame) : undefined,
         !values['no-overlays'],
+        v.window,
       );
     }
     case 'deidentify': {

@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { repoRoot } from '../corpus.js';
+import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
 import { spawnTeleread } from '../helpers/processes.js';
 
 let dir: string;
@@ -82,6 +83,28 @@ test('render --size applies to every kind; without it each kind keeps the pipeli
   const slideMeta = await sharp(await readFile(slideOut)).metadata();
   expect(Math.max(slideMeta.width ?? 0, slideMeta.height ?? 0)).toBe(256);
   const bad = await run(['render', ecg, '-o', natural, '--size', 'big']);
+  expect(bad.code).toBe(1);
+  expect(JSON.parse(bad.out.trim())).toMatchObject({ error: { code: 'VALIDATION_FAILED' } });
+});
+
+test.runIf(hasDcmj2pnm)('render --window draws the window given, as dcmj2pnm +Ww draws it', async () => {
+  const ct = path.join(repoRoot, 'fixtures/imaging/CT_small.dcm');
+  const out = path.join(dir, 'ct-window.png');
+  expect((await run(['render', ct, '-o', out, '--window', '40,400'])).code).toBe(0);
+  const ours = await toGray(await readFile(out));
+  const reference = await renderWithDcmtk(ct, {
+    tool: 'dcmj2pnm',
+    frame: 0,
+    voi: { window: { center: 40, width: 400 } },
+    width: ours.width,
+    height: ours.height,
+  });
+  expect(Buffer.from(ours.data).equals(Buffer.from(reference.data))).toBe(true);
+  // Another window draws another image; a malformed one is refused.
+  const other = path.join(dir, 'ct-bone.png');
+  expect((await run(['render', ct, '-o', other, '--window', '500,2000'])).code).toBe(0);
+  expect(Buffer.from((await toGray(await readFile(other))).data).equals(Buffer.from(ours.data))).toBe(false);
+  const bad = await run(['render', ct, '-o', other, '--window', '40']);
   expect(bad.code).toBe(1);
   expect(JSON.parse(bad.out.trim())).toMatchObject({ error: { code: 'VALIDATION_FAILED' } });
 });
