@@ -16,7 +16,7 @@ import {
   readVoiLutFunction,
   type VoiLutFunction,
 } from '../formats/dicom/lookup-table.js';
-import { overlayCoverage, readOverlayPlanes } from '../formats/dicom/overlay.js';
+import { overlayCoverage, overlayExtent, readOverlayPlanes } from '../formats/dicom/overlay.js';
 import { readPaletteColorLut } from '../formats/dicom/palette.js';
 import { type DicomInstance, instanceForFrame } from '../formats/dicom/parse-dicom.js';
 import {
@@ -318,8 +318,7 @@ export function displaySize(
  * Overlay planes over a grayscale display, as DCMTK shows them by default (dcmj2pnm without -O; checked on each
  * case by dicom-overlay.test.ts): a graphics plane turns its pixels white, after any inversion; a region of
  * interest keeps its pixels and dims the rest of its rectangle to 1/16. Colour images get none, as in DCMTK.
- * A plane shown smaller than the image covers each output pixel in part (overlayCoverage), so a thin line stays
- * visible as a lighter trace.
+ * At another size the planes are scaled as DCMTK scales them, one bit deep (overlayCoverage).
  */
 function drawOverlays(
   display: Uint8Array,
@@ -331,18 +330,26 @@ function drawOverlays(
   const planes = readOverlayPlanes(instance);
   if (planes.length === 0) return;
   const { rows, columns } = image;
+  const extent = overlayExtent(planes);
   let words: ArrayLike<number> | undefined;
   for (const plane of planes) {
     // Embedded planes need the pixel words before masking; compressed frames cannot hold them.
     if (!plane.data) words ??= getUnmaskedFrameWords(instance, frameIndex);
     if (!plane.data && !words) continue;
-    const coverage = overlayCoverage(plane, frameIndex, rows, columns, size.width, size.height, words);
+    const coverage = overlayCoverage(
+      plane,
+      frameIndex,
+      rows,
+      columns,
+      size.width,
+      size.height,
+      words,
+      extent,
+    );
     if (!coverage) continue;
     for (let i = 0; i < display.length; i++) {
-      const m = coverage[i]!;
-      const v = display[i]!;
-      if (m === 0) continue;
-      display[i] = Math.round(plane.type === 'G' ? v + (255 - v) * m : v - (v - (v >> 4)) * m);
+      if (coverage[i] === 0) continue;
+      display[i] = plane.type === 'G' ? 255 : display[i]! >> 4;
     }
   }
 }

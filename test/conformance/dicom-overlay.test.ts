@@ -213,20 +213,32 @@ for (const c of CASES) {
 
 const WINDOW = { center: 1000, width: 2000 };
 
-async function dcmtkFrame(file: string, frame: number, window?: typeof WINDOW): Promise<GrayImage> {
+async function dcmtkFrame(
+  file: string,
+  frame: number,
+  window?: typeof WINDOW,
+  width?: number,
+): Promise<GrayImage> {
   const out = path.join(dir, `${path.basename(file)}.dcmtk`);
   const voi = window ? ['+Ww', String(window.center), String(window.width)] : [];
-  await run('dcmj2pnm', ['-q', '+Fa', ...voi, '+on', file, out]);
+  const scale = width ? ['+Sxv', String(width)] : [];
+  await run('dcmj2pnm', ['-q', '+Fa', ...voi, ...scale, '+on', file, out]);
   return toGray(await readFile(`${out}.${frame}.png`));
 }
 
-async function expectSameAsDcmtk(file: string, frames: number, window?: typeof WINDOW): Promise<void> {
+/** Every frame drawn by both, at the image's own size or, with `size`, shrunk to that many columns. */
+async function expectSameAsDcmtk(
+  file: string,
+  frames: number,
+  window?: typeof WINDOW,
+  size?: number,
+): Promise<void> {
   const instance = parseDicom(await readFile(file));
   for (let frame = 0; frame < frames; frame++) {
     const ours = await toGray(
-      (await renderDicomFrame(instance, { frame, size: 4096, ...(window ? { window } : {}) })).data,
+      (await renderDicomFrame(instance, { frame, size: size ?? 4096, ...(window ? { window } : {}) })).data,
     );
-    const reference = await dcmtkFrame(file, frame, window);
+    const reference = await dcmtkFrame(file, frame, window, size);
     expect([ours.width, ours.height]).toEqual([reference.width, reference.height]);
     let worst = 0;
     for (let i = 0; i < ours.data.length; i++)
@@ -242,6 +254,15 @@ describe.runIf(hasDcmj2pnm)('overlay planes, against dcmj2pnm pixel for pixel', 
     // 8-bit cases in their own values; 12-bit ones through one window on both sides.
     const twelve = c.elements.some((e) => e.tag === 0x00280100 && e.value === 16);
     await expectSameAsDcmtk(file, c.frames, twelve ? WINDOW : { center: 127.5, width: 256 });
+  });
+
+  // Shrunk 64 → 41 columns (48 → 30 rows): the planes are scaled one bit deep, rows and columns dropped where
+  // DCMTK drops them, origins and sizes scaled and truncated.
+  test.each(CASES.map((c) => [c.name, c] as const))('%s, shrunk to 41 columns', async (name, c) => {
+    const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}-41.dcm`);
+    await writeFile(file, writeDicom(c.elements, { encoding: c.encoding ?? 'explicit-le' }));
+    const twelve = c.elements.some((e) => e.tag === 0x00280100 && e.value === 16);
+    await expectSameAsDcmtk(file, c.frames, twelve ? WINDOW : { center: 127.5, width: 256 }, 41);
   });
 
   test('a colour image gets no overlay, and overlays: false leaves a grayscale one bare', async () => {
