@@ -495,9 +495,10 @@ function modalityFunction(instance: DicomInstance): ValueFunction {
  * off, not rounded, as DCMTK casts it (dimoopxt.h): window 40/401 puts HU 40 at 127, as dcmj2pnm does, not 128;
  * the same for VOI LUTs and SIGMOID, checked against dcmj2pnm. */
 function voiFunction(choice: VoiChoice, invert: boolean): ValueFunction {
+  // Inverted before the cut, as DCMTK inverts by swapping the output range's ends (255 - 12.3 cuts to 242).
   const out = (y: number) => {
-    const level = y <= 0 ? 0 : y >= 255 ? 255 : y | 0;
-    return invert ? 255 - level : level;
+    const v = invert ? 255 - y : y;
+    return v <= 0 ? 0 : v >= 255 ? 255 : v | 0;
   };
   if (choice.kind === 'lut') {
     const table = choice.table;
@@ -509,11 +510,36 @@ function voiFunction(choice: VoiChoice, invert: boolean): ValueFunction {
   if (choice.function === 'LINEAR_EXACT') {
     // Rounded here: dcmj2pnm puts 25/100 of the way at 64 and 75/100 at 193, nearer rounding than the cut.
     const lower = c - w / 2;
-    return (x) => out(((x - lower) / w) * 255 + 0.5);
+    return (x) => {
+      const level = cut(((x - lower) / w) * 255 + 0.5);
+      return invert ? 255 - level : level;
+    };
   }
-  const lower = c - 0.5 - (w - 1) / 2;
-  const upper = c - 0.5 + (w - 1) / 2;
-  return (x) => (x <= lower ? out(0) : x > upper ? out(255) : out(((x - (c - 0.5)) / (w - 1) + 0.5) * 255));
+  const { lower, upper, low, high, offset, gradient } = linearWindow(c, w, invert);
+  return (x) => (x <= lower ? low : x > upper ? high : cut(offset + x * gradient));
+}
+
+/** A level of 0…255 with its fraction cut off, as DCMTK casts it. */
+function cut(y: number): number {
+  return y <= 0 ? 0 : y >= 255 ? 255 : y | 0;
+}
+
+/**
+ * PS3.3's LINEAR window as DCMTK evaluates it (dimoopxt.h): from `low` to `high` (255 to 0 when inverted),
+ * offset + x × gradient in that order, so that the level cut from it is DCMTK's to the last bit (255 − 1e-13
+ * cuts to 254, where the textbook order gives 255; an inverted 12.3 gives 242, not 255 − 12).
+ */
+function linearWindow(c: number, w: number, invert: boolean) {
+  const low = invert ? 255 : 0;
+  const high = invert ? 0 : 255;
+  return {
+    lower: c - 0.5 - (w - 1) / 2,
+    upper: c - 0.5 + (w - 1) / 2,
+    low,
+    high,
+    offset: high - ((c - 0.5) / (w - 1) + 0.5) * (high - low),
+    gradient: (high - low) / (w - 1),
+  };
 }
 
 interface GrayscalePlan {
@@ -634,20 +660,15 @@ function windowed(averaged: Float32Array, plan: GrayscalePlan): Uint8Array {
     return out;
   }
   // The same expressions as voiFunction's LINEAR branch, so that both cut the fraction alike.
-  const { center: c, width: w } = voi;
-  const lower = c - 0.5 - (w - 1) / 2;
-  const upper = c - 0.5 + (w - 1) / 2;
-  const invert = plan.invert;
+  const { lower, upper, low, high, offset, gradient } = linearWindow(voi.center, voi.width, plan.invert);
   for (let i = 0; i < out.length; i++) {
     const x = averaged[i]!;
-    let level: number;
-    if (x <= lower) level = 0;
-    else if (x > upper) level = 255;
+    if (x <= lower) out[i] = low;
+    else if (x > upper) out[i] = high;
     else {
-      const y = ((x - (c - 0.5)) / (w - 1) + 0.5) * 255;
-      level = y <= 0 ? 0 : y >= 255 ? 255 : y | 0;
+      const y = offset + x * gradient;
+      out[i] = y <= 0 ? 0 : y >= 255 ? 255 : y | 0;
     }
-    out[i] = invert ? 255 - level : level;
   }
   return out;
 }

@@ -117,26 +117,24 @@ describe('renderDicomFrame, grayscale', () => {
     extra: shape ? [{ tag: 0x20500020, vr: 'CS', value: shape }] : [],
   });
 
-  test('MONOCHROME1 renders inverted', async () => {
-    const spec = (photometricInterpretation: string) => ramp(photometricInterpretation);
-    const mono2 = await render(spec('MONOCHROME2'));
-    const mono1 = await render(spec('MONOCHROME1'));
-    expect(mono1.pixels).toEqual(mono2.pixels.map((v) => 255 - v));
-    expect(mono2.pixels[0]).toBe(0);
-    expect(mono2.pixels[7]).toBe(255);
+  // What dcmj2pnm +Ww 2047.5 4096 draws of the ramp: inverted before the fraction is cut, so 0.03 shows as 0
+  // and, inverted, as 254 (not 255 − 0).
+  const window = { center: 2047.5, width: 4096 };
+  const positive = [0, 31, 62, 93, 124, 155, 186, 255];
+  const negative = [254, 223, 192, 161, 130, 99, 68, 0];
+
+  test('MONOCHROME1 renders inverted, as dcmj2pnm inverts it', async () => {
+    expect((await render(ramp('MONOCHROME2'), { window })).pixels).toEqual(positive);
+    expect((await render(ramp('MONOCHROME1'), { window })).pixels).toEqual(negative);
   });
 
   test('Presentation LUT Shape decides the polarity when present: INVERSE inverts, IDENTITY does not', async () => {
-    const spec = ramp;
-    const positive = (await render(spec('MONOCHROME2'))).pixels;
-    const negative = positive.map((v) => 255 - v);
-    expect(positive[0]).toBe(0);
-    expect((await render(spec('MONOCHROME2', 'INVERSE'))).pixels).toEqual(negative);
-    expect((await render(spec('MONOCHROME2', 'IDENTITY'))).pixels).toEqual(positive);
-    expect((await render(spec('MONOCHROME1', 'INVERSE'))).pixels).toEqual(negative);
-    expect((await render(spec('MONOCHROME1', 'IDENTITY'))).pixels).toEqual(positive);
+    expect((await render(ramp('MONOCHROME2', 'INVERSE'), { window })).pixels).toEqual(negative);
+    expect((await render(ramp('MONOCHROME2', 'IDENTITY'), { window })).pixels).toEqual(positive);
+    expect((await render(ramp('MONOCHROME1', 'INVERSE'), { window })).pixels).toEqual(negative);
+    expect((await render(ramp('MONOCHROME1', 'IDENTITY'), { window })).pixels).toEqual(positive);
     // An unknown shape is ignored, as the photometric interpretation then decides.
-    expect((await render(spec('MONOCHROME1', 'LIN OD'))).pixels).toEqual(negative);
+    expect((await render(ramp('MONOCHROME1', 'LIN OD'), { window })).pixels).toEqual(negative);
   });
 
   test('an enhanced multi-frame object renders each frame with its own rescale, window and pixel spacing', async () => {
