@@ -663,12 +663,7 @@ function windowed(averaged: Float32Array, plan: GrayscalePlan): Uint8Array {
   const { lower, upper, low, high, offset, gradient } = linearWindow(voi.center, voi.width, plan.invert);
   for (let i = 0; i < out.length; i++) {
     const x = averaged[i]!;
-    if (x <= lower) out[i] = low;
-    else if (x > upper) out[i] = high;
-    else {
-      const y = offset + x * gradient;
-      out[i] = y <= 0 ? 0 : y >= 255 ? 255 : y | 0;
-    }
+    out[i] = x <= lower ? low : x > upper ? high : cut(offset + x * gradient);
   }
   return out;
 }
