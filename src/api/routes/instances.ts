@@ -10,6 +10,10 @@ import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { needsDeidentifiedView } from '../redact.js';
 
+/** Bumped when a change to render-dicom.ts changes what a frame looks like, so that cached renders are redrawn
+ * (2: DCMTK's scaling, window cut and overlay scaling, 2026-11-26). */
+const RENDER_VERSION = 2;
+
 const FORMATS = { png: 'image/png', webp: 'image/webp', jpeg: 'image/jpeg' } as const;
 type Format = keyof typeof FORMATS;
 
@@ -108,8 +112,9 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       // De-identification removes overlay groups (their graphics may name the patient), so a de-identified view
       // renders without them, as its copy would.
       const overlays = q.overlays && !deidentified;
-      // The overlay choice is part of the key, so renders cached before overlays were drawn are not served.
-      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}-${overlays ? 'overlays' : 'bare'}.${format}`;
+      // The overlay choice and the rendering's version are part of the key, so a render cached before a change
+      // to how frames are drawn is not served.
+      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}-${overlays ? 'overlays' : 'bare'}-r${RENDER_VERSION}.${format}`;
       // The pixels of a slide label or overview, or of an instance with burned-in annotation, may show who the
       // patient is: a de-identified view never gets them, cached or not.
       if (deidentified && (await showsIdentity(ctx, file))) {
