@@ -1,20 +1,19 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { detectFormat } from '../../src/formats/detect.js';
 import { deidentifyDicom } from '../../src/formats/dicom/deidentify.js';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { getFrame } from '../../src/formats/dicom/pixel-data.js';
-import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { renderDicomFrame } from '../../src/imaging/render-dicom.js';
 import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
 import { writeDicom } from '../helpers/dicom-writer.js';
 import { type Layout, layoutElements, MATRIX_LAYOUTS, pixelData, RGB8 } from '../helpers/pixel-layouts.js';
 import { expectRendersLike, renderForComparison } from '../helpers/render-compare.js';
+import { dicomScratch } from '../helpers/scratch.js';
 
 /**
  * What ACR-NEMA archives hold and DCMTK still reads, over the layouts of the DCMTK transcode matrix: the header
@@ -28,18 +27,11 @@ import { expectRendersLike, renderForComparison } from '../helpers/render-compar
 
 const run = promisify(execFile);
 
-let dir = '';
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'teleread-acr-nema-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-  await closeDecodePool();
-});
+const scratch = dicomScratch('acr-nema');
 
 /** Writes the file, checks dcmdump reads the same header as parseDicom, and every frame against dcmj2pnm. */
 async function expectReadLikeDcmtk(name: string, bytes: Uint8Array, frames: number): Promise<DicomInstance> {
-  const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}.acr`);
+  const file = scratch.file(name, '.acr');
   await writeFile(file, bytes);
   const { stdout, stderr } = await run('dcmdump', ['-q', '+L', file]);
   expect(stderr).not.toMatch(/^E:/m);

@@ -1,17 +1,14 @@
 import { execFile } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { getFrame } from '../../src/formats/dicom/pixel-data.js';
-import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { corpusPath, hasCorpus } from '../corpus.js';
 import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
 import { type DicomElement, type ImageSpec, imageElements, writeDicom } from '../helpers/dicom-writer.js';
 import { expectRendersLike, renderForComparison } from '../helpers/render-compare.js';
+import { dicomScratch } from '../helpers/scratch.js';
 
 /**
  * Explicit VR big endian as DCMTK writes it (dcmconv +tb). OW is a stream of 16-bit words, so big endian swaps
@@ -24,14 +21,7 @@ import { expectRendersLike, renderForComparison } from '../helpers/render-compar
 
 const run = promisify(execFile);
 
-let dir = '';
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'teleread-big-endian-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-  await closeDecodePool();
-});
+const scratch = dicomScratch('big-endian');
 
 /** A smooth pattern with an edge, spanning `low`…`high`, for `count` samples of an image `columns` wide. */
 function pattern(
@@ -106,7 +96,7 @@ function sourceBytes(s: Source): Uint8Array {
 
 /** dcmconv +tb of the file; checks the output is big endian with the Pixel Data VR expected. */
 async function toBigEndian(source: string, name: string, pixelVr: 'OB' | 'OW'): Promise<string> {
-  const out = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}.be.dcm`);
+  const out = scratch.file(name, '.be.dcm');
   await run('dcmconv', ['+tb', source, out]);
   const { stdout } = await run('dcmdump', ['-q', '+P', '0002,0010', '+P', '7fe0,0010', out]);
   expect(stdout).toMatch(/=BigEndianExplicit/);
@@ -136,7 +126,7 @@ async function expectLikeSource(source: string, bigEndian: string): Promise<void
 
 describe.runIf(hasDcmj2pnm)('explicit VR big endian written by DCMTK', () => {
   test.each(SOURCES.map((s) => [s.name, s] as const))('%s', async (name, s) => {
-    const source = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}.le.dcm`);
+    const source = scratch.file(name, '.le.dcm');
     writeFileSync(source, sourceBytes(s));
     const wordStream = s.ow8 || s.spec.bitsAllocated > 8;
     await expectLikeSource(source, await toBigEndian(source, name, wordStream ? 'OW' : 'OB'));

@@ -1,11 +1,9 @@
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { describe, expect, test } from 'vitest';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
-import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { decodeDicomFrame, renderDicomFrame, resolveVoi } from '../../src/imaging/render-dicom.js';
 import { corpusPath, hasCorpus } from '../corpus.js';
 import { type GrayImage, hasDcmj2pnm, toGray } from '../helpers/dcmtk.js';
@@ -16,6 +14,7 @@ import {
   imageElements,
   writeDicom,
 } from '../helpers/dicom-writer.js';
+import { dicomScratch } from '../helpers/scratch.js';
 
 /**
  * Overlay planes (60xx) drawn as dcmj2pnm draws them by default, compared pixel for pixel at the image's own
@@ -27,14 +26,7 @@ import {
 
 const run = promisify(execFile);
 
-let dir = '';
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'teleread-overlay-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-  await closeDecodePool();
-});
+const scratch = dicomScratch('overlay');
 
 const ROWS = 48;
 const COLUMNS = 64;
@@ -219,7 +211,7 @@ async function dcmtkFrame(
   window?: typeof WINDOW,
   width?: number,
 ): Promise<GrayImage> {
-  const out = path.join(dir, `${path.basename(file)}.dcmtk`);
+  const out = scratch.file(path.basename(file), '.dcmtk');
   const voi = window ? ['+Ww', String(window.center), String(window.width)] : [];
   const scale = width ? ['+Sxv', String(width)] : [];
   await run('dcmj2pnm', ['-q', '+Fa', ...voi, ...scale, '+on', file, out]);
@@ -249,7 +241,7 @@ async function expectSameAsDcmtk(
 
 describe.runIf(hasDcmj2pnm)('overlay planes, against dcmj2pnm pixel for pixel', () => {
   test.each(CASES.map((c) => [c.name, c] as const))('%s', async (name, c) => {
-    const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}.dcm`);
+    const file = scratch.file(name, '.dcm');
     await writeFile(file, writeDicom(c.elements, { encoding: c.encoding ?? 'explicit-le' }));
     // 8-bit cases in their own values; 12-bit ones through one window on both sides.
     const twelve = c.elements.some((e) => e.tag === 0x00280100 && e.value === 16);
@@ -259,7 +251,7 @@ describe.runIf(hasDcmj2pnm)('overlay planes, against dcmj2pnm pixel for pixel', 
   // Shrunk 64 → 41 columns (48 → 30 rows): the planes are scaled one bit deep, rows and columns dropped where
   // DCMTK drops them, origins and sizes scaled and truncated.
   test.each(CASES.map((c) => [c.name, c] as const))('%s, shrunk to 41 columns', async (name, c) => {
-    const file = path.join(dir, `${name.replace(/[^a-z0-9]+/gi, '-')}-41.dcm`);
+    const file = scratch.file(name, '-41.dcm');
     await writeFile(file, writeDicom(c.elements, { encoding: c.encoding ?? 'explicit-le' }));
     const twelve = c.elements.some((e) => e.tag === 0x00280100 && e.value === 16);
     await expectSameAsDcmtk(file, c.frames, twelve ? WINDOW : { center: 127.5, width: 256 }, 41);

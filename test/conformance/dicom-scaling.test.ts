@@ -1,12 +1,10 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { writeFile } from 'node:fs/promises';
+import { describe, expect, test } from 'vitest';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
-import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { renderDicomFrame } from '../../src/imaging/render-dicom.js';
 import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
 import { type ImageSpec, imageElements, writeDicom } from '../helpers/dicom-writer.js';
+import { dicomScratch } from '../helpers/scratch.js';
 
 /**
  * Thumbnails shrink as dcmj2pnm shrinks by default (resample-area.ts): modality values averaged before the
@@ -16,14 +14,7 @@ import { type ImageSpec, imageElements, writeDicom } from '../helpers/dicom-writ
  * multiples of 256, where the two algorithms part; the pattern is fine enough that the drift shows.
  */
 
-let dir = '';
-beforeAll(async () => {
-  dir = await mkdtemp(path.join(tmpdir(), 'teleread-scaling-'));
-});
-afterAll(async () => {
-  await rm(dir, { recursive: true, force: true });
-  await closeDecodePool();
-});
+const scratch = dicomScratch('scaling');
 
 /** A deterministic pattern of `levels` values with detail at every scale. */
 function pattern(rows: number, columns: number, levels: number, channels = 1): number[] {
@@ -114,7 +105,7 @@ const CASES: Case[] = [
 
 describe.runIf(hasDcmj2pnm)('shrinking as dcmj2pnm does', () => {
   test.each(CASES)('$name', async ({ name, spec, window }) => {
-    const file = path.join(dir, `${name.slice(0, 12).replace(/\W/g, '_')}.dcm`);
+    const file = scratch.file(name, '.dcm');
     const bytes = writeDicom(imageElements(spec));
     await writeFile(file, bytes);
     const image = await renderDicomFrame(parseDicom(bytes), { size: 256, ...(window ? { window } : {}) });

@@ -15,34 +15,46 @@ import { onPath } from './dcmtk.js';
 
 const run = promisify(execFile);
 
-/** The decoder that judges a syntax's codestreams, when it is on PATH. */
-function referenceDecoder(transferSyntaxUid: string) {
-  const codec = describeTransferSyntax(transferSyntaxUid).codec;
-  // OpenJPEG writes raw samples, each component's in turn, little endian; OpenJPH writes PNM (its raw writer
-  // refuses colour), which holds no sign.
+/** The decoder that judges a syntax's codestreams, when it is on PATH, and the file it writes. OpenJPEG writes
+ * raw samples, each component's in turn, little endian; OpenJPH writes PNM (its raw writer refuses colour, and it
+ * takes .pgm or .ppm, not .pnm), which holds no sign. */
+function referenceDecoder(instance: DicomInstance) {
+  const codec = describeTransferSyntax(instance.transferSyntaxUid).codec;
   if (codec === 'jpeg-2000' && onPath('opj_decompress'))
     return { tool: 'opj_decompress', input: 'frame.j2k', output: 'frame.rawl', pnm: false };
-  if (codec === 'htj2k' && onPath('ojph_expand'))
-    return { tool: 'ojph_expand', input: 'frame.j2c', output: 'frame.pnm', pnm: true };
+  if (codec === 'htj2k' && onPath('ojph_expand')) {
+    const output = (instance.samplesPerPixel ?? 1) === 3 ? 'frame.ppm' : 'frame.pgm';
+    return { tool: 'ojph_expand', input: 'frame.j2c', output, pnm: true };
+  }
   return undefined;
+}
+
+/** Frame `frameIndex` through the syntax's reference decoder: its output file, 'refused' when it exits with an
+ * error, or undefined when the syntax has no reference decoder here. */
+async function runReferenceDecoder(
+  instance: DicomInstance,
+  frameIndex: number,
+): Promise<{ file: Buffer; pnm: boolean } | 'refused' | undefined> {
+  const decoder = referenceDecoder(instance);
+  if (!decoder) return undefined;
+  const dir = await mkdtemp(path.join(tmpdir(), 'teleread-refdec-'));
+  try {
+    const input = path.join(dir, decoder.input);
+    const output = path.join(dir, decoder.output);
+    await writeFile(input, getEncapsulatedFrame(instance, frameIndex));
+    await run(decoder.tool, ['-i', input, '-o', output], { timeout: 60_000 });
+    return { file: await readFile(output), pnm: decoder.pnm };
+  } catch {
+    return 'refused';
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
 }
 
 /** Whether the reference decoder for the instance's syntax refuses frame `frameIndex` (0-based): true when it
  * exits with an error, false when it decodes it or there is no such decoder for the syntax. */
 export async function referenceDecoderRefuses(instance: DicomInstance, frameIndex: number): Promise<boolean> {
-  const decoder = referenceDecoder(instance.transferSyntaxUid);
-  if (!decoder) return false;
-  const dir = await mkdtemp(path.join(tmpdir(), 'teleread-refdec-'));
-  try {
-    const input = path.join(dir, decoder.input);
-    await writeFile(input, getEncapsulatedFrame(instance, frameIndex));
-    await run(decoder.tool, ['-i', input, '-o', path.join(dir, decoder.output)], { timeout: 60_000 });
-    return false;
-  } catch {
-    return true;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  return (await runReferenceDecoder(instance, frameIndex)) === 'refused';
 }
 
 /**
@@ -55,22 +67,12 @@ export async function referenceDecode(
   frameIndex: number,
   layout: { samplesPerPixel: number; bitsAllocated: number; signed: boolean },
 ): Promise<Int32Array | undefined> {
-  const decoder = referenceDecoder(instance.transferSyntaxUid);
-  if (!decoder || (decoder.pnm && layout.signed)) return undefined;
-  const dir = await mkdtemp(path.join(tmpdir(), 'teleread-refdec-'));
-  try {
-    const input = path.join(dir, decoder.input);
-    const spp = layout.samplesPerPixel;
-    const output = path.join(dir, decoder.pnm ? `frame.${spp === 3 ? 'ppm' : 'pgm'}` : decoder.output);
-    await writeFile(input, getEncapsulatedFrame(instance, frameIndex));
-    await run(decoder.tool, ['-i', input, '-o', output], { timeout: 60_000 });
-    const file = await readFile(output);
-    return decoder.pnm ? readPnm(file) : readPlanarRaw(file, spp, layout.bitsAllocated > 8, layout.signed);
-  } catch {
-    return undefined;
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  if (layout.signed && referenceDecoder(instance)?.pnm) return undefined;
+  const decoded = await runReferenceDecoder(instance, frameIndex);
+  if (decoded === undefined || decoded === 'refused') return undefined;
+  return decoded.pnm
+    ? readPnm(decoded.file)
+    : readPlanarRaw(decoded.file, layout.samplesPerPixel, layout.bitsAllocated > 8, layout.signed);
 }
 
 /** Component planes, little endian, into interleaved samples. */

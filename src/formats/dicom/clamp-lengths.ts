@@ -33,28 +33,14 @@ function tagAt(w: Walk, at: number): number {
 }
 
 /**
- * Returns a copy of `bytes` in which every defined sequence or item length that overruns its container, from
- * the element at `at` on, is cut to end with the container (the end of the data at the top); undefined if no
- * such length was found, or if the element is not a sequence.
+ * Returns a copy of `bytes` in which every defined sequence or item length that overruns its container, in the
+ * elements from `start` to the end, is cut to end with the container (the end of the data at the top); undefined
+ * if there is no such length, or if the data is cut inside an element (which no length can mend).
  */
 export function clampOverrunningLengths(
   bytes: Uint8Array,
-  at: number,
+  start: number,
   encoding: { explicitVr: boolean; littleEndian: boolean },
-): Uint8Array | undefined {
-  return walked(bytes, encoding, (w) => {
-    walkElement(w, at, bytes.length, 0);
-  });
-}
-
-/**
- * Runs `walk` over `bytes`, then returns a copy with the cut lengths written in, or undefined when there is
- * nothing to cut or the file is cut inside an element (which no length can mend).
- */
-function walked(
-  bytes: Uint8Array,
-  encoding: { explicitVr: boolean; littleEndian: boolean },
-  walk: (w: Walk) => void,
 ): Uint8Array | undefined {
   const w: Walk = {
     bytes,
@@ -65,31 +51,17 @@ function walked(
     cutInsideElement: false,
   };
   try {
-    walk(w);
+    let at = start;
+    while (at + 8 <= bytes.length) at = walkElement(w, at, bytes.length, 0);
   } catch (err) {
     if (!(err instanceof RangeError)) throw err;
     w.cutInsideElement = true; // a header cut short
   }
   if (w.patches.length === 0 || w.cutInsideElement) return undefined;
-  const copy = new Uint8Array(w.bytes);
+  const copy = new Uint8Array(bytes);
   const view = new DataView(copy.buffer);
   for (const p of w.patches) view.setUint32(p.at, p.length, w.littleEndian);
   return copy;
-}
-
-/**
- * The same for a whole data set from `start`: every top-level sequence is walked. For readers that take a data
- * set in one go rather than element by element.
- */
-export function clampDataSetLengths(
-  bytes: Uint8Array,
-  start: number,
-  encoding: { explicitVr: boolean; littleEndian: boolean },
-): Uint8Array | undefined {
-  return walked(bytes, encoding, (w) => {
-    let at = start;
-    while (at + 8 <= bytes.length) at = walkElement(w, at, bytes.length, 0);
-  });
 }
 
 /** Walks one element at `at` inside a container ending at `end`; returns where the next element starts. */

@@ -29,7 +29,7 @@ import { deflateRawSync, inflateRawSync } from 'node:zlib';
 import { AppError, isAppError } from '../../errors.js';
 import { implicitVrOf } from './attributes.js';
 import { decodeDicomText } from './charset.js';
-import { clampDataSetLengths } from './clamp-lengths.js';
+import { clampOverrunningLengths } from './clamp-lengths.js';
 import {
   DATE_ATTRIBUTE_VR,
   DEIDENTIFICATION_METHOD_CODES,
@@ -541,7 +541,7 @@ function locateDataSet(bytes: Uint8Array, warnings: string[]): Located {
       if (!isAppError(err)) throw err;
       // A file that ends on an element boundary inside a sequence item reads up to its end, as DCMTK and
       // parseDicom read it (clamp-lengths.ts).
-      const clamped = clampDataSetLengths(bytes, start, encoding);
+      const clamped = clampOverrunningLengths(bytes, start, encoding);
       const read =
         clamped &&
         tryRead(() =>
