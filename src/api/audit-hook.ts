@@ -11,6 +11,7 @@ export const AUDIT_ACTIONS: Readonly<Record<string, string>> = {
   'GET /v1/cases': 'case.list',
   'GET /v1/cases/:id': 'case.read',
   'GET /v1/cases/:id/artifacts/:name': 'artifact.read',
+  'GET /v1/cases/:id/instances/:sopInstanceUid': 'instance.read',
   'GET /v1/cases/:id/instances/:sopInstanceUid/frames/:n/rendered': 'frame.read',
   'GET /v1/cases/:id/slides/:descriptor': 'slide.read',
   'GET /v1/cases/:id/slides/:files/:level/:tile': 'tile.read',

@@ -12,6 +12,7 @@ import * as m0008 from './migrations/0008-cross-border.js';
 import * as m0009 from './migrations/0009-site-mains.js';
 import * as m0010 from './migrations/0010-worklist-indexes.js';
 import * as m0011 from './migrations/0011-ingest-job.js';
+import * as m0012 from './migrations/0012-deidentified-copies.js';
 import type { Database } from './schema.js';
 import { createWriteWatch, type WriteWatch, watchWrites } from './write-watch.js';
 
@@ -56,6 +57,7 @@ const provider: MigrationProvider = {
       '0009-site-mains': m0009,
       '0010-worklist-indexes': m0010,
       '0011-ingest-job': m0011,
+      '0012-deidentified-copies': m0012,
     };
   },
 };

@@ -111,6 +111,9 @@ export interface CasesTable {
   reported_at: NullableTimestamp;
   /** Opened to readers licensed elsewhere, who get the de-identified view only (migration 0008). */
   deidentified_abroad: ColumnType<boolean, boolean | undefined, boolean>;
+  /** Days every date of the case's de-identified DICOM copies moves by, drawn with the first copy (migration
+   * 0012). */
+  deid_date_shift_days: ColumnType<number | null, number | null | undefined, number | null>;
 }
 
 export interface FilesTable {

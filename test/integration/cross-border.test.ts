@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -9,9 +10,11 @@ import { addReader, addSite, createKey } from '../../src/cli/admin-commands.js';
 import { collectBatches, uploadBatch } from '../../src/client/upload-client.js';
 import type { Context } from '../../src/context.js';
 import type { CaseRow } from '../../src/db/schema.js';
+import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { handleRoute } from '../../src/pipeline/handlers/handle-route.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { apiClient, waitFor } from '../helpers/api-client.js';
+import { onPath } from '../helpers/dcmtk.js';
 import { type DicomElement, imageElements, writeDicom } from '../helpers/dicom-writer.js';
 import { createTestContext } from '../helpers/test-context.js';
 import { writeTiff } from '../helpers/tiff-writer.js';
@@ -88,6 +91,12 @@ const OVERLAY_AT_TOP_LEFT: DicomElement[] = [
   { tag: 0x60000102, vr: 'US', value: 0 },
   { tag: 0x60003000, vr: 'OW', value: Uint8Array.of(1, 0, 0, 0, 0, 0, 0, 0) },
 ];
+
+/** The Pixel Data value of a parsed instance. */
+function pixelBytes(instance: DicomInstance): Uint8Array {
+  const el = instance.dataSet.elements.x7fe00010!;
+  return instance.dataSet.byteArray.subarray(el.dataOffset, el.dataOffset + el.length);
+}
 
 /** The first pixel of a rendered frame, as gray. */
 async function topLeft(image: Uint8Array): Promise<number> {
@@ -271,6 +280,46 @@ describe('a "de-identified only" site with no reader licensed at home', () => {
     expect(await topLeft(asked.body)).toBeLessThan(50);
     // Original UIDs address nothing for the reader abroad.
     expect((await fr.get(`/v1/cases/${caseId}/instances/${SOP_UID}/frames/1/rendered`)).status).toBe(404);
+    expect((await fr.get(`/v1/cases/${caseId}/instances/${SOP_UID}`)).status).toBe(404);
+
+    // The DICOM the reader abroad downloads is the de-identified copy (its bytes go through the leak search too).
+    const copy = await fr.get<Uint8Array>(`/v1/cases/${caseId}/instances/${meta.sopInstanceUid}`);
+    expect(copy.status).toBe(200);
+    expect(copy.headers.get('content-type')).toBe('application/dicom');
+    const copied = parseDicom(copy.body);
+    expect(copied.sopInstanceUid).toBe(meta.sopInstanceUid);
+    expect(copied.studyInstanceUid).toBe(detail.body.studyInstanceUid);
+    expect(copied.patient).toMatchObject({ name: 'ANONYMOUS^TELEREAD', id: `TELEREAD-${caseId}` });
+    // Modified Dates: moved by the case's own shift, drawn with its first copy and kept.
+    const { deid_date_shift_days: shift } = await ctx.db
+      .selectFrom('cases')
+      .select('deid_date_shift_days')
+      .where('id', '=', caseId)
+      .executeTakeFirstOrThrow();
+    expect(shift).toBeLessThanOrEqual(-1);
+    expect(shift).toBeGreaterThanOrEqual(-3650);
+    const studied = new Date(Date.UTC(2024, 2, 1 + shift!)).toISOString().slice(0, 10).replace(/-/g, '');
+    expect(copied.studyDate).toBe(studied);
+    // The pixels are the ones sent; the overlay plane (which may carry text) is gone.
+    const original = parseDicom(dicom(STUDY_UID, SERIES_UID, SOP_UID, OVERLAY_AT_TOP_LEFT));
+    expect(pixelBytes(copied)).toEqual(pixelBytes(original));
+    expect(copied.dataSet.elements.x60003000).toBeUndefined();
+    // Asked again, the stored copy comes back unchanged.
+    const again = await fr.get<Uint8Array>(`/v1/cases/${caseId}/instances/${meta.sopInstanceUid}`);
+    expect(Buffer.from(again.body).equals(Buffer.from(copy.body))).toBe(true);
+    if (onPath('dcmdump')) {
+      const copyFile = path.join(scratch, 'copy.dcm');
+      await writeFile(copyFile, copy.body);
+      const dumped = spawnSync('dcmdump', ['-M', '+uc', copyFile], { encoding: 'utf8' });
+      expect(dumped.status, dumped.stderr).toBe(0);
+      expect(dumped.stdout).toContain(`TELEREAD-${caseId}`);
+    }
+    // The clinic downloads what it sent, byte for byte.
+    const sent = await call<Uint8Array>(keys.clinic!, `/v1/cases/${caseId}/instances/${SOP_UID}`);
+    expect(sent.status).toBe(200);
+    expect(
+      Buffer.from(sent.body).equals(Buffer.from(dicom(STUDY_UID, SERIES_UID, SOP_UID, OVERLAY_AT_TOP_LEFT))),
+    ).toBe(true);
     expect((await fr.get(`/v1/cases/${caseId}/report`)).status).toBe(404);
 
     expect((await fr.get(`/v1/cases/${caseId}/claim`, { method: 'POST' })).status).toBe(200);

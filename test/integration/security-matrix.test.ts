@@ -180,6 +180,11 @@ const MATRIX: Record<string, Row> = {
     expect: CASE_READ,
     request: (fx) => ({ url: `/v1/cases/${fx.imaging.caseId}/artifacts/thumbnail` }),
   },
+  // The DICOM itself carries the patient: ops, who see cases without them, may not download it.
+  'GET /v1/cases/:id/instances/:sopInstanceUid': {
+    expect: '200 404 200 404 403 200 401 401 401',
+    request: (fx) => ({ url: `/v1/cases/${fx.imaging.caseId}/instances/${fx.imaging.sopInstanceUid}` }),
+  },
   'GET /v1/cases/:id/instances/:sopInstanceUid/frames/:n/rendered': {
     expect: CASE_READ,
     request: (fx) => ({

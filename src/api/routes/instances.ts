@@ -6,8 +6,9 @@ import { AppError } from '../../errors.js';
 import { parseDicom } from '../../formats/dicom/parse-dicom.js';
 import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import { renderDicomFrame } from '../../imaging/render-dicom.js';
-import { principalOf, requireRole } from '../auth.js';
+import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
+import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { needsDeidentifiedView } from '../redact.js';
 
 /** Bumped when a change to render-dicom.ts changes what a frame looks like, so that cached renders are redrawn
@@ -55,7 +56,83 @@ async function showsIdentity(ctx: Context, file: { object_key: string; bytes: st
   );
 }
 
+interface FoundInstance {
+  file: { id: string; object_key: string; bytes: string };
+  originalUid: string;
+  /** The caller is a reader abroad: they address the instance by its replacement UID and get it de-identified. */
+  deidentified: boolean;
+}
+
+/**
+ * The stored file of one instance of a case the caller may see. A reader abroad knows instances only by their
+ * de-identified UIDs (see GET /v1/cases/:id), and never gets an instance whose pixels may show who the patient
+ * is (a slide label or overview, burned-in annotation): for them it does not exist.
+ */
+async function findInstance(
+  ctx: Context,
+  who: Principal,
+  caseId: string,
+  sopInstanceUid: string,
+): Promise<FoundInstance> {
+  const kase = await getCaseForPrincipal(ctx.db, who, caseId);
+  if (!kase) throw new AppError('NOT_FOUND', `no case ${caseId}`);
+  const deidentified = needsDeidentifiedView(who, kase);
+  let originalUid: string | undefined = sopInstanceUid;
+  if (deidentified) {
+    const remap = await getOriginalUid(ctx.db, sopInstanceUid);
+    originalUid = remap?.caseId === caseId ? remap.originalUid : undefined;
+  }
+  const missing = () => new AppError('NOT_FOUND', `case ${caseId} has no instance ${sopInstanceUid}`);
+  if (!originalUid) throw missing();
+  const file = await ctx.db
+    .selectFrom('files')
+    .select(['id', 'object_key', 'bytes'])
+    .where('case_id', '=', caseId)
+    .where('sop_instance_uid', '=', originalUid)
+    .where('duplicate_of', 'is', null)
+    .orderBy('received_at', 'desc')
+    .executeTakeFirst();
+  if (!file) throw missing();
+  if (deidentified && (await showsIdentity(ctx, file))) throw missing();
+  return { file, originalUid, deidentified };
+}
+
 export function registerInstanceRoutes(app: App, ctx: Context): void {
+  app.get(
+    '/v1/cases/:id/instances/:sopInstanceUid',
+    {
+      // Ops run the pipeline and never need a patient's images.
+      onRequest: requireRole(ctx.db, 'clinic', 'reader', 'admin'),
+      schema: {
+        summary:
+          'One DICOM instance as a Part 10 file: as received, or its de-identified copy for a reader abroad',
+        description:
+          "A reader licensed only outside the site's jurisdiction addresses the instance by its replacement SOP " +
+          'Instance UID and receives the de-identified copy (PS3.15 Basic Profile with Modified Dates and Clean ' +
+          "Descriptors; the case's UID map, date shift and pseudonym), made on first request and kept in object " +
+          'storage. Everyone else receives the stored file byte for byte.',
+        params: Type.Object({
+          id: Type.String({ format: 'uuid' }),
+          sopInstanceUid: Type.String({ pattern: '^[0-9.]{1,64}$' }),
+        }),
+      },
+    },
+    async (request, reply) => {
+      const who = principalOf(request);
+      const { id, sopInstanceUid } = request.params as { id: string; sopInstanceUid: string };
+      const { file, deidentified } = await findInstance(ctx, who, id, sopInstanceUid);
+      const object = deidentified
+        ? await ensureDeidentifiedCopy(ctx, id, file)
+        : { key: file.object_key, bytes: Number(file.bytes) };
+      return reply
+        .header('content-type', 'application/dicom')
+        .header('content-length', String(object.bytes))
+        .header('content-disposition', `attachment; filename="${sopInstanceUid}.dcm"`)
+        .header('cache-control', 'private, no-store')
+        .send(await ctx.storage.get(object.key));
+    },
+  );
+
   app.get(
     '/v1/cases/:id/instances/:sopInstanceUid/frames/:n/rendered',
     {
@@ -87,25 +164,7 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       const who = principalOf(request);
       const { id, sopInstanceUid, n } = request.params as { id: string; sopInstanceUid: string; n: number };
       const q = request.query as { size: number; window?: string; format?: Format; overlays: boolean };
-      const kase = await getCaseForPrincipal(ctx.db, who, id);
-      if (!kase) throw new AppError('NOT_FOUND', `no case ${id}`);
-      // A reader abroad knows instances only by their de-identified UIDs (see GET /v1/cases/:id).
-      const deidentified = needsDeidentifiedView(who, kase);
-      let originalUid: string | undefined = sopInstanceUid;
-      if (deidentified) {
-        const remap = await getOriginalUid(ctx.db, sopInstanceUid);
-        originalUid = remap?.caseId === id ? remap.originalUid : undefined;
-      }
-      if (!originalUid) throw new AppError('NOT_FOUND', `case ${id} has no instance ${sopInstanceUid}`);
-      const file = await ctx.db
-        .selectFrom('files')
-        .select(['object_key', 'bytes'])
-        .where('case_id', '=', id)
-        .where('sop_instance_uid', '=', originalUid)
-        .where('duplicate_of', 'is', null)
-        .orderBy('received_at', 'desc')
-        .executeTakeFirst();
-      if (!file) throw new AppError('NOT_FOUND', `case ${id} has no instance ${sopInstanceUid}`);
+      const { file, originalUid, deidentified } = await findInstance(ctx, who, id, sopInstanceUid);
 
       const format = chooseFormat(q.format, request.headers.accept);
       const window = parseWindow(q.window);
@@ -115,11 +174,6 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       // The overlay choice and the rendering's version are part of the key, so a render cached before a change
       // to how frames are drawn is not served.
       const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}-${overlays ? 'overlays' : 'bare'}-r${RENDER_VERSION}.${format}`;
-      // The pixels of a slide label or overview, or of an instance with burned-in annotation, may show who the
-      // patient is: a de-identified view never gets them, cached or not.
-      if (deidentified && (await showsIdentity(ctx, file))) {
-        throw new AppError('NOT_FOUND', `case ${id} has no instance ${sopInstanceUid}`);
-      }
       const cached = await ctx.storage.head(key);
       if (!cached) {
         const instance = parseDicom(await ctx.storage.getBytes(file.object_key));
