@@ -1,7 +1,7 @@
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AppError, isAppError } from '../errors.js';
-import { parseDicom } from '../formats/dicom/parse-dicom.js';
+import { readInstanceByRange, readInstanceForFrame } from '../formats/dicom/read-frame-by-range.js';
 import { detectQrs } from '../formats/ecg/qrs.js';
 import { type EcgTriageSummary, type Inspection, inspectFile, loadEcgFile } from '../formats/inspect.js';
 import type { ByteSource } from '../formats/types.js';
@@ -127,9 +127,12 @@ export async function inspectCommand(files: string[], asJson: boolean): Promise<
       // attributes are shown too (the pipeline keeps them out of logs and metadata columns).
       // dcmjs's dictionary (about 16 MB) is loaded only here, not by `render` and `qrs`, which share this module.
       const dicom = inspection.format.startsWith('dicom')
-        ? (await import('../formats/dicom/attributes.js')).dicomAttributes(parseDicom(await bytesOf(file)), {
-            includePatient: true,
-          })
+        ? (await import('../formats/dicom/attributes.js')).dicomAttributes(
+            await readInstanceByRange(source),
+            {
+              includePatient: true,
+            },
+          )
         : undefined;
       const slide =
         inspection.kind === 'pathology' && !inspection.format.startsWith('dicom')
@@ -206,7 +209,7 @@ export async function renderCommand(
             sizeOption !== undefined,
             overlays,
           )
-        : await renderFrame(file, inspection.format, frame, size, encoding, overlays, window);
+        : await renderFrame(source, inspection.format, frame, size, encoding, overlays, window);
     await writeFile(out, image.data);
     console.log(
       JSON.stringify({
@@ -223,7 +226,7 @@ export async function renderCommand(
 
 /** One DICOM frame (1-based; the middle one when not given), with the window when given. */
 async function renderFrame(
-  file: string,
+  source: ByteSource,
   format: string,
   frame: number | undefined,
   size: number,
@@ -237,8 +240,9 @@ async function renderFrame(
   if (format !== 'dicom' && format !== 'dicom-wsi') {
     throw new AppError('VALIDATION_FAILED', '--frame and --window apply to DICOM images only');
   }
-  return renderDicomFrame(parseDicom(await bytesOf(file)), {
-    ...(frame === undefined ? {} : { frame: frame - 1 }),
+  const read = await readInstanceForFrame(source, frame === undefined ? undefined : frame - 1);
+  return renderDicomFrame(read.instance, {
+    frame: read.frame,
     ...(window ? { window } : {}),
     size,
     format: encoding,

@@ -1,5 +1,5 @@
 import { AppError } from '../errors.js';
-import { parseDicom } from '../formats/dicom/parse-dicom.js';
+import { readInstanceForFrame } from '../formats/dicom/read-frame-by-range.js';
 import type { Ecg } from '../formats/ecg/ecg.js';
 import { triageEcg } from '../formats/ecg/measure.js';
 import { type EcgTriageSummary, isEcgFormat, loadEcgFile, type SiblingReader } from '../formats/inspect.js';
@@ -86,13 +86,14 @@ export async function renderFileThumbnail(
   }
   const slideSize = sizeForEveryKind ? size : THUMBNAIL_WIDTH.pathology;
   switch (format) {
-    case 'dicom':
-      return renderDicomFrame(parseDicom(await file.bytes()), { size, format: encoding ?? 'webp', overlays });
-    case 'dicom-wsi':
-      return renderDicomFrame(parseDicom(await file.bytes()), {
-        size: slideSize,
-        format: encoding ?? 'webp',
-      });
+    case 'dicom': {
+      const { instance, frame } = await readInstanceForFrame(file.source());
+      return renderDicomFrame(instance, { frame, size, format: encoding ?? 'webp', overlays });
+    }
+    case 'dicom-wsi': {
+      const { instance, frame } = await readInstanceForFrame(file.source());
+      return renderDicomFrame(instance, { frame, size: slideSize, format: encoding ?? 'webp' });
+    }
     case 'wfdb-signal':
       throw new AppError('UNSUPPORTED_FORMAT', `${file.name} is a WFDB signal file: render its .hea header`, {
         retryable: false,

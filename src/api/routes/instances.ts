@@ -4,8 +4,10 @@ import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUid } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
 import { parseDicom } from '../../formats/dicom/parse-dicom.js';
+import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
 import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import { renderDicomFrame } from '../../imaging/render-dicom.js';
+import { objectByteSource } from '../../storage/object-byte-source.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
@@ -176,7 +178,11 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}-${overlays ? 'overlays' : 'bare'}-r${RENDER_VERSION}.${format}`;
       const cached = await ctx.storage.head(key);
       if (!cached) {
-        const instance = parseDicom(await ctx.storage.getBytes(file.object_key));
+        // A frame of a large multi-frame instance is read by byte range, not the whole file for each frame.
+        const { instance } = await readInstanceForFrame(
+          objectByteSource(ctx.storage, file.object_key, Number(file.bytes)),
+          n - 1,
+        );
         const frames = instance.numberOfFrames ?? 1;
         if (n > frames) throw new AppError('NOT_FOUND', `instance ${sopInstanceUid} has ${frames} frame(s)`);
         const image = await renderDicomFrame(instance, {

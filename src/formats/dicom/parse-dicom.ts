@@ -67,6 +67,9 @@ export interface DicomInstance {
   hasPixelData: boolean;
   /** Pixel Data runs past the end of the file; metadata is complete, frames past the cut are not. */
   pixelDataTruncated: boolean;
+  /** Where the cut Pixel Data element's tag starts, when pixelDataTruncated: a reader by byte range
+   * (read-frame-by-range.ts) goes on from there. */
+  truncatedPixelDataOffset?: number | undefined;
   hasFileMeta: boolean;
   /** Media Storage SOP Class UID (0002,0002) from the file meta, when there is one. */
   mediaStorageSopClassUid?: string | undefined;
@@ -226,6 +229,7 @@ Object.defineProperty(DataSetClass.prototype, 'warnings', {
 interface ParsedDataSet {
   dataSet: DataSet;
   pixelDataTruncated: boolean;
+  truncatedPixelDataOffset?: number;
   warnings: string[];
 }
 
@@ -293,7 +297,7 @@ function readTopLevel(
       if (peekedTag === TAG.PixelData) {
         // The header before Pixel Data is whole; like DCMTK's +Ep, keep it and let frame extraction fail.
         warnings.push(`pixel data at offset ${at} is cut short: ${messageOf(err)}`);
-        return { dataSet, pixelDataTruncated: true, warnings };
+        return { dataSet, pixelDataTruncated: true, truncatedPixelDataOffset: at, warnings };
       }
       const tagText = peekedTag ? ` ${formatTag(peekedTag)}` : '';
       const after = previousTag ? ` after ${formatTag(previousTag)}` : '';
@@ -313,7 +317,7 @@ function readTopLevel(
     if (element.length > available && !element.hadUndefinedLength) {
       if (element.tag === TAG.PixelData) {
         warnings.push(`pixel data declares ${element.length} bytes but only ${available} remain`);
-        return { dataSet, pixelDataTruncated: true, warnings };
+        return { dataSet, pixelDataTruncated: true, truncatedPixelDataOffset: at, warnings };
       }
       throw new AppError(
         'CORRUPT_FILE',
@@ -773,6 +777,7 @@ function buildInstance(
     isWaveform: ds.elements[TAG.WaveformSequence] !== undefined,
     hasPixelData: hasPixelData(ds) || parsed.pixelDataTruncated,
     pixelDataTruncated: parsed.pixelDataTruncated,
+    truncatedPixelDataOffset: parsed.truncatedPixelDataOffset,
     hasFileMeta,
     warnings: parsed.warnings,
     patient: {

@@ -137,7 +137,7 @@ function checkFrameIndex(description: PixelDescription, frameIndex: number): voi
   if (!Number.isInteger(frameIndex) || frameIndex < 0 || frameIndex >= description.numberOfFrames) {
     throw new AppError(
       'VALIDATION_FAILED',
-      `frame ${frameIndex} does not exist (the instance has ${description.numberOfFrames})`,
+      `frame ${frameIndex + 1} does not exist (the instance has ${description.numberOfFrames})`,
       { retryable: false },
     );
   }
@@ -249,6 +249,20 @@ export function nativeFrameLength(
     return d.rows * d.columns * 2 * (d.bitsAllocated / 8);
   }
   return samples * (d.bitsAllocated / 8);
+}
+
+/**
+ * The bytes of Pixel Data's value that frame `frameIndex` of native data occupies, [start, end): whole bytes
+ * around a bit-packed frame, and even bounds so that big endian words can be swapped. A reader by byte range
+ * (read-frame-by-range.ts) fetches just these.
+ */
+export function nativeFrameByteRange(d: PixelDescription, frameIndex: number): [start: number, end: number] {
+  const samples = d.rows * d.columns * d.samplesPerPixel;
+  const bitPacked = d.bitsAllocated === 1 || isPacked(d.bitsAllocated);
+  const frameBits = bitPacked ? samples * d.bitsAllocated : nativeFrameLength(d) * 8;
+  const start = Math.floor((frameIndex * frameBits) / 8);
+  const end = Math.ceil(((frameIndex + 1) * frameBits) / 8);
+  return [start - (start % 2), end + (end % 2)];
 }
 
 function decodeNativeFrame(
@@ -666,7 +680,7 @@ export function getEncapsulatedFrame(instance: DicomInstance, frameIndex: number
   if (!Number.isInteger(frameIndex) || frameIndex < 0 || frameIndex >= frames) {
     throw new AppError(
       'VALIDATION_FAILED',
-      `frame ${frameIndex} does not exist (the instance has ${frames})`,
+      `frame ${frameIndex + 1} does not exist (the instance has ${frames})`,
       {
         retryable: false,
       },
@@ -685,13 +699,28 @@ export function getEncapsulatedFrame(instance: DicomInstance, frameIndex: number
   return joinFragments(ds.byteArray, fragments, first, count, frameIndex);
 }
 
-function fragmentsOfFrame(
+/**
+ * Which fragments hold frame `frameIndex` (first, count), as far as the offset tables and the counts tell without
+ * reading any fragment's bytes; undefined when only the JPEG markers inside them could. A reader by byte range
+ * (read-frame-by-range.ts) fetches just these.
+ */
+export function fragmentsOfFrameFromTables(
+  instance: DicomInstance,
+  frameIndex: number,
+): [first: number, count: number] | undefined {
+  const element = instance.dataSet.elements[TAG.PixelData];
+  const fragments = (element?.fragments ?? []) as Fragment[];
+  if (!element || fragments.length === 0) return undefined;
+  return rangeFromTables(instance.dataSet, element, fragments, frameIndex, instance.numberOfFrames);
+}
+
+function rangeFromTables(
   ds: DataSet,
   element: Element,
   fragments: Fragment[],
   frameIndex: number,
   frames: number,
-): [first: number, count: number] {
+): [first: number, count: number] | undefined {
   const extended = extendedOffsetTable(ds, frames);
   if (extended) {
     const range = rangeFromOffsetTable(fragments, extended, frameIndex);
@@ -704,6 +733,18 @@ function fragmentsOfFrame(
   }
   if (frames === 1) return [0, fragments.length];
   if (fragments.length === frames) return [frameIndex, 1];
+  return undefined;
+}
+
+function fragmentsOfFrame(
+  ds: DataSet,
+  element: Element,
+  fragments: Fragment[],
+  frameIndex: number,
+  frames: number,
+): [first: number, count: number] {
+  const fromTables = rangeFromTables(ds, element, fragments, frameIndex, frames);
+  if (fromTables) return fromTables;
   let jpegTable: number[] = [];
   try {
     jpegTable = dicomParser.createJPEGBasicOffsetTable(ds, element);
