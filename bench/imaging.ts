@@ -18,14 +18,20 @@
  * multipart requests to bench/write-only-server.mjs, which only writes each body to a file: no Node server that
  * stores the uploads can go faster, so its ratio to Orthanc bounds Teleread's.
  *
+ * A further row, not one of the issue's goals, renders single frames of a 629 MB native cine read by byte range,
+ * against dcmj2pnm +F (cineRow).
+ *
  * Environment: BENCH_INGEST_COUNT (default 200), BENCH_INGEST_BATCH (default 25), BENCH_IMAGING_ONLY
- * (`thumbnails` or `ingest`: one part alone), BENCH_PG_URL, REDIS_URL.
+ * (`thumbnails`, `cine` or `ingest`: one part alone), BENCH_PG_URL, REDIS_URL.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import pg from 'pg';
+import { readInstanceForFrame } from '../src/formats/dicom/read-frame-by-range.js';
 import { closeDecodePool } from '../src/imaging/decode-pool.js';
+import { renderDicomFrame } from '../src/imaging/render-dicom.js';
+import { fileByteSource } from '../src/storage/file-byte-source.js';
 import { pass, THUMBNAIL_SIZE, timeDcmtk, timeOurs } from './dicom-timing.js';
 import {
   alternate,
@@ -52,7 +58,7 @@ import {
   zip,
 } from './lib.js';
 import { prepareTeleread, startApi, startOrthanc, startWorker, type TelereadStack } from './services.js';
-import { ctPixels, newUid, SYNTAXES, writeCtSet, writeInstance } from './synthetic-dicom.js';
+import { ctPixels, newUid, SYNTAXES, writeCine, writeCtSet, writeInstance } from './synthetic-dicom.js';
 
 /** Even, so the alternating order (ABBA) puts each side first equally often. */
 const PASSES = 4;
@@ -166,6 +172,66 @@ async function thumbnailRows(dir: string, deadline: Deadline): Promise<BenchRow[
   }
   await orthanc.service.stop();
   return rows;
+}
+
+/** Frames of the large cine rendered per pass: first, quarters, last. */
+const CINE_FRAMES = 1200;
+
+/**
+ * One frame of a 629 MB native cine (1,200 CT 512² frames) → 256 px PNG, warm: Teleread reads the header and
+ * that frame by byte range (read-frame-by-range.ts) against dcmj2pnm +F n, which loads element values lazily.
+ * Not one of issue 3's goals: it shows what a viewer scrolling a large multi-frame object costs.
+ */
+async function cineRow(dir: string, deadline: Deadline): Promise<BenchRow> {
+  const file = path.join(await makeTempDir('imaging-cine'), 'cine.dcm');
+  await writeCine(file, CINE_FRAMES);
+  const picks = [1, 300, 600, 900, 1200];
+  let bytesRead = 0;
+  const ours = async (n: number) => {
+    const started = process.hrtime.bigint();
+    const source = await fileByteSource(file);
+    const counted = {
+      size: source.size,
+      read: async (offset: number, length: number) => {
+        const bytes = await source.read(offset, length);
+        bytesRead += bytes.length;
+        return bytes;
+      },
+    };
+    try {
+      const { instance, frame } = await readInstanceForFrame(counted, n - 1);
+      const image = await renderDicomFrame(instance, { frame, size: THUMBNAIL_SIZE, format: 'png' });
+      await writeFile(path.join(dir, `ours-cine-${n}.png`), image.data);
+    } finally {
+      await source.close();
+    }
+    return msSince(started);
+  };
+  const dcmtk = (n: number) =>
+    timeDcmtk(file, path.join(dir, `dcmtk-cine-${n}.png`), ['+F', String(n), '+Wi', '1']);
+  const each = (time: (n: number) => Promise<number>) => async () => {
+    const times: number[] = [];
+    for (const n of picks) times.push(await time(n));
+    return times;
+  };
+  await each(ours)();
+  await each(dcmtk)();
+  bytesRead = 0;
+  const measured = await alternate(PASSES, deadline, each(ours), each(dcmtk));
+  const perFrameKb = bytesRead / 1024 / (measured.teleread.length * picks.length);
+  const r = row({
+    bench: 'imaging',
+    measure: `one frame of a ${CINE_FRAMES}-frame native cine (CT 512², 629 MB) → 256 px PNG, warm`,
+    unit: 'ms/frame',
+    teleread: stats(measured.teleread.flat()),
+    reference: { name: 'dcmj2pnm +F n, process per frame', stats: stats(measured.reference.flat()) },
+    pairs: zip(measured.teleread.map(median), measured.reference.map(median)),
+    better: 'lower',
+  });
+  return {
+    ...r,
+    note: `frames ${picks.join(', ')} × ${measured.teleread.length} passes; Teleread read ${perFrameKb.toFixed(0)} KiB of the file per frame (header and one 512 KiB frame, by byte range)`,
+  };
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -546,10 +612,11 @@ async function main(): Promise<BenchRow[]> {
   onCleanup('close the decode thread pool', closeDecodePool);
   const only = process.env.BENCH_IMAGING_ONLY;
   const rows: BenchRow[] = [];
-  if (only !== 'ingest')
+  const part = (name: 'thumbnails' | 'cine' | 'ingest') => only === undefined || only === name;
+  if (part('thumbnails'))
     rows.push(...(await thumbnailRows(dir, new Deadline(Math.min(deadline.leftMs, 180_000)))));
-  if (only !== 'thumbnails')
-    rows.push(...(await ingestRows(new Deadline(Math.min(deadline.leftMs, 150_000)))));
+  if (part('cine')) rows.push(await cineRow(dir, new Deadline(Math.min(deadline.leftMs, 60_000))));
+  if (part('ingest')) rows.push(...(await ingestRows(new Deadline(Math.min(deadline.leftMs, 150_000)))));
   return rows;
 }
 

@@ -6,7 +6,7 @@
  * Teleread uses) through the test helper `encodeFrame`.
  */
 import { randomUUID } from 'node:crypto';
-import { readFile, rm, writeFile } from 'node:fs/promises';
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDicom } from '../src/formats/dicom/parse-dicom.js';
 import { encodeFrame, imageElements, writeDicom } from '../test/helpers/dicom-writer.js';
@@ -129,6 +129,50 @@ export function instance(kind: 'CT' | 'CR', index: number): Uint8Array {
     pixels: ct ? ctPixels(size, index + 1) : crPixels(size, index + 101),
     uids: { study: newUid(), series: newUid(), sop: newUid() },
   });
+}
+
+/**
+ * A native multi-frame cine written to `file`: `frames` CT 512² slices (12 of 16 bits, rescale −1024, window
+ * 40/400), the same few slices over and over, about 0.5 MB a frame (1,200 frames make 629 MB).
+ */
+export async function writeCine(file: string, frames: number): Promise<void> {
+  const frameBytes = 512 * 512 * 2;
+  const elements = imageElements({
+    rows: 512,
+    columns: 512,
+    bitsAllocated: 16,
+    bitsStored: 12,
+    extra: [
+      { tag: 0x00080016, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.2.1' },
+      { tag: 0x00080018, vr: 'UI', value: newUid() },
+      { tag: 0x00080060, vr: 'CS', value: 'CT' },
+      { tag: 0x0020000d, vr: 'UI', value: newUid() },
+      { tag: 0x0020000e, vr: 'UI', value: newUid() },
+      { tag: 0x00280008, vr: 'IS', value: String(frames) },
+      { tag: 0x00281050, vr: 'DS', value: '40' },
+      { tag: 0x00281051, vr: 'DS', value: '400' },
+      { tag: 0x00281052, vr: 'DS', value: '-1024' },
+      { tag: 0x00281053, vr: 'DS', value: '1' },
+    ],
+  });
+  // The test writer holds a file in a JavaScript array: it writes the header, and the frames are appended
+  // after a Pixel Data element header (explicit VR little endian OW: tag, VR, two reserved bytes, length).
+  const pixelHeader = Buffer.alloc(12);
+  pixelHeader.writeUInt16LE(0x7fe0, 0);
+  pixelHeader.writeUInt16LE(0x0010, 2);
+  pixelHeader.write('OW', 4, 'latin1');
+  pixelHeader.writeUInt32LE(frames * frameBytes, 8);
+  const out = await open(file, 'w');
+  try {
+    await out.write(writeDicom(elements, { encoding: 'explicit-le' }));
+    await out.write(pixelHeader);
+    for (let k = 0; k < frames; k++) {
+      const slice = ctPixels(512, 300 + (k % 8));
+      await out.write(new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength));
+    }
+  } finally {
+    await out.close();
+  }
 }
 
 export interface SyntaxSet {
