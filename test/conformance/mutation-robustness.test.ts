@@ -17,7 +17,8 @@ import {
  * overwrites where lengths and tags live, length fields set to 0xFFFFFFFE / 0x7FFFFFFF / 0xFFFFFFFF, the Image
  * Pixel values that size buffers set to extremes, chunks deleted and duplicated (test/helpers/mutation-fuzz.ts).
  * Each mutant goes through what the pipeline runs for its format — inspectFile (ingest), then the
- * representative image (process) — in a worker thread (test/helpers/mutation-worker.ts). The rule: success, or
+ * representative image (process; a DICOM frame also read by byte range, as a large instance's is) — in a worker
+ * thread (test/helpers/mutation-worker.ts). The rule: success, or
  * an AppError with a bad-input code and a message. A TypeError, a RangeError, another code, a hang past
  * MUTANT_TIMEOUT_MS, or a thread that dies (out of memory) fails the input's test with the mutant's id.
  */

@@ -4,7 +4,9 @@
  * One message per mutant before it starts, so that the test knows which one hung or crashed the thread.
  */
 import { parentPort } from 'node:worker_threads';
-import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { isAppError } from '../../src/errors.js';
+import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { readInstanceForFrame } from '../../src/formats/dicom/read-frame-by-range.js';
 import { type EcgTriageSummary, inspectFile } from '../../src/formats/inspect.js';
 import { isWsiInstance, wsiImageFlavor } from '../../src/formats/slide/dicom-wsi.js';
 import { byteSourceFromBytes } from '../../src/formats/types.js';
@@ -56,6 +58,7 @@ async function workerPath(input: FuzzInput, mutant: Mutant): Promise<string> {
     }
     const pixels = ['x7fe00010', 'x7fe00008', 'x7fe00009'].some((t) => instance.dataSet.elements[t]);
     if (!pixels) return `${inspection.format} without pixel data`;
+    await renderRangedFrame(bytes, instance);
     await renderDicomFrame(instance, { size: SIZE, format: 'png' });
     return `${inspection.format} rendered`;
   }
@@ -73,6 +76,24 @@ async function workerPath(input: FuzzInput, mutant: Mutant): Promise<string> {
     inspection.kind === 'pathology',
   );
   return `${inspection.format} rendered`;
+}
+
+/**
+ * The middle frame read by byte range, as a large instance is (read-frame-by-range.ts), with the limits lowered
+ * so that this small file takes that path: its first read ends just inside Pixel Data. Refusing the mutant is
+ * the whole-file render's to judge; anything but an AppError here fails it.
+ */
+async function renderRangedFrame(bytes: Uint8Array, instance: DicomInstance): Promise<void> {
+  const headBytes = (instance.dataSet.elements.x7fe00010?.dataOffset ?? 4096) + 16;
+  try {
+    const read = await readInstanceForFrame(byteSourceFromBytes(bytes), undefined, {
+      wholeReadBytes: 0,
+      headBytes,
+    });
+    await renderDicomFrame(read.instance, { frame: read.frame, size: SIZE, format: 'png' });
+  } catch (err) {
+    if (!isAppError(err)) throw err;
+  }
 }
 
 function selfCheck(kind: 'hang' | 'type-error'): void {
