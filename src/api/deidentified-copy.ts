@@ -1,10 +1,19 @@
 import { randomInt } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import type { Context } from '../context.js';
 import type { Db } from '../db/database.js';
 import { getOrCreateReplacementUids } from '../db/uid-remaps.js';
 import { AppError } from '../errors.js';
-import { BURNED_IN_ANNOTATION_WARNING, collectUids, deidentifyDicom } from '../formats/dicom/deidentify.js';
+import {
+  BURNED_IN_ANNOTATION_WARNING,
+  collectUids,
+  type DeidentifyOptions,
+  deidentifyDicomParts,
+} from '../formats/dicom/deidentify.js';
+import { type RangeReadLimits, readInstanceForFrame } from '../formats/dicom/read-frame-by-range.js';
+import type { ByteSource } from '../formats/types.js';
+import { objectByteSource } from '../storage/object-byte-source.js';
 
 /**
  * The de-identified copy of a stored DICOM instance: what a reader licensed elsewhere downloads (issue 3's
@@ -17,7 +26,8 @@ import { BURNED_IN_ANNOTATION_WARNING, collectUids, deidentifyDicom } from '../f
 /** Bumped when deidentify.ts changes what a copy holds, so that copies made before are made again. */
 const COPY_VERSION = 1;
 
-/** The copy is made in memory (input and output whole): an instance larger than this is refused, not risked. */
+/** A copy read whole (deflated data sets, DICOMDIRs, headers the ranged reader cannot vouch for) is made in memory,
+ * input and output: an instance larger than this is refused then, not risked. */
 export const MAX_DEIDENTIFIED_COPY_BYTES = 512 * 1024 * 1024;
 
 export function deidentifiedCopyKey(caseId: string, fileId: string): string {
@@ -45,6 +55,64 @@ export function casePseudonym(caseId: string): { patientName: string; patientId:
   return { patientName: 'ANONYMOUS^TELEREAD', patientId: `TELEREAD-${caseId}` };
 }
 
+/** The stored instance's bytes from `start` to `end` (exclusive), as a stream. */
+export type RangeStream = (start: number, end: number) => Promise<Readable>;
+
+export interface CopyStream {
+  body: Readable;
+  bytes: number;
+  warnings: string[];
+}
+
+/**
+ * The de-identified copy of the instance `source` reads, as a stream. A large instance is read by byte range
+ * (read-frame-by-range.ts): its header is de-identified in memory, and what the copy keeps as it came, Pixel Data
+ * above all, is streamed from the stored file (`range`) in its place, so memory stays the header's size. Others
+ * are read whole, up to MAX_DEIDENTIFIED_COPY_BYTES.
+ */
+export async function deidentifiedCopyStream(
+  source: ByteSource,
+  range: RangeStream,
+  optionsFor: (uids: string[]) => Promise<DeidentifyOptions>,
+  limits?: RangeReadLimits,
+): Promise<CopyStream> {
+  const read = await readInstanceForFrame(source, -1, limits);
+  if (read.whole && read.bytes.length > MAX_DEIDENTIFIED_COPY_BYTES) {
+    throw new AppError(
+      'PAYLOAD_TOO_LARGE',
+      `the instance is ${read.bytes.length} bytes and must be read whole to be de-identified; copies read whole are made up to ${MAX_DEIDENTIFIED_COPY_BYTES} bytes`,
+      { retryable: false },
+    );
+  }
+  const input = read.bytes;
+  const copy = deidentifyDicomParts(input, await optionsFor(collectUids(input)));
+  const span = read.pixelValue;
+  // A part that is a view of the input inside Pixel Data's value holds zeros where nothing was read: its bytes
+  // come from the stored file. A view reaching across the edge of that span cannot be told apart and is refused.
+  const fromFile = (part: Uint8Array): [number, number] | undefined => {
+    if (!span || part.buffer !== input.buffer || part.length === 0) return undefined;
+    const start = part.byteOffset - input.byteOffset;
+    const end = start + part.length;
+    if (end <= span.start || start >= span.end) return undefined;
+    if (start < span.start || end > span.end) {
+      throw new AppError('INTERNAL', `a part of the copy at ${start}–${end} straddles the pixel data`);
+    }
+    return [start, end];
+  };
+  const plan = copy.parts.map((part) => ({ part, file: fromFile(part) }));
+  async function* body(): AsyncGenerator<Uint8Array> {
+    for (const { part, file } of plan) {
+      if (file) yield* await range(file[0], file[1]);
+      else yield part;
+    }
+  }
+  return {
+    body: Readable.from(body(), { objectMode: false }),
+    bytes: copy.parts.reduce((n, p) => n + p.length, 0),
+    warnings: copy.warnings,
+  };
+}
+
 /** Makes the copy if it is not stored yet; returns its object key and size. */
 export async function ensureDeidentifiedCopy(
   ctx: Context,
@@ -54,32 +122,31 @@ export async function ensureDeidentifiedCopy(
   const key = deidentifiedCopyKey(caseId, file.id);
   const existing = await ctx.storage.head(key);
   if (existing) return { key, bytes: existing.bytes };
-  if (Number(file.bytes) > MAX_DEIDENTIFIED_COPY_BYTES) {
-    throw new AppError(
-      'PAYLOAD_TOO_LARGE',
-      `the instance is ${file.bytes} bytes; de-identified copies are made up to ${MAX_DEIDENTIFIED_COPY_BYTES} bytes`,
-      { retryable: false },
-    );
-  }
-  const original = await ctx.storage.getBytes(file.object_key);
-  const replacements = await getOrCreateReplacementUids(ctx.db, caseId, collectUids(original));
-  const copy = deidentifyDicom(original, {
-    mapUid: (uid) => {
-      const replacement = replacements.get(uid);
-      if (!replacement)
-        throw new AppError('INTERNAL', `no replacement was made for a UID of file ${file.id}`);
-      return replacement;
+  const copy = await deidentifiedCopyStream(
+    objectByteSource(ctx.storage, file.object_key, Number(file.bytes)),
+    (start, end) => ctx.storage.get(file.object_key, { start, end: end - 1 }),
+    async (uids) => {
+      const replacements = await getOrCreateReplacementUids(ctx.db, caseId, uids);
+      return {
+        mapUid: (uid) => {
+          const replacement = replacements.get(uid);
+          if (!replacement)
+            throw new AppError('INTERNAL', `no replacement was made for a UID of file ${file.id}`);
+          return replacement;
+        },
+        pseudonym: casePseudonym(caseId),
+        dateShiftDays: await caseDateShift(ctx.db, caseId),
+      };
     },
-    pseudonym: casePseudonym(caseId),
-    dateShiftDays: await caseDateShift(ctx.db, caseId),
-  });
+  );
   // The route refuses such instances before asking; this keeps the copy from ever being stored.
   if (copy.warnings.includes(BURNED_IN_ANNOTATION_WARNING)) {
+    copy.body.destroy();
     throw new AppError('NOT_FOUND', `file ${file.id} has burned-in annotation and is not copied`);
   }
-  const stored = await ctx.storage.put(key, copy.bytes, {
+  const stored = await ctx.storage.put(key, copy.body, {
     contentType: 'application/dicom',
-    contentLength: copy.bytes.length,
+    contentLength: copy.bytes,
   });
   return { key, bytes: stored.bytes };
 }

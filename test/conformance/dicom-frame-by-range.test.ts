@@ -1,9 +1,13 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import { Readable } from 'node:stream';
 import { afterAll, describe, expect, test } from 'vitest';
+import { deidentifiedCopyStream } from '../../src/api/deidentified-copy.js';
+import { derivedUid } from '../../src/cli/deidentify-command.js';
 import { isAppError } from '../../src/errors.js';
+import { type DeidentifyOptions, deidentifyDicom } from '../../src/formats/dicom/deidentify.js';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
-import { readInstanceForFrame } from '../../src/formats/dicom/read-frame-by-range.js';
+import { type RangeReadLimits, readInstanceForFrame } from '../../src/formats/dicom/read-frame-by-range.js';
 import type { ByteSource } from '../../src/formats/types.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { decodeDicomFrame } from '../../src/imaging/render-dicom.js';
@@ -101,6 +105,58 @@ describe.runIf(hasCorpus)('DICOM frames read by byte range, against the whole fi
     expect(ranged.size).toBeGreaterThan(40);
   });
 });
+
+/** Options every copy below is made with: a keyed replacement per UID, as the CLI makes them. */
+const copyOptions: DeidentifyOptions = {
+  mapUid: (uid) => derivedUid('range-test', uid),
+  pseudonym: { patientName: 'ANON^RANGE', patientId: 'RANGE-1' },
+  dateShiftDays: -40,
+};
+
+async function streamed(bytes: Uint8Array, limits: RangeReadLimits): Promise<Buffer> {
+  const copy = await deidentifiedCopyStream(
+    countingSource(bytes),
+    async (start, end) => Readable.from([bytes.subarray(start, end)]),
+    async () => copyOptions,
+    limits,
+  );
+  const chunks: Buffer[] = [];
+  for await (const c of copy.body) chunks.push(Buffer.from(c as Uint8Array));
+  const out = Buffer.concat(chunks);
+  expect(out.length).toBe(copy.bytes);
+  return out;
+}
+
+const copied = new Set<string>();
+
+describe.runIf(hasCorpus)(
+  'de-identified copies streamed from a file read by range, against the whole file',
+  () => {
+    test.each(files)('%s', async (rel) => {
+      const bytes = new Uint8Array(readFileSync(corpusPath(rel)));
+      let expected: Uint8Array;
+      let headBytes: number;
+      try {
+        expected = deidentifyDicom(bytes, copyOptions).bytes;
+        headBytes = headBytesFor(parseDicom(bytes));
+      } catch (err) {
+        if (!isAppError(err)) throw err;
+        await expect(streamed(bytes, { wholeReadBytes: 0, headBytes: 4096 })).rejects.toMatchObject({
+          code: expect.any(String),
+        });
+        return;
+      }
+      const limits = { wholeReadBytes: 0, headBytes };
+      const read = await readInstanceForFrame(countingSource(bytes), -1, limits);
+      if (!read.whole) copied.add(rel);
+      expect(Buffer.from(await streamed(bytes, limits)).equals(Buffer.from(expected))).toBe(true);
+    });
+
+    test('most copies took the ranged path', () => {
+      expect(copied.size).toBeGreaterThan(40);
+    });
+  },
+);
 
 describe('a large multi-frame instance', () => {
   const frames = 48;

@@ -1192,6 +1192,11 @@ class ByteSink {
     this.u16(tag & 0xffff, littleEndian);
   }
 
+  /** What was pushed, in order (views stay views). */
+  parts(): Uint8Array[] {
+    return [...this.chunks];
+  }
+
   toBytes(): Uint8Array {
     const out = new Uint8Array(this.length);
     let at = 0;
@@ -1363,6 +1368,25 @@ function guard<T>(fn: () => T): T {
  * cannot be read whole, VALIDATION_FAILED for bad options.
  */
 export function deidentifyDicom(bytes: Uint8Array, opts: DeidentifyOptions): DeidentifyResult {
+  const { parts, warnings, replacedUids } = deidentifyDicomParts(bytes, opts);
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return { bytes: out, warnings, replacedUids };
+}
+
+export interface DeidentifyParts extends Omit<DeidentifyResult, 'bytes'> {
+  /** The copy's bytes in order. A value the profile keeps as it came (Pixel Data above all) is a view of the
+   * input, at its offset there, so a caller that read the input only in part (read-frame-by-range.ts) can send
+   * such a view's bytes from the stored file instead. */
+  parts: Uint8Array[];
+}
+
+/** deidentifyDicom without joining the copy into one buffer: a large instance's copy can be streamed. */
+export function deidentifyDicomParts(bytes: Uint8Array, opts: DeidentifyOptions): DeidentifyParts {
   return guard(() => {
     const t = deidentifyTree(bytes, opts);
     const rewrite = t.located.rewrite;
@@ -1379,11 +1403,8 @@ export function deidentifyDicom(bytes: Uint8Array, opts: DeidentifyOptions): Dei
       data = new ByteSink();
       writeElements(data, relinkDirectory(t.elements, moved, encoding, t.warnings), encoding, rewrite?.vrOf);
     }
-    const dataSet = t.located.deflated ? new Uint8Array(deflateRawSync(data.toBytes())) : data.toBytes();
-    const out = new Uint8Array(meta.length + dataSet.length);
-    out.set(meta);
-    out.set(dataSet, meta.length);
-    return { bytes: out, warnings: t.warnings, replacedUids: Object.fromEntries(t.replaced) };
+    const dataSet = t.located.deflated ? [new Uint8Array(deflateRawSync(data.toBytes()))] : data.parts();
+    return { parts: [meta, ...dataSet], warnings: t.warnings, replacedUids: Object.fromEntries(t.replaced) };
   });
 }
 

@@ -46,8 +46,14 @@ export interface InstanceWithFrame {
   instance: DicomInstance;
   /** The frame whose bytes were read: the one asked for, else the middle one (what thumbnails show). */
   frame: number;
+  /** The file's bytes as read: all of them when `whole`, else a buffer of the file's size holding what was read
+   * (the instance's data set reads from it). */
+  bytes: Uint8Array;
   /** Whether the file was read whole. */
   whole: boolean;
+  /** When it was not: the span of Pixel Data's value, [start, end) in the file, of which only the item
+   * headers, the offset table and the frame were read; the buffer holds zeros for the rest. */
+  pixelValue?: { start: number; end: number };
 }
 
 /**
@@ -62,8 +68,9 @@ export async function readInstanceForFrame(
   { wholeReadBytes = WHOLE_READ_BYTES, headBytes = HEAD_BYTES }: RangeReadLimits = {},
 ): Promise<InstanceWithFrame> {
   const whole = async (): Promise<InstanceWithFrame> => {
-    const instance = parseDicom(await readRange(source, 0, source.size));
-    return { instance, frame: frame ?? middleFrame(instance), whole: true };
+    const bytes = await readRange(source, 0, source.size);
+    const instance = parseDicom(bytes);
+    return { instance, frame: frame ?? middleFrame(instance), bytes, whole: true };
   };
   if (source.size <= wholeReadBytes || source.size > MAX_SPARSE_BYTES) return whole();
   const head = await readRange(source, 0, headBytes);
@@ -89,7 +96,9 @@ export async function readInstanceForFrame(
 
   const instance = parseDicom(sparse);
   const chosen = frame ?? middleFrame(instance);
-  if (chosen < 0 || chosen >= instance.numberOfFrames) return { instance, frame: chosen, whole: false };
+  const pixelValue = { start: element.valueStart, end: layout.end };
+  const read: InstanceWithFrame = { instance, frame: chosen, bytes: sparse, whole: false, pixelValue };
+  if (chosen < 0 || chosen >= instance.numberOfFrames) return read;
   if (element.encapsulated) {
     const range = fragmentsOfFrameFromTables(instance, chosen);
     if (!range) return whole();
@@ -108,7 +117,7 @@ export async function readInstanceForFrame(
       Math.min(element.valueStart + element.length, element.valueStart + end) - from,
     );
   }
-  return { instance, frame: chosen, whole: false };
+  return read;
 }
 
 /** The parsed instance without any frame's bytes (its attributes, for `inspect`). */
