@@ -9,6 +9,8 @@ export const ERROR_STATUS = {
   UNAUTHORIZED: 401,
   FORBIDDEN: 403,
   NOT_FOUND: 404,
+  /** The Accept header allows no representation the route can give (DICOMweb retrieve). */
+  NOT_ACCEPTABLE: 406,
   CONFLICT: 409,
   PAYLOAD_TOO_LARGE: 413,
   /** Too many failed authentications from one client address; `Retry-After` says when to try again. */

@@ -33,6 +33,7 @@ import { registerSlaRoutes } from './routes/sla.js';
 import { registerSlideRoutes } from './routes/slides.js';
 import { registerTusRoutes } from './routes/tus.js';
 import { registerUploadRoutes } from './routes/uploads.js';
+import { registerWadoRoutes } from './routes/wado.js';
 import { registerWebhookRoutes } from './routes/webhooks.js';
 import { registerWorklistRoutes } from './routes/worklist.js';
 
@@ -204,5 +205,6 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerAuditRoutes(app, ctx);
   registerKeyRoutes(app, ctx);
   registerDicomwebRoutes(app, ctx);
+  registerWadoRoutes(app, ctx);
   return app;
 }

@@ -56,6 +56,8 @@ const CLINICS = (s: number) => `${s} ${s} 403 403 403 403 401 401 401`;
 const OWN_CLINIC = (s: number) => `${s} 404 403 403 403 403 401 401 401`;
 /** Case data: its clinic, the reader it is pushed to, ops, admin. */
 const CASE_READ = '200 404 200 404 200 200 401 401 401';
+/** The DICOM files themselves carry the patient: case data minus ops. */
+const DICOM_READ = '200 404 200 404 403 200 401 401 401';
 const READER_ONLY = (s: number) => `403 403 ${s} 404 403 403 401 401 401`;
 const OPS = (s: number) => `403 403 403 403 ${s} ${s} 401 401 401`;
 const ADMIN = (s: number) => `403 403 403 403 403 ${s} 401 401 401`;
@@ -169,6 +171,21 @@ const MATRIX: Record<string, Row> = {
     },
   },
 
+  'GET /dicomweb/studies/:studyUid': {
+    expect: DICOM_READ,
+    request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}` }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid': {
+    expect: DICOM_READ,
+    request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}` }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}`,
+    }),
+  },
+
   'GET /metrics': { expect: OPS(200), request: () => ({ url: '/metrics' }) },
   'GET /v1/files/:id': {
     expect: '200 404 403 403 200 200 401 401 401',
@@ -182,7 +199,7 @@ const MATRIX: Record<string, Row> = {
   },
   // The DICOM itself carries the patient: ops, who see cases without them, may not download it.
   'GET /v1/cases/:id/instances/:sopInstanceUid': {
-    expect: '200 404 200 404 403 200 401 401 401',
+    expect: DICOM_READ,
     request: (fx) => ({ url: `/v1/cases/${fx.imaging.caseId}/instances/${fx.imaging.sopInstanceUid}` }),
   },
   'GET /v1/cases/:id/instances/:sopInstanceUid/frames/:n/rendered': {
@@ -330,7 +347,7 @@ function stowRequest(url: string, study: string): Req {
 
 interface Fixtures {
   keys: Record<Who, string | null>;
-  imaging: { caseId: string; fileId: string; sopInstanceUid: string };
+  imaging: { caseId: string; fileId: string; sopInstanceUid: string; studyUid: string; seriesUid: string };
   slide: { caseId: string; fileId: string };
   signedCaseId: string;
   /** Patient names, ids and birth dates of every fixture: never in a response ops can reach. */
@@ -506,7 +523,20 @@ beforeAll(async () => {
 
   fx = {
     keys,
-    imaging: { caseId: imaging.caseId, fileId: imaging.fileId, sopInstanceUid: imaging.sopInstanceUid! },
+    imaging: {
+      caseId: imaging.caseId,
+      fileId: imaging.fileId,
+      sopInstanceUid: imaging.sopInstanceUid!,
+      ...(await ctx.db
+        .selectFrom('files')
+        .innerJoin('cases', 'cases.id', 'files.case_id')
+        .select([
+          sql<string>`cases.study_instance_uid`.as('studyUid'),
+          sql<string>`files.metadata->>'seriesInstanceUid'`.as('seriesUid'),
+        ])
+        .where('files.id', '=', imaging.fileId)
+        .executeTakeFirstOrThrow()),
+    },
     slide: { caseId: slide.caseId, fileId: slide.fileId },
     signedCaseId,
     patientValues,

@@ -11,7 +11,7 @@
  * another study than the one in the target URI), the code dcm4chee uses, since the standard defines none.
  * Warning reason 0xB007 marks an instance stored although its encoding is irregular (no file meta transfer
  * syntax, a data set not in its declared transfer syntax, pixel data cut short). Responses are JSON only; the
- * RetrieveURLs name the WADO-RS resources, which Teleread does not serve yet.
+ * RetrieveURLs name the WADO-RS resources (wado.ts).
  */
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';

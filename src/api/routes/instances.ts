@@ -3,14 +3,12 @@ import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUid } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
-import { parseDicom } from '../../formats/dicom/parse-dicom.js';
 import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
-import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import { renderDicomFrame } from '../../imaging/render-dicom.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
+import { ensureDeidentifiedCopy, showsIdentity } from '../deidentified-copy.js';
 import { needsDeidentifiedView } from '../redact.js';
 
 /** Bumped when a change to render-dicom.ts changes what a frame looks like, so that cached renders are redrawn
@@ -35,27 +33,6 @@ function parseWindow(raw: string | undefined): { center: number; width: number }
     throw new AppError('VALIDATION_FAILED', 'window must be "centre,width" with a positive width');
   }
   return { center: c as number, width: w as number };
-}
-
-/** The head read to check an instance's flavor and BurnedInAnnotation; parseDicom tolerates cut pixel data. */
-const HEADER_BYTES = 512 * 1024;
-
-/** Whether an instance's pixels may show who the patient is: a slide label or overview, or burned-in text. */
-async function showsIdentity(ctx: Context, file: { object_key: string; bytes: string }): Promise<boolean> {
-  const size = Number(file.bytes);
-  let instance: ReturnType<typeof parseDicom>;
-  try {
-    instance = parseDicom(
-      await ctx.storage.getBytes(file.object_key, { start: 0, end: Math.min(size, HEADER_BYTES) - 1 }),
-    );
-  } catch {
-    instance = parseDicom(await ctx.storage.getBytes(file.object_key));
-  }
-  const flavor = wsiImageFlavor(instance);
-  return (
-    (flavor !== undefined && IDENTIFYING_FLAVORS.has(flavor)) ||
-    instance.dataSet.string('x00280301')?.trim().toUpperCase() === 'YES'
-  );
 }
 
 interface FoundInstance {

@@ -1,0 +1,263 @@
+import { Readable } from 'node:stream';
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import type { App } from '../../src/api/build-app.js';
+import { parseMediaType, parseMultipartRelated } from '../../src/api/multipart-related.js';
+import { startApi } from '../../src/api/start-api.js';
+import { addReader, addSite, createKey } from '../../src/cli/admin-commands.js';
+import type { Context } from '../../src/context.js';
+import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
+import { waitFor } from '../helpers/api-client.js';
+import { imageElements, writeDicom } from '../helpers/dicom-writer.js';
+import { createTestContext } from '../helpers/test-context.js';
+
+/**
+ * DICOMweb Retrieve (WADO-RS): the STOW-RS RetrieveURLs lead to the instances sent, byte for byte, at study,
+ * series and instance level; a reader abroad retrieves the study by its replacement UIDs and gets de-identified
+ * copies; Accept is honoured; ops and other tenants get nothing.
+ */
+
+const BOUNDARY = 'wado-test-boundary';
+const PATIENT = 'Okonkwo^Adaeze';
+const PATIENT_ID = 'MRN-WADO-4471';
+
+let t: Awaited<ReturnType<typeof createTestContext>>;
+let ctx: Context;
+let app: App;
+let workers: RunningWorkers;
+let url: string;
+const keys: Record<string, string> = {};
+
+function instance(study: string, series: string, sop: string, value: number): Uint8Array {
+  return writeDicom(
+    imageElements({
+      rows: 4,
+      columns: 4,
+      bitsAllocated: 8,
+      pixelData: new Uint8Array(16).fill(value),
+      extra: [
+        { tag: 0x0020000d, vr: 'UI', value: study },
+        { tag: 0x0020000e, vr: 'UI', value: series },
+        { tag: 0x00080018, vr: 'UI', value: sop },
+        { tag: 0x00080060, vr: 'CS', value: 'CT' },
+        { tag: 0x00100010, vr: 'PN', value: PATIENT },
+        { tag: 0x00100020, vr: 'LO', value: PATIENT_ID },
+      ],
+    }),
+    { sopInstanceUid: sop },
+  );
+}
+
+/** Three instances in two series. */
+function study(root: string): Array<{ series: string; sop: string; bytes: Uint8Array }> {
+  return [
+    { series: `${root}.1`, sop: `${root}.1.1`, value: 10 },
+    { series: `${root}.1`, sop: `${root}.1.2`, value: 20 },
+    { series: `${root}.2`, sop: `${root}.2.1`, value: 30 },
+  ].map((i) => ({ ...i, bytes: instance(root, i.series, i.sop, i.value) }));
+}
+
+async function stow(key: string, files: Uint8Array[]): Promise<Record<string, { Value?: unknown[] }>> {
+  const chunks: Buffer[] = [];
+  for (const f of files) {
+    chunks.push(Buffer.from(`--${BOUNDARY}\r\nContent-Type: application/dicom\r\n\r\n`), Buffer.from(f));
+    chunks.push(Buffer.from('\r\n'));
+  }
+  chunks.push(Buffer.from(`--${BOUNDARY}--\r\n`));
+  const res = await fetch(`${url}/dicomweb/studies`, {
+    method: 'POST',
+    headers: {
+      authorization: `Bearer ${key}`,
+      'content-type': `multipart/related; type="application/dicom"; boundary=${BOUNDARY}`,
+    },
+    body: Buffer.concat(chunks),
+  });
+  expect(res.status).toBe(200);
+  return (await res.json()) as Record<string, { Value?: unknown[] }>;
+}
+
+interface Retrieved {
+  status: number;
+  parts: Array<{ type: string; bytes: Buffer }>;
+  text: string;
+}
+
+/** GETs a WADO-RS resource and splits its multipart/related body into parts. */
+async function retrieve(key: string, path: string, accept?: string): Promise<Retrieved> {
+  const res = await fetch(`${url}${path}`, {
+    headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  if (res.status !== 200) return { status: res.status, parts: [], text: body.toString() };
+  const type = parseMediaType(res.headers.get('content-type') ?? '');
+  expect(type?.type).toBe('multipart/related');
+  expect(type?.parameters.type).toBe('application/dicom');
+  expect(Number(res.headers.get('content-length'))).toBe(body.length);
+  const parts: Retrieved['parts'] = [];
+  for await (const part of parseMultipartRelated(Readable.from([body]), {
+    boundary: type!.parameters.boundary!,
+  })) {
+    const chunks: Buffer[] = [];
+    for await (const c of part.body) chunks.push(Buffer.from(c as Uint8Array));
+    const bytes = Buffer.concat(chunks);
+    expect(Number(part.headers['content-length'])).toBe(bytes.length);
+    parts.push({ type: part.headers['content-type'] ?? '', bytes });
+  }
+  return { status: res.status, parts, text: body.toString('latin1') };
+}
+
+/** Sends a three-instance study through STOW-RS and waits until its case is routed. */
+async function sendStudy(key: string, root: string) {
+  const sent = study(root);
+  const stored = await stow(
+    key,
+    sent.map((s) => s.bytes),
+  );
+  return { sent, stored, caseId: await routedCase(root) };
+}
+
+async function routedCase(studyUid: string): Promise<string> {
+  return waitFor(`study ${studyUid} routed`, async () => {
+    const c = await ctx.db
+      .selectFrom('cases')
+      .select(['id', 'status'])
+      .where('study_instance_uid', '=', studyUid)
+      .executeTakeFirst();
+    const files = await ctx.db
+      .selectFrom('files')
+      .select('status')
+      .where('case_id', '=', c?.id ?? '00000000-0000-0000-0000-000000000000')
+      .execute();
+    return c?.status === 'routed' && files.length === 3 && files.every((f) => f.status === 'processed')
+      ? c.id
+      : undefined;
+  });
+}
+
+beforeAll(async () => {
+  t = await createTestContext({ STUDY_STABLE_SECONDS: '0' });
+  ctx = t.ctx;
+  await addSite(ctx.db, { id: 'home', jurisdiction: 'KE' });
+  await addSite(ctx.db, { id: 'other', jurisdiction: 'KE' });
+  await addSite(ctx.db, { id: 'abroad', jurisdiction: 'UG', crossBorder: 'deidentified' });
+  await addReader(ctx.db, { id: 'radio-ke', specialties: 'radiology', jurisdictions: 'KE' });
+  await addReader(ctx.db, { id: 'radio-fr', specialties: 'radiology', jurisdictions: 'FR' });
+  keys.home = (await createKey(ctx.db, { role: 'clinic', site: 'home' })).key;
+  keys.other = (await createKey(ctx.db, { role: 'clinic', site: 'other' })).key;
+  keys.abroad = (await createKey(ctx.db, { role: 'clinic', site: 'abroad' })).key;
+  keys.ke = (await createKey(ctx.db, { role: 'reader', reader: 'radio-ke' })).key;
+  keys.fr = (await createKey(ctx.db, { role: 'reader', reader: 'radio-fr' })).key;
+  keys.ops = (await createKey(ctx.db, { role: 'ops' })).key;
+  workers = await runWorkers(ctx);
+  ({ app, url } = await startApi(ctx, 0));
+});
+
+afterAll(async () => {
+  await app?.close();
+  await workers?.close();
+  await t?.dispose();
+});
+
+describe('WADO-RS retrieve', () => {
+  test('the STOW-RS RetrieveURLs give back the instances sent, byte for byte, at every level', async () => {
+    const root = '2.25.5510001';
+    const { sent, stored } = await sendStudy(keys.home!, root);
+    const studyUrl = new URL(String(stored['00081190']!.Value![0])).pathname;
+    expect(studyUrl).toBe(`/dicomweb/studies/${root}`);
+
+    const whole = await retrieve(keys.home!, studyUrl);
+    expect(whole.status).toBe(200);
+    expect(whole.parts.map((p) => p.bytes.toString('hex')).sort()).toEqual(
+      sent.map((s) => Buffer.from(s.bytes).toString('hex')).sort(),
+    );
+    for (const p of whole.parts) {
+      expect(parseMediaType(p.type)?.parameters['transfer-syntax']).toBe('1.2.840.10008.1.2.1');
+    }
+    const series = await retrieve(keys.ke!, `${studyUrl}/series/${root}.1`);
+    expect(series.parts).toHaveLength(2);
+    // Each instance's own RetrieveURL, as the STOW-RS response gave it.
+    const referenced = stored['00081199']!.Value as Array<Record<string, { Value: string[] }>>;
+    for (const r of referenced) {
+      const one = await retrieve(keys.home!, new URL(r['00081190']!.Value[0]!).pathname);
+      const sop = r['00081155']!.Value[0]!;
+      expect(one.parts).toHaveLength(1);
+      expect(one.parts[0]!.bytes.equals(Buffer.from(sent.find((s) => s.sop === sop)!.bytes))).toBe(true);
+    }
+    expect((await retrieve(keys.home!, `${studyUrl}/series/${root}.9`)).status).toBe(404);
+    expect((await retrieve(keys.home!, `/dicomweb/studies/${root}.404`)).status).toBe(404);
+  });
+
+  test('Accept: what it names is honoured, and another transfer syntax or media type gets 406', async () => {
+    const root = '2.25.5510002';
+    await sendStudy(keys.home!, root);
+    const path = `/dicomweb/studies/${root}`;
+    const dicom = 'multipart/related; type="application/dicom"';
+    for (const accept of [
+      `${dicom}; transfer-syntax=*`,
+      `${dicom}; transfer-syntax=1.2.840.10008.1.2.1`,
+      dicom,
+      'multipart/related; type=application/dicom',
+      '*/*',
+      `application/json, ${dicom}; transfer-syntax=*`,
+    ]) {
+      expect((await retrieve(keys.home!, path, accept)).status, accept).toBe(200);
+    }
+    for (const accept of [
+      `${dicom}; transfer-syntax=1.2.840.10008.1.2.4.50`,
+      'application/json',
+      'image/jpeg',
+    ]) {
+      const r = await retrieve(keys.home!, path, accept);
+      expect(r.status, accept).toBe(406);
+      expect(JSON.parse(r.text).error.code).toBe('NOT_ACCEPTABLE');
+    }
+  });
+
+  test('ops and other tenants get nothing', async () => {
+    const root = '2.25.5510003';
+    await sendStudy(keys.home!, root);
+    expect((await retrieve(keys.ops!, `/dicomweb/studies/${root}`)).status).toBe(403);
+    expect((await retrieve(keys.other!, `/dicomweb/studies/${root}`)).status).toBe(404);
+    expect((await retrieve(keys.fr!, `/dicomweb/studies/${root}`)).status).toBe(404);
+  });
+
+  test('a reader abroad retrieves the study by its replacement UIDs and gets de-identified copies', async () => {
+    const root = '2.25.5510004';
+    const { caseId } = await sendStudy(keys.abroad!, root);
+    const detail = (await (
+      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
+    ).json()) as {
+      studyInstanceUid: string;
+      files: Array<{ metadata: { sopInstanceUid: string; seriesInstanceUid?: string } }>;
+    };
+    const replacement = detail.studyInstanceUid;
+    expect(replacement).not.toBe(root);
+    // The original UID names nothing for this reader.
+    expect((await retrieve(keys.fr!, `/dicomweb/studies/${root}`)).status).toBe(404);
+
+    const whole = await retrieve(keys.fr!, `/dicomweb/studies/${replacement}`);
+    expect(whole.status).toBe(200);
+    expect(whole.parts).toHaveLength(3);
+    expect(whole.text).not.toContain('Okonkwo');
+    expect(whole.text).not.toContain(PATIENT_ID);
+    const shown = new Set(detail.files.map((f) => f.metadata.sopInstanceUid));
+    for (const p of whole.parts) {
+      const copy = parseDicom(new Uint8Array(p.bytes));
+      expect(copy.studyInstanceUid).toBe(replacement);
+      expect(copy.patient).toMatchObject({ name: 'ANONYMOUS^TELEREAD', id: `TELEREAD-${caseId}` });
+      expect(shown.has(copy.sopInstanceUid!)).toBe(true);
+    }
+    // One instance by its replacement series and SOP UIDs, the same copy as in the study.
+    const copy = parseDicom(new Uint8Array(whole.parts[0]!.bytes));
+    const one = await retrieve(
+      keys.fr!,
+      `/dicomweb/studies/${replacement}/series/${copy.seriesInstanceUid}/instances/${copy.sopInstanceUid}`,
+    );
+    expect(one.parts).toHaveLength(1);
+    expect(one.parts[0]!.bytes.equals(whole.parts[0]!.bytes)).toBe(true);
+    // The clinic retrieves its own study by its own UIDs, as sent.
+    const clinic = await retrieve(keys.abroad!, `/dicomweb/studies/${root}`);
+    expect(clinic.parts).toHaveLength(3);
+    expect(clinic.text).toContain(PATIENT_ID);
+  });
+});
