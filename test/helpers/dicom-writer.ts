@@ -631,3 +631,38 @@ export async function encodeFrame(
           : NativeCodecs.encodeHtJpeg2000(context, { lossy });
   return new Uint8Array(encoded.getEncodedBuffer());
 }
+
+/**
+ * A small CT study of three instances in two series (`root.1` with `root.1.1` and `root.1.2`, `root.2` with
+ * `root.2.1`), each an 8 × 8 flat frame of its own value, naming the patient given: for the DICOMweb tests.
+ */
+export function threeInstanceStudy(
+  root: string,
+  patient: { name: string; id: string },
+): Array<{ series: string; sop: string; bytes: Uint8Array }> {
+  return [
+    { series: `${root}.1`, sop: `${root}.1.1`, value: 40 },
+    { series: `${root}.1`, sop: `${root}.1.2`, value: 80 },
+    { series: `${root}.2`, sop: `${root}.2.1`, value: 120 },
+  ].map(({ series, sop, value }) => ({
+    series,
+    sop,
+    bytes: writeDicom(
+      imageElements({
+        rows: 8,
+        columns: 8,
+        bitsAllocated: 8,
+        pixelData: new Uint8Array(64).fill(value),
+        extra: [
+          { tag: 0x0020000d, vr: 'UI', value: root },
+          { tag: 0x0020000e, vr: 'UI', value: series },
+          { tag: 0x00080018, vr: 'UI', value: sop },
+          { tag: 0x00080060, vr: 'CS', value: 'CT' },
+          { tag: 0x00100010, vr: 'PN', value: patient.name },
+          { tag: 0x00100020, vr: 'LO', value: patient.id },
+        ],
+      }),
+      { sopInstanceUid: sop },
+    ),
+  }));
+}

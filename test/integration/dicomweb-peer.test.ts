@@ -11,7 +11,7 @@ import type { Context } from '../../src/context.js';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { waitFor } from '../helpers/api-client.js';
-import { imageElements, writeDicom } from '../helpers/dicom-writer.js';
+import { threeInstanceStudy } from '../helpers/dicom-writer.js';
 import { freePort, waitForHttp } from '../helpers/processes.js';
 import { createTestContext } from '../helpers/test-context.js';
 
@@ -39,32 +39,8 @@ let scratch: string;
 let apiUrl: string;
 let frKey: string;
 
-function instance(study: string, series: string, sop: string, value: number): Uint8Array {
-  return writeDicom(
-    imageElements({
-      rows: 8,
-      columns: 8,
-      bitsAllocated: 8,
-      pixelData: new Uint8Array(64).fill(value),
-      extra: [
-        { tag: 0x0020000d, vr: 'UI', value: study },
-        { tag: 0x0020000e, vr: 'UI', value: series },
-        { tag: 0x00080018, vr: 'UI', value: sop },
-        { tag: 0x00080060, vr: 'CS', value: 'CT' },
-        { tag: 0x00100010, vr: 'PN', value: PATIENT },
-        { tag: 0x00100020, vr: 'LO', value: PATIENT_ID },
-      ],
-    }),
-    { sopInstanceUid: sop },
-  );
-}
-
 function study(root: string): Uint8Array[] {
-  return [
-    instance(root, `${root}.1`, `${root}.1.1`, 40),
-    instance(root, `${root}.1`, `${root}.1.2`, 80),
-    instance(root, `${root}.2`, `${root}.2.1`, 120),
-  ];
+  return threeInstanceStudy(root, { name: PATIENT, id: PATIENT_ID }).map((i) => i.bytes);
 }
 
 async function orthancJson<T>(method: string, p: string, body?: unknown): Promise<T> {

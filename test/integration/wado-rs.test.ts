@@ -8,7 +8,7 @@ import type { Context } from '../../src/context.js';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { waitFor } from '../helpers/api-client.js';
-import { imageElements, writeDicom } from '../helpers/dicom-writer.js';
+import { threeInstanceStudy } from '../helpers/dicom-writer.js';
 import { createTestContext } from '../helpers/test-context.js';
 
 /**
@@ -28,33 +28,9 @@ let workers: RunningWorkers;
 let url: string;
 const keys: Record<string, string> = {};
 
-function instance(study: string, series: string, sop: string, value: number): Uint8Array {
-  return writeDicom(
-    imageElements({
-      rows: 4,
-      columns: 4,
-      bitsAllocated: 8,
-      pixelData: new Uint8Array(16).fill(value),
-      extra: [
-        { tag: 0x0020000d, vr: 'UI', value: study },
-        { tag: 0x0020000e, vr: 'UI', value: series },
-        { tag: 0x00080018, vr: 'UI', value: sop },
-        { tag: 0x00080060, vr: 'CS', value: 'CT' },
-        { tag: 0x00100010, vr: 'PN', value: PATIENT },
-        { tag: 0x00100020, vr: 'LO', value: PATIENT_ID },
-      ],
-    }),
-    { sopInstanceUid: sop },
-  );
-}
-
 /** Three instances in two series. */
-function study(root: string): Array<{ series: string; sop: string; bytes: Uint8Array }> {
-  return [
-    { series: `${root}.1`, sop: `${root}.1.1`, value: 10 },
-    { series: `${root}.1`, sop: `${root}.1.2`, value: 20 },
-    { series: `${root}.2`, sop: `${root}.2.1`, value: 30 },
-  ].map((i) => ({ ...i, bytes: instance(root, i.series, i.sop, i.value) }));
+function study(root: string) {
+  return threeInstanceStudy(root, { name: PATIENT, id: PATIENT_ID });
 }
 
 async function stow(key: string, files: Uint8Array[]): Promise<Record<string, { Value?: unknown[] }>> {
