@@ -129,9 +129,9 @@ function middleFrame(instance: DicomInstance): number {
   return Math.floor(instance.numberOfFrames / 2);
 }
 
-async function readRange(source: ByteSource, offset: number, length: number): Promise<Uint8Array> {
-  const bytes = await source.read(offset, Math.max(0, Math.min(length, source.size - offset)));
-  return bytes;
+/** Up to `length` bytes from `offset`, never past the end. */
+function readRange(source: ByteSource, offset: number, length: number): Promise<Uint8Array> {
+  return source.read(offset, Math.max(0, Math.min(length, source.size - offset)));
 }
 
 async function fill(source: ByteSource, sparse: Uint8Array, offset: number, length: number): Promise<void> {
