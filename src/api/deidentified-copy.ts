@@ -12,7 +12,11 @@ import {
   deidentifyDicomParts,
 } from '../formats/dicom/deidentify.js';
 import { parseDicom } from '../formats/dicom/parse-dicom.js';
-import { type RangeReadLimits, readInstanceForFrame } from '../formats/dicom/read-frame-by-range.js';
+import {
+  type RangeReadLimits,
+  readInstanceByRange,
+  readInstanceForFrame,
+} from '../formats/dicom/read-frame-by-range.js';
 import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../formats/slide/dicom-wsi.js';
 import type { ByteSource } from '../formats/types.js';
 import { objectByteSource } from '../storage/object-byte-source.js';
@@ -168,7 +172,8 @@ export async function showsIdentity(
       await ctx.storage.getBytes(file.object_key, { start: 0, end: Math.min(size, HEADER_BYTES) - 1 }),
     );
   } catch {
-    instance = parseDicom(await ctx.storage.getBytes(file.object_key));
+    // A header longer than that: read on by range (a large instance is not read whole for its header).
+    instance = await readInstanceByRange(objectByteSource(ctx.storage, file.object_key, size));
   }
   const flavor = wsiImageFlavor(instance);
   return (

@@ -183,6 +183,27 @@ describe('a large multi-frame instance', () => {
     expect(await decode(read.instance, 30)).toEqual(await decode(parseDicom(bytes), 30));
   });
 
+  test('a header longer than the first read is read further, not the whole file', async () => {
+    const withPrivateBlock = writeDicom(
+      imageElements({
+        rows,
+        columns: rows,
+        bitsAllocated: 16,
+        pixelData: pixels,
+        extra: [
+          { tag: 0x00280008, vr: 'IS', value: String(frames) },
+          { tag: 0x00090010, vr: 'LO', value: 'TELEREAD TEST' },
+          { tag: 0x00091010, vr: 'OB', value: new Uint8Array(20_000).fill(7) },
+        ],
+      }),
+    );
+    const source = countingSource(withPrivateBlock);
+    const read = await readInstanceForFrame(source, 5, limits);
+    expect(read.whole).toBe(false);
+    expect(source.bytesRead).toBeLessThan(withPrivateBlock.length / 2);
+    expect(await decode(read.instance, 5)).toEqual(await decode(parseDicom(withPrivateBlock), 5));
+  });
+
   test('without a frame, reads the middle one (what a thumbnail shows)', async () => {
     expect((await readInstanceForFrame(countingSource(bytes), undefined, limits)).frame).toBe(frames / 2);
   });

@@ -11,7 +11,7 @@
  * extraction, decoders, overlays) then works unchanged and reads only the frame's bytes.
  *
  * Files small enough to read whole are read whole, and so is any file this reader cannot vouch for (a header
- * longer than the first read, a deflated data set, item headers that do not add up, frames that only JPEG markers
+ * longer than 64 MiB, a deflated data set, item headers that do not add up, frames that only JPEG markers
  * inside the fragments can tell apart): the ordinary path then gives its usual errors.
  */
 import { AppError } from '../../errors.js';
@@ -73,13 +73,9 @@ export async function readInstanceForFrame(
     return { instance, frame: frame ?? middleFrame(instance), bytes, whole: true };
   };
   if (source.size <= wholeReadBytes || source.size > MAX_SPARSE_BYTES) return whole();
-  const head = await readRange(source, 0, headBytes);
-  let header: DicomInstance;
-  try {
-    header = parseDicom(head);
-  } catch {
-    return whole();
-  }
+  const found = await readHeader(source, headBytes);
+  if (!found) return whole();
+  const { head, header } = found;
   const at = header.truncatedPixelDataOffset;
   if (at === undefined || describeTransferSyntax(header.transferSyntaxUid).deflated) return whole();
 
@@ -127,6 +123,28 @@ export async function readInstanceByRange(source: ByteSource): Promise<DicomInst
 
 function middleFrame(instance: DicomInstance): number {
   return Math.floor(instance.numberOfFrames / 2);
+}
+
+/**
+ * The file's start, read until it holds the whole header before Pixel Data: `headBytes` first, then 8 and 64
+ * times as much (private headers of a few megabytes exist). Undefined when none parses as a header cut inside
+ * Pixel Data.
+ */
+async function readHeader(
+  source: ByteSource,
+  headBytes: number,
+): Promise<{ head: Uint8Array; header: DicomInstance } | undefined> {
+  for (const size of [headBytes, headBytes * 8, headBytes * 64]) {
+    if (size >= source.size) return undefined;
+    const head = await readRange(source, 0, size);
+    try {
+      const header = parseDicom(head);
+      return header.truncatedPixelDataOffset === undefined ? undefined : { head, header };
+    } catch {
+      // Cut inside an element before Pixel Data: read further.
+    }
+  }
+  return undefined;
 }
 
 /** Up to `length` bytes from `offset`, never past the end. */
