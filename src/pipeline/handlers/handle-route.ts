@@ -14,8 +14,10 @@ import { parseRule, type RoutingRule } from '../../domain/rules.js';
 import { checkShiftExceptions, checkWeeklyShifts, isTimeZone, type Schedule } from '../../domain/shifts.js';
 import { AppError, isAppError } from '../../errors.js';
 import { parseDicom } from '../../formats/dicom/parse-dicom.js';
+import { readInstanceByRange } from '../../formats/dicom/read-frame-by-range.js';
 import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
 import type { Logger } from '../../log.js';
+import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import type { JobOf } from '../queues.js';
 
@@ -24,8 +26,6 @@ const PRIOR_READERS = 5;
 
 /** The head of a DICOM object read to find BurnedInAnnotation; parseDicom tolerates pixel data cut short. */
 const DICOM_HEADER_BYTES = 512 * 1024;
-/** A header that does not fit in the head is read whole up to this size; a bigger one is refused abroad. */
-const DICOM_WHOLE_READ_LIMIT = 64 * 1024 * 1024;
 const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
 
 /**
@@ -215,8 +215,9 @@ async function getCrossBorderRefusal(ctx: Context, caseId: string): Promise<stri
       try {
         instance = parseDicom(head);
       } catch (err) {
-        if (!isAppError(err) || size <= DICOM_HEADER_BYTES || size > DICOM_WHOLE_READ_LIMIT) throw err;
-        instance = parseDicom(await ctx.storage.getBytes(f.object_key));
+        if (!isAppError(err) || size <= DICOM_HEADER_BYTES) throw err;
+        // A header longer than that: read on by range, never the whole of a large instance.
+        instance = await readInstanceByRange(objectByteSource(ctx.storage, f.object_key, size));
       }
     } catch (err) {
       if (!isAppError(err) || err.retryable) throw err;
