@@ -204,6 +204,37 @@ describe('a large multi-frame instance', () => {
     expect(await decode(read.instance, 5)).toEqual(await decode(parseDicom(withPrivateBlock), 5));
   });
 
+  test('one that must be read whole is refused over 1 GiB, and a non-DICOM file at its first read', async () => {
+    // A deflated data set cannot be read by range. The source claims 1.5 GiB: the file, then zeros never read.
+    const deflated = writeDicom(
+      imageElements({
+        rows,
+        columns: rows,
+        bitsAllocated: 16,
+        pixelData: pixels.subarray(0, rows * rows * 2),
+      }),
+      { encoding: 'deflated' },
+    );
+    const huge = (bytes: Uint8Array) => {
+      const source = {
+        size: 1.5 * 1024 ** 3,
+        bytesRead: 0,
+        async read(offset: number, length: number) {
+          const out = new Uint8Array(Math.min(length, source.size - offset));
+          if (offset < bytes.length) out.set(bytes.subarray(offset, offset + out.length));
+          source.bytesRead += out.length;
+          return out;
+        },
+      };
+      return source;
+    };
+    const big = huge(deflated);
+    await expect(readInstanceForFrame(big)).rejects.toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    const notDicom = huge(new TextEncoder().encode('not a DICOM file at all, just text'));
+    await expect(readInstanceForFrame(notDicom)).rejects.toMatchObject({ code: 'UNSUPPORTED_FORMAT' });
+    expect(notDicom.bytesRead).toBe(1024 * 1024);
+  });
+
   test('without a frame, reads the middle one (what a thumbnail shows)', async () => {
     expect((await readInstanceForFrame(countingSource(bytes), undefined, limits)).frame).toBe(frames / 2);
   });

@@ -14,7 +14,7 @@
  * longer than 64 MiB, a deflated data set, item headers that do not add up, frames that only JPEG markers
  * inside the fragments can tell apart): the ordinary path then gives its usual errors.
  */
-import { AppError } from '../../errors.js';
+import { AppError, isAppError } from '../../errors.js';
 import type { ByteSource } from '../types.js';
 import { type DicomInstance, parseDicom } from './parse-dicom.js';
 import { describePixels, fragmentsOfFrameFromTables, nativeFrameByteRange } from './pixel-data.js';
@@ -28,6 +28,8 @@ const HEAD_BYTES = 1024 * 1024;
 const MAX_TRAILER_BYTES = 16 * 1024 * 1024;
 /** Typed arrays in Node 20 hold at most 4 GiB, as DICOM's 32-bit lengths do for native pixel data. */
 const MAX_SPARSE_BYTES = 2 ** 32;
+/** A file that must be read whole (see above) and is larger than this is refused rather than held in memory. */
+export const MAX_WHOLE_READ_BYTES = 1024 * 1024 * 1024;
 
 const ITEM = 0xfffee000;
 const SEQUENCE_DELIMITER = 0xfffee0dd;
@@ -68,6 +70,13 @@ export async function readInstanceForFrame(
   { wholeReadBytes = WHOLE_READ_BYTES, headBytes = HEAD_BYTES }: RangeReadLimits = {},
 ): Promise<InstanceWithFrame> {
   const whole = async (): Promise<InstanceWithFrame> => {
+    if (source.size > MAX_WHOLE_READ_BYTES) {
+      throw new AppError(
+        'PAYLOAD_TOO_LARGE',
+        `the instance (${source.size} bytes) cannot be read by range (a deflated data set, a header over 64 MiB, or pixel data whose frames cannot be told apart) and is over the ${MAX_WHOLE_READ_BYTES} bytes read whole`,
+        { retryable: false },
+      );
+    }
     const bytes = await readRange(source, 0, source.size);
     const instance = parseDicom(bytes);
     return { instance, frame: frame ?? middleFrame(instance), bytes, whole: true };
@@ -140,7 +149,9 @@ async function readHeader(
     try {
       const header = parseDicom(head);
       return header.truncatedPixelDataOffset === undefined ? undefined : { head, header };
-    } catch {
+    } catch (err) {
+      // Not DICOM at all: no longer read will make it so.
+      if (isAppError(err) && err.code === 'UNSUPPORTED_FORMAT') throw err;
       // Cut inside an element before Pixel Data: read further.
     }
   }
