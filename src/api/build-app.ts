@@ -121,6 +121,16 @@ export async function buildApp(ctx: Context): Promise<App> {
   app.addHook('onSend', async (request, reply) => {
     reply.header('x-request-id', request.id);
   });
+  // Stopping waits for the responses in flight, not for keep-alive timeouts: Fastify closes the connections that
+  // are idle when close() begins, and one whose response (a large download) ends later would stay open until
+  // keepAliveTimeout. Each response that ends while closing lets go of the connections idle by then.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onResponse', async () => {
+    if (closing) setImmediate(() => app.server.closeIdleConnections());
+  });
 
   // Hooks on the root before any plugin is registered, so every scope (tus, DICOMweb) inherits them.
   const routes: RegisteredRoute[] = [];
