@@ -155,5 +155,26 @@ describe('an instance larger than what is read whole', () => {
     };
     expect(pixelsOf(copy.body)).toBe(pixelsOf(bytes));
     expect(Buffer.from(copy.body).toString('latin1')).not.toContain('MRN-LARGE-77');
+
+    // A download cut off on a poor link resumes where it stopped (Range, with If-Range on the copy's tag).
+    const instancePath = `/v1/cases/${caseId}/instances/${sop}`;
+    const etag = copy.headers.get('etag')!;
+    expect(copy.headers.get('accept-ranges')).toBe('bytes');
+    const head = await call<Uint8Array>(keys.fr!, instancePath, { headers: { range: 'bytes=0-9999999' } });
+    expect(head.status).toBe(206);
+    expect(head.headers.get('content-range')).toBe(`bytes 0-9999999/${copy.body.length}`);
+    const rest = await call<Uint8Array>(keys.fr!, instancePath, {
+      headers: { range: 'bytes=10000000-', 'if-range': etag },
+    });
+    expect(rest.status).toBe(206);
+    expect(Buffer.concat([head.body, rest.body]).equals(Buffer.from(copy.body))).toBe(true);
+    const changed = await call<Uint8Array>(keys.fr!, instancePath, {
+      headers: { range: 'bytes=10-', 'if-range': '"old"' },
+    });
+    expect(changed.status).toBe(200);
+    expect(changed.body.length).toBe(copy.body.length);
+    const past = await call(keys.fr!, instancePath, { headers: { range: `bytes=${copy.body.length}-` } });
+    expect(past.status).toBe(416);
+    expect(past.headers.get('content-range')).toBe(`bytes */${copy.body.length}`);
   });
 });

@@ -9,6 +9,7 @@ import { objectByteSource } from '../../storage/object-byte-source.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy, showsIdentity } from '../deidentified-copy.js';
+import { answerRange } from '../http-range.js';
 import { needsDeidentifiedView } from '../redact.js';
 
 /** Bumped when a change to render-dicom.ts changes what a frame looks like, so that cached renders are redrawn
@@ -100,15 +101,36 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       const who = principalOf(request);
       const { id, sopInstanceUid } = request.params as { id: string; sopInstanceUid: string };
       const { file, deidentified } = await findInstance(ctx, who, id, sopInstanceUid);
-      const object = deidentified
-        ? await ensureDeidentifiedCopy(ctx, id, file)
-        : { key: file.object_key, bytes: Number(file.bytes) };
-      return reply
+      const key = deidentified ? (await ensureDeidentifiedCopy(ctx, id, file)).key : file.object_key;
+      const info = await ctx.storage.head(key);
+      if (!info)
+        throw new AppError('STORAGE_UNAVAILABLE', `instance ${sopInstanceUid} is missing from storage`);
+      // Stored objects never change in place (a new copy gets a new key), so their storage tag validates ranges.
+      const etag = `"${info.etag ?? `${info.bytes}`}"`;
+      const ifRange = request.headers['if-range'];
+      const range = answerRange(
+        request.headers.range,
+        info.bytes,
+        etag,
+        typeof ifRange === 'string' ? ifRange : undefined,
+      );
+      void reply
         .header('content-type', 'application/dicom')
-        .header('content-length', String(object.bytes))
         .header('content-disposition', `attachment; filename="${sopInstanceUid}.dcm"`)
         .header('cache-control', 'private, no-store')
-        .send(await ctx.storage.get(object.key));
+        .header('accept-ranges', 'bytes')
+        .header('etag', etag);
+      if (range.kind === 'unsatisfiable') {
+        return reply.code(416).header('content-range', `bytes */${info.bytes}`).send();
+      }
+      if (range.kind === 'part') {
+        return reply
+          .code(206)
+          .header('content-range', `bytes ${range.start}-${range.end}/${info.bytes}`)
+          .header('content-length', String(range.end - range.start + 1))
+          .send(await ctx.storage.get(key, { start: range.start, end: range.end }));
+      }
+      return reply.header('content-length', String(info.bytes)).send(await ctx.storage.get(key));
     },
   );
 
