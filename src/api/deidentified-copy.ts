@@ -11,13 +11,7 @@ import {
   type DeidentifyOptions,
   deidentifyDicomParts,
 } from '../formats/dicom/deidentify.js';
-import { parseDicom } from '../formats/dicom/parse-dicom.js';
-import {
-  type RangeReadLimits,
-  readInstanceByRange,
-  readInstanceForFrame,
-} from '../formats/dicom/read-frame-by-range.js';
-import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../formats/slide/dicom-wsi.js';
+import { type RangeReadLimits, readInstanceForFrame } from '../formats/dicom/read-frame-by-range.js';
 import type { ByteSource } from '../formats/types.js';
 import { objectByteSource } from '../storage/object-byte-source.js';
 
@@ -155,29 +149,4 @@ export async function ensureDeidentifiedCopy(
     contentLength: copy.bytes,
   });
   return { key, bytes: stored.bytes };
-}
-
-/** The head read to check an instance's flavor and BurnedInAnnotation; parseDicom tolerates cut pixel data. */
-const HEADER_BYTES = 512 * 1024;
-
-/** Whether an instance's pixels may show who the patient is: a slide label or overview, or burned-in text. */
-export async function showsIdentity(
-  ctx: Context,
-  file: { object_key: string; bytes: string },
-): Promise<boolean> {
-  const size = Number(file.bytes);
-  let instance: ReturnType<typeof parseDicom>;
-  try {
-    instance = parseDicom(
-      await ctx.storage.getBytes(file.object_key, { start: 0, end: Math.min(size, HEADER_BYTES) - 1 }),
-    );
-  } catch {
-    // A header longer than that: read on by range (a large instance is not read whole for its header).
-    instance = await readInstanceByRange(objectByteSource(ctx.storage, file.object_key, size));
-  }
-  const flavor = wsiImageFlavor(instance);
-  return (
-    (flavor !== undefined && IDENTIFYING_FLAVORS.has(flavor)) ||
-    instance.dataSet.string('x00280301')?.trim().toUpperCase() === 'YES'
-  );
 }

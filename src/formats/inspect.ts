@@ -16,6 +16,7 @@ import {
 } from './ecg/wfdb.js';
 import { transcodeWfdbFlac, usesWfdbFlac, wfdbFormatList } from './ecg/wfdb-flac.js';
 import { describeSlide, type SlideInfo } from './slide/describe-slide.js';
+import { IDENTIFYING_FLAVORS, wsiImageFlavor } from './slide/dicom-wsi.js';
 import { readTiff } from './slide/tiff.js';
 import {
   type ByteSource,
@@ -171,9 +172,37 @@ function inspectParsedDicom({ instance, bytes }: ParsedDicomFile, options: Inspe
   return { ...base, kind: 'imaging', format: 'dicom', metadata: dicomSummary(instance) };
 }
 
+/**
+ * Whether an instance's pixels may show who the patient is: BurnedInAnnotation (0028,0301) YES, or a slide's label
+ * or overview image. Kept on the files row at ingest, so that routing and the de-identified view need not read the
+ * header again to know.
+ */
+export interface PixelIdentity {
+  burnedInAnnotation: boolean;
+  /** A slide LABEL or OVERVIEW image (ImageType value 3). */
+  identifyingImage: boolean;
+}
+
+export function pixelIdentity(i: DicomInstance): PixelIdentity {
+  const flavor = wsiImageFlavor(i);
+  return {
+    burnedInAnnotation: i.dataSet.string('x00280301')?.trim().toUpperCase() === 'YES',
+    identifyingImage: flavor !== undefined && IDENTIFYING_FLAVORS.has(flavor),
+  };
+}
+
+/** The flags a files row's metadata holds, or undefined for a row ingested before they were kept. */
+export function pixelIdentityOf(metadata: unknown): PixelIdentity | undefined {
+  const m = metadata as Partial<Record<keyof PixelIdentity, unknown>> | null;
+  return typeof m?.burnedInAnnotation === 'boolean' && typeof m.identifyingImage === 'boolean'
+    ? { burnedInAnnotation: m.burnedInAnnotation, identifyingImage: m.identifyingImage }
+    : undefined;
+}
+
 /** Technical DICOM attributes worth keeping on the row (no patient data). */
 export function dicomSummary(i: DicomInstance): Record<string, unknown> {
   return {
+    ...pixelIdentity(i),
     transferSyntaxUid: i.transferSyntaxUid,
     sopClassUid: i.sopClassUid,
     modality: i.modality,

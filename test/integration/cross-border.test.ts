@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { sql } from 'kysely';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { App } from '../../src/api/build-app.js';
@@ -415,6 +416,27 @@ describe('a "de-identified only" site with no reader licensed at home', () => {
     const waiting = await caseOf(fileId, (c) => c.status === 'ready' && c.route_note !== null);
     expect(waiting.route_note).toContain('BurnedInAnnotation');
     expect(waiting.deidentified_abroad).toBe(false);
+    // Ingest kept the flags on the row; a row from before they were kept has its header read, with the same answer.
+    const row = await ctx.db
+      .selectFrom('files')
+      .select('metadata')
+      .where('id', '=', fileId)
+      .executeTakeFirstOrThrow();
+    expect(row.metadata).toMatchObject({ burnedInAnnotation: true, identifyingImage: false });
+    await ctx.db
+      .updateTable('files')
+      .set({ metadata: sql`metadata - 'burnedInAnnotation' - 'identifyingImage'` })
+      .where('id', '=', fileId)
+      .execute();
+    await ctx.db.updateTable('cases').set({ route_note: null }).where('id', '=', waiting.id).execute();
+    await handleRoute({ ctx, log: ctx.log }, { caseId: waiting.id });
+    const again = await ctx.db
+      .selectFrom('cases')
+      .selectAll()
+      .where('id', '=', waiting.id)
+      .executeTakeFirstOrThrow();
+    expect(again.route_note).toContain('BurnedInAnnotation');
+    expect(again.deidentified_abroad).toBe(false);
     expect((await call(keys['radio-fr']!, `/v1/cases/${waiting.id}`)).status).toBe(404);
     // Ops may not hand it abroad either: routing never opened it there.
     const reassign = await call(keys.ops!, `/v1/cases/${waiting.id}/reassign`, {

@@ -5,10 +5,11 @@ import { getOriginalUid } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
 import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
 import { renderDicomFrame } from '../../imaging/render-dicom.js';
+import { showsIdentity } from '../../pipeline/stored-dicom-header.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { ensureDeidentifiedCopy, showsIdentity } from '../deidentified-copy.js';
+import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { answerRange } from '../http-range.js';
 import { needsDeidentifiedView } from '../redact.js';
 
@@ -37,7 +38,7 @@ function parseWindow(raw: string | undefined): { center: number; width: number }
 }
 
 interface FoundInstance {
-  file: { id: string; object_key: string; bytes: string };
+  file: { id: string; object_key: string; bytes: string; metadata: unknown };
   originalUid: string;
   /** The caller is a reader abroad: they address the instance by its replacement UID and get it de-identified. */
   deidentified: boolean;
@@ -66,7 +67,7 @@ async function findInstance(
   if (!originalUid) throw missing();
   const file = await ctx.db
     .selectFrom('files')
-    .select(['id', 'object_key', 'bytes'])
+    .select(['id', 'object_key', 'bytes', 'metadata'])
     .where('case_id', '=', caseId)
     .where('sop_instance_uid', '=', originalUid)
     .where('duplicate_of', 'is', null)

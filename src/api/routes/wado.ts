@@ -22,9 +22,10 @@ import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUid } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
+import { showsIdentity } from '../../pipeline/stored-dicom-header.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { ensureDeidentifiedCopy, showsIdentity } from '../deidentified-copy.js';
+import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { parseMediaType } from '../multipart-related.js';
 import { needsDeidentifiedView } from '../redact.js';
 
@@ -134,6 +135,7 @@ async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
       'case_id',
       'object_key',
       'bytes',
+      'metadata',
       sql<string | null>`metadata->>'transferSyntaxUid'`.as('ts'),
     ])
     .where('case_id', 'in', caseIds)

@@ -13,19 +13,15 @@ import {
 import { parseRule, type RoutingRule } from '../../domain/rules.js';
 import { checkShiftExceptions, checkWeeklyShifts, isTimeZone, type Schedule } from '../../domain/shifts.js';
 import { AppError, isAppError } from '../../errors.js';
-import { parseDicom } from '../../formats/dicom/parse-dicom.js';
-import { readInstanceByRange } from '../../formats/dicom/read-frame-by-range.js';
-import { IDENTIFYING_FLAVORS, wsiImageFlavor } from '../../formats/slide/dicom-wsi.js';
+import { pixelIdentity, pixelIdentityOf } from '../../formats/inspect.js';
 import type { Logger } from '../../log.js';
-import { objectByteSource } from '../../storage/object-byte-source.js';
 import type { JobContext, JobOutcome } from '../job-context.js';
 import type { JobOf } from '../queues.js';
+import { readHeaderOf } from '../stored-dicom-header.js';
 
 /** Most earlier readers of the same patient considered for a follow-up. */
 const PRIOR_READERS = 5;
 
-/** The head of a DICOM object read to find BurnedInAnnotation; parseDicom tolerates pixel data cut short. */
-const DICOM_HEADER_BYTES = 512 * 1024;
 const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
 
 /**
@@ -186,7 +182,8 @@ export async function handleRoute(
  * Why a case from a "deidentified" site must stay in its jurisdiction even de-identified, or undefined. The
  * de-identification profile removes identifying attributes from headers but cannot clean pixels: an instance
  * with BurnedInAnnotation YES (or whose header cannot be read to tell) keeps the case home. Slide label and
- * overview instances are exempt: they are never served to a reader abroad. Other sites need no answer.
+ * overview instances are exempt: they are never served to a reader abroad. Other sites need no answer. The flags
+ * come from the files rows (ingest keeps them, `pixelIdentity`); a row ingested before that has its header read.
  */
 async function getCrossBorderRefusal(ctx: Context, caseId: string): Promise<string | undefined> {
   const site = await ctx.db
@@ -198,36 +195,25 @@ async function getCrossBorderRefusal(ctx: Context, caseId: string): Promise<stri
   if (!site || site.routed_at || site.cross_border_policy !== 'deidentified') return undefined;
   const files = await ctx.db
     .selectFrom('files')
-    .select(['id', 'object_key', 'bytes'])
+    .select(['id', 'object_key', 'bytes', 'metadata', 'sop_instance_uid'])
     .where('case_id', '=', caseId)
     .where('format', 'in', DICOM_FORMATS)
     .where('status', '!=', 'failed')
     .where('duplicate_of', 'is', null)
     .execute();
   for (const f of files) {
-    const size = Number(f.bytes);
-    let instance: ReturnType<typeof parseDicom>;
-    try {
-      const head = await ctx.storage.getBytes(f.object_key, {
-        start: 0,
-        end: Math.min(size, DICOM_HEADER_BYTES) - 1,
-      });
+    let flags = pixelIdentityOf(f.metadata);
+    if (!flags) {
+      // A row ingested before the flags were kept: read its header.
       try {
-        instance = parseDicom(head);
+        flags = pixelIdentity(await readHeaderOf(ctx, f));
       } catch (err) {
-        if (!isAppError(err) || size <= DICOM_HEADER_BYTES) throw err;
-        // A header longer than that: read on by range, never the whole of a large instance.
-        instance = await readInstanceByRange(objectByteSource(ctx.storage, f.object_key, size));
+        if (!isAppError(err) || err.retryable) throw err;
+        return `the header of file ${f.id} could not be read to check for burned-in annotation`;
       }
-    } catch (err) {
-      if (!isAppError(err) || err.retryable) throw err;
-      return `the header of file ${f.id} could not be read to check for burned-in annotation`;
     }
-    const flavor = wsiImageFlavor(instance);
-    if (flavor && IDENTIFYING_FLAVORS.has(flavor)) continue;
-    if (instance.dataSet.string('x00280301')?.trim().toUpperCase() === 'YES') {
-      return `instance ${instance.sopInstanceUid ?? f.id} has BurnedInAnnotation YES`;
-    }
+    if (flags.identifyingImage) continue;
+    if (flags.burnedInAnnotation) return `instance ${f.sop_instance_uid ?? f.id} has BurnedInAnnotation YES`;
   }
   return undefined;
 }
