@@ -9,7 +9,12 @@ import { randomUUID } from 'node:crypto';
 import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parseDicom } from '../src/formats/dicom/parse-dicom.js';
-import { encodeFrame, imageElements, writeDicom } from '../test/helpers/dicom-writer.js';
+import {
+  encodeFrame,
+  imageElements,
+  nativePixelDataHeader,
+  writeDicom,
+} from '../test/helpers/dicom-writer.js';
 import { check, run } from './lib.js';
 
 /** Deterministic noise, so every run renders the same pixels. */
@@ -155,17 +160,10 @@ export async function writeCine(file: string, frames: number): Promise<void> {
       { tag: 0x00281053, vr: 'DS', value: '1' },
     ],
   });
-  // The test writer holds a file in a JavaScript array: it writes the header, and the frames are appended
-  // after a Pixel Data element header (explicit VR little endian OW: tag, VR, two reserved bytes, length).
-  const pixelHeader = Buffer.alloc(12);
-  pixelHeader.writeUInt16LE(0x7fe0, 0);
-  pixelHeader.writeUInt16LE(0x0010, 2);
-  pixelHeader.write('OW', 4, 'latin1');
-  pixelHeader.writeUInt32LE(frames * frameBytes, 8);
   const out = await open(file, 'w');
   try {
     await out.write(writeDicom(elements, { encoding: 'explicit-le' }));
-    await out.write(pixelHeader);
+    await out.write(nativePixelDataHeader(frames * frameBytes));
     for (let k = 0; k < frames; k++) {
       const slice = ctPixels(512, 300 + (k % 8));
       await out.write(new Uint8Array(slice.buffer, slice.byteOffset, slice.byteLength));

@@ -14,6 +14,7 @@ import {
 import { type RangeReadLimits, readInstanceForFrame } from '../formats/dicom/read-frame-by-range.js';
 import type { ByteSource } from '../formats/types.js';
 import { objectByteSource } from '../storage/object-byte-source.js';
+import type { ObjectInfo } from '../storage/object-store.js';
 
 /**
  * The de-identified copy of a stored DICOM instance: what a reader licensed elsewhere downloads (issue 3's
@@ -113,15 +114,15 @@ export async function deidentifiedCopyStream(
   };
 }
 
-/** Makes the copy if it is not stored yet; returns its object key and size. */
+/** Makes the copy if it is not stored yet; returns the stored object (its key, size and storage tag). */
 export async function ensureDeidentifiedCopy(
   ctx: Context,
   caseId: string,
   file: { id: string; object_key: string; bytes: string | number },
-): Promise<{ key: string; bytes: number }> {
+): Promise<ObjectInfo> {
   const key = deidentifiedCopyKey(caseId, file.id);
   const existing = await ctx.storage.head(key);
-  if (existing) return { key, bytes: existing.bytes };
+  if (existing) return existing;
   const copy = await deidentifiedCopyStream(
     objectByteSource(ctx.storage, file.object_key, Number(file.bytes)),
     (start, end) => ctx.storage.get(file.object_key, { start, end: end - 1 }),
@@ -144,9 +145,5 @@ export async function ensureDeidentifiedCopy(
     copy.body.destroy();
     throw new AppError('NOT_FOUND', `file ${file.id} has burned-in annotation and is not copied`);
   }
-  const stored = await ctx.storage.put(key, copy.body, {
-    contentType: 'application/dicom',
-    contentLength: copy.bytes,
-  });
-  return { key, bytes: stored.bytes };
+  return ctx.storage.put(key, copy.body, { contentType: 'application/dicom', contentLength: copy.bytes });
 }

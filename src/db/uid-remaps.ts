@@ -81,3 +81,14 @@ export async function getOriginalUid(db: Db, replacementUid: string): Promise<Or
     .executeTakeFirst();
   return row ? { caseId: row.case_id, originalUid: row.original_uid } : undefined;
 }
+
+/** The original UID a replacement stands for within one case; undefined when it names nothing there (another
+ * case's replacement included): what a reader abroad may address. */
+export async function getOriginalUidInCase(
+  db: Db,
+  caseId: string,
+  replacementUid: string,
+): Promise<string | undefined> {
+  const remap = await getOriginalUid(db, replacementUid);
+  return remap?.caseId === caseId ? remap.originalUid : undefined;
+}

@@ -12,7 +12,7 @@ import type { ByteSource } from '../../src/formats/types.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { decodeDicomFrame } from '../../src/imaging/render-dicom.js';
 import { corpusPath, hasCorpus, loadTruth } from '../corpus.js';
-import { imageElements, writeDicom } from '../helpers/dicom-writer.js';
+import { type DicomElement, type DicomEncoding, imageElements, writeDicom } from '../helpers/dicom-writer.js';
 
 /**
  * Large instances are read by byte range for one frame (read-frame-by-range.ts). Held here to the ordinary
@@ -23,13 +23,15 @@ import { imageElements, writeDicom } from '../helpers/dicom-writer.js';
 
 afterAll(() => closeDecodePool());
 
-/** A source over bytes in memory that counts what is read. */
-function countingSource(bytes: Uint8Array): ByteSource & { bytesRead: number } {
+/** A source over bytes in memory that counts what is read. Given a larger `size`, it claims to be that long and
+ * reads zeros past the bytes (a huge file without the memory). */
+function countingSource(bytes: Uint8Array, size = bytes.length): ByteSource & { bytesRead: number } {
   const source = {
-    size: bytes.length,
+    size,
     bytesRead: 0,
     async read(offset: number, length: number) {
-      const out = bytes.subarray(offset, Math.min(bytes.length, offset + length));
+      const out = new Uint8Array(Math.max(0, Math.min(length, size - offset)));
+      out.set(bytes.subarray(offset, offset + out.length));
       source.bytesRead += out.length;
       return out;
     },
@@ -163,15 +165,19 @@ describe('a large multi-frame instance', () => {
   const rows = 64;
   const pixels = new Uint8Array(frames * rows * rows * 2);
   for (let i = 0; i < pixels.length / 2; i++) pixels[i * 2] = (i * 7) % 251;
-  const bytes = writeDicom(
-    imageElements({
-      rows,
-      columns: rows,
-      bitsAllocated: 16,
-      pixelData: pixels,
-      extra: [{ tag: 0x00280008, vr: 'IS', value: String(frames) }],
-    }),
-  );
+  /** The multi-frame instance, with `extra` elements, in `encoding`. */
+  const multiFrame = (extra: DicomElement[] = [], encoding?: DicomEncoding) =>
+    writeDicom(
+      imageElements({
+        rows,
+        columns: rows,
+        bitsAllocated: 16,
+        pixelData: pixels,
+        extra: [{ tag: 0x00280008, vr: 'IS', value: String(frames) }, ...extra],
+      }),
+      encoding ? { encoding } : {},
+    );
+  const bytes = multiFrame();
   const limits = { wholeReadBytes: 0, headBytes: 4096 };
 
   test('reads its header and one frame, not the file', async () => {
@@ -184,19 +190,10 @@ describe('a large multi-frame instance', () => {
   });
 
   test('a header longer than the first read is read further, not the whole file', async () => {
-    const withPrivateBlock = writeDicom(
-      imageElements({
-        rows,
-        columns: rows,
-        bitsAllocated: 16,
-        pixelData: pixels,
-        extra: [
-          { tag: 0x00280008, vr: 'IS', value: String(frames) },
-          { tag: 0x00090010, vr: 'LO', value: 'TELEREAD TEST' },
-          { tag: 0x00091010, vr: 'OB', value: new Uint8Array(20_000).fill(7) },
-        ],
-      }),
-    );
+    const withPrivateBlock = multiFrame([
+      { tag: 0x00090010, vr: 'LO', value: 'TELEREAD TEST' },
+      { tag: 0x00091010, vr: 'OB', value: new Uint8Array(20_000).fill(7) },
+    ]);
     const source = countingSource(withPrivateBlock);
     const read = await readInstanceForFrame(source, 5, limits);
     expect(read.whole).toBe(false);
@@ -206,28 +203,8 @@ describe('a large multi-frame instance', () => {
 
   test('one that must be read whole is refused over 1 GiB, and a non-DICOM file at its first read', async () => {
     // A deflated data set cannot be read by range. The source claims 1.5 GiB: the file, then zeros never read.
-    const deflated = writeDicom(
-      imageElements({
-        rows,
-        columns: rows,
-        bitsAllocated: 16,
-        pixelData: pixels.subarray(0, rows * rows * 2),
-      }),
-      { encoding: 'deflated' },
-    );
-    const huge = (bytes: Uint8Array) => {
-      const source = {
-        size: 1.5 * 1024 ** 3,
-        bytesRead: 0,
-        async read(offset: number, length: number) {
-          const out = new Uint8Array(Math.min(length, source.size - offset));
-          if (offset < bytes.length) out.set(bytes.subarray(offset, offset + out.length));
-          source.bytesRead += out.length;
-          return out;
-        },
-      };
-      return source;
-    };
+    const deflated = multiFrame([], 'deflated');
+    const huge = (b: Uint8Array) => countingSource(b, 1.5 * 1024 ** 3);
     const big = huge(deflated);
     await expect(readInstanceForFrame(big)).rejects.toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
     const notDicom = huge(new TextEncoder().encode('not a DICOM file at all, just text'));

@@ -666,3 +666,18 @@ export function threeInstanceStudy(
     ),
   }));
 }
+
+/**
+ * The header of a native Pixel Data element of `byteLength` bytes in explicit VR little endian (tag, OW, two
+ * reserved bytes, 32-bit length). writeDicom holds a file in a JavaScript array, which hundreds of megabytes
+ * overflow: a large file is the data set written without Pixel Data, this header, then the samples appended.
+ */
+export function nativePixelDataHeader(byteLength: number): Uint8Array {
+  const header = new Uint8Array(12);
+  const view = new DataView(header.buffer);
+  view.setUint16(0, 0x7fe0, true);
+  view.setUint16(2, 0x0010, true);
+  header.set([0x4f, 0x57], 4);
+  view.setUint32(8, byteLength, true);
+  return header;
+}

@@ -13,7 +13,7 @@ import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { WHOLE_READ_BYTES } from '../../src/formats/dicom/read-frame-by-range.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { apiClient, waitFor } from '../helpers/api-client.js';
-import { imageElements, writeDicom } from '../helpers/dicom-writer.js';
+import { imageElements, nativePixelDataHeader, writeDicom } from '../helpers/dicom-writer.js';
 import { createTestContext } from '../helpers/test-context.js';
 
 /**
@@ -35,8 +35,8 @@ let url: string;
 let scratch: string;
 const keys: Record<string, string> = {};
 
-/** Frame k is a flat field of value 16·(k mod 256), one pixel (row k mod SIZE) set to 4095. The test writer holds
- * a file in a JavaScript array, so it writes the header and the pixel data is appended after it. */
+/** Frame k is a flat field of value 16·(k mod 256), one pixel (row k mod SIZE) set to 4095. The samples are
+ * appended after the header (nativePixelDataHeader). */
 function cine(): Uint8Array {
   const header = writeDicom(
     imageElements({
@@ -56,12 +56,7 @@ function cine(): Uint8Array {
   );
   const out = new Uint8Array(header.length + 12 + FRAMES * FRAME_BYTES);
   out.set(header);
-  const view = new DataView(out.buffer);
-  // (7FE0,0010) OW, explicit VR little endian: tag, VR, two reserved bytes, 32-bit length.
-  view.setUint16(header.length, 0x7fe0, true);
-  view.setUint16(header.length + 2, 0x0010, true);
-  out.set([0x4f, 0x57], header.length + 4);
-  view.setUint32(header.length + 8, FRAMES * FRAME_BYTES, true);
+  out.set(nativePixelDataHeader(FRAMES * FRAME_BYTES), header.length);
   const pixels = new Uint16Array(out.buffer, header.length + 12, FRAMES * SIZE * SIZE);
   for (let k = 0; k < FRAMES; k++) {
     const frame = pixels.subarray(k * SIZE * SIZE, (k + 1) * SIZE * SIZE);

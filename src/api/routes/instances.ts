@@ -1,7 +1,7 @@
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
-import { getOriginalUid } from '../../db/uid-remaps.js';
+import { getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
 import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
 import { renderDicomFrame } from '../../imaging/render-dicom.js';
@@ -58,11 +58,9 @@ async function findInstance(
   const kase = await getCaseForPrincipal(ctx.db, who, caseId);
   if (!kase) throw new AppError('NOT_FOUND', `no case ${caseId}`);
   const deidentified = needsDeidentifiedView(who, kase);
-  let originalUid: string | undefined = sopInstanceUid;
-  if (deidentified) {
-    const remap = await getOriginalUid(ctx.db, sopInstanceUid);
-    originalUid = remap?.caseId === caseId ? remap.originalUid : undefined;
-  }
+  const originalUid = deidentified
+    ? await getOriginalUidInCase(ctx.db, caseId, sopInstanceUid)
+    : sopInstanceUid;
   const missing = () => new AppError('NOT_FOUND', `case ${caseId} has no instance ${sopInstanceUid}`);
   if (!originalUid) throw missing();
   const file = await ctx.db
@@ -102,10 +100,12 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
       const who = principalOf(request);
       const { id, sopInstanceUid } = request.params as { id: string; sopInstanceUid: string };
       const { file, deidentified } = await findInstance(ctx, who, id, sopInstanceUid);
-      const key = deidentified ? (await ensureDeidentifiedCopy(ctx, id, file)).key : file.object_key;
-      const info = await ctx.storage.head(key);
+      const info = deidentified
+        ? await ensureDeidentifiedCopy(ctx, id, file)
+        : await ctx.storage.head(file.object_key);
       if (!info)
         throw new AppError('STORAGE_UNAVAILABLE', `instance ${sopInstanceUid} is missing from storage`);
+      const key = info.key;
       // Stored objects never change in place (a new copy gets a new key), so their storage tag validates ranges.
       const etag = `"${info.etag ?? `${info.bytes}`}"`;
       const ifRange = request.headers['if-range'];

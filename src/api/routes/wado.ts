@@ -20,7 +20,7 @@ import { sql } from 'kysely';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
-import { getOriginalUid } from '../../db/uid-remaps.js';
+import { getOriginalUid, getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
 import { showsIdentity } from '../../pipeline/stored-dicom-header.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
@@ -110,11 +110,10 @@ async function casesOfStudy(
   return { caseIds, deidentified: false };
 }
 
-/** A replacement UID given by a reader abroad, as the original it stands for in this case. */
+/** A replacement UID given by a reader abroad, as the original it stands for in this case ('' matches nothing). */
 async function originalOf(ctx: Context, caseId: string, uid: string | undefined): Promise<string | null> {
   if (uid === undefined) return null;
-  const remap = await getOriginalUid(ctx.db, uid);
-  return remap?.caseId === caseId ? remap.originalUid : '';
+  return (await getOriginalUidInCase(ctx.db, caseId, uid)) ?? '';
 }
 
 async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
@@ -130,14 +129,7 @@ async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
     : [scope.seriesUid ?? null, scope.sopUid ?? null];
   let q = ctx.db
     .selectFrom('files')
-    .select([
-      'id',
-      'case_id',
-      'object_key',
-      'bytes',
-      'metadata',
-      sql<string | null>`metadata->>'transferSyntaxUid'`.as('ts'),
-    ])
+    .select(['id', 'case_id', 'object_key', 'bytes', 'metadata'])
     .where('case_id', 'in', caseIds)
     .where('format', 'in', DICOM_FORMATS)
     .where('status', '!=', 'failed')
@@ -155,7 +147,7 @@ async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
       caseId: r.case_id!,
       object_key: r.object_key,
       bytes: r.bytes,
-      transferSyntaxUid: r.ts,
+      transferSyntaxUid: (r.metadata as { transferSyntaxUid?: string }).transferSyntaxUid ?? null,
     });
   }
   if (files.length === 0) throw missing();

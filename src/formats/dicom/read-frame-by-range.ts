@@ -86,11 +86,12 @@ export async function readInstanceForFrame(
   if (!found) return whole();
   const { head, header } = found;
   const at = header.truncatedPixelDataOffset;
-  if (at === undefined || describeTransferSyntax(header.transferSyntaxUid).deflated) return whole();
+  const syntax = describeTransferSyntax(header.transferSyntaxUid);
+  if (at === undefined || syntax.deflated) return whole();
 
   const sparse = new Uint8Array(source.size);
   sparse.set(head, 0);
-  const littleEndian = describeTransferSyntax(header.transferSyntaxUid).littleEndian;
+  const { littleEndian } = syntax;
   const element = await readPixelDataHeader(source, at, littleEndian);
   sparse.set(element.bytes, at);
   const layout = element.encapsulated
