@@ -9,10 +9,10 @@ import { deidentifyDicom } from '../../src/formats/dicom/deidentify.js';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { getFrame } from '../../src/formats/dicom/pixel-data.js';
 import { renderDicomFrame } from '../../src/imaging/render-dicom.js';
-import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
+import { hasDcmj2pnm } from '../helpers/dcmtk.js';
 import { writeDicom } from '../helpers/dicom-writer.js';
 import { type Layout, layoutElements, MATRIX_LAYOUTS, pixelData, RGB8 } from '../helpers/pixel-layouts.js';
-import { expectRendersLike, renderForComparison } from '../helpers/render-compare.js';
+import { expectRendersLike, renderBoth } from '../helpers/render-compare.js';
 import { dicomScratch } from '../helpers/scratch.js';
 
 /**
@@ -58,15 +58,7 @@ async function expectReadLikeDcmtk(name: string, bytes: Uint8Array, frames: numb
   expect(instance.rescaleIntercept).toBe(intercept === undefined ? undefined : Number(intercept));
 
   for (let frame = 0; frame < frames; frame++) {
-    const ours = await renderForComparison(file, frame);
-    const image = await toGray(ours.png);
-    const reference = await renderWithDcmtk(file, {
-      tool: 'dcmj2pnm',
-      frame,
-      voi: ours.voi,
-      width: image.width,
-      height: image.height,
-    });
+    const { image, reference } = await renderBoth(file, { frame });
     expectRendersLike(expect, image, reference);
   }
   return instance;

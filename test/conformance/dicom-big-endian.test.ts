@@ -5,9 +5,9 @@ import { describe, expect, test } from 'vitest';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { getFrame } from '../../src/formats/dicom/pixel-data.js';
 import { corpusPath, hasCorpus } from '../corpus.js';
-import { hasDcmj2pnm, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
+import { hasDcmj2pnm } from '../helpers/dcmtk.js';
 import { type DicomElement, type ImageSpec, imageElements, writeDicom } from '../helpers/dicom-writer.js';
-import { expectRendersLike, renderForComparison } from '../helpers/render-compare.js';
+import { expectRendersLike, renderBoth } from '../helpers/render-compare.js';
 import { dicomScratch } from '../helpers/scratch.js';
 
 /**
@@ -112,15 +112,7 @@ async function expectLikeSource(source: string, bigEndian: string): Promise<void
   for (let k = 0; k < le.numberOfFrames; k++) {
     expect(Array.from(getFrame(be, k).pixels)).toEqual(Array.from(getFrame(le, k).pixels));
   }
-  const ours = await renderForComparison(bigEndian);
-  const image = await toGray(ours.png);
-  const reference = await renderWithDcmtk(bigEndian, {
-    tool: 'dcmj2pnm',
-    frame: ours.frame,
-    voi: ours.voi,
-    width: image.width,
-    height: image.height,
-  });
+  const { image, reference } = await renderBoth(bigEndian);
   expectRendersLike(expect, image, reference);
 }
 

@@ -6,9 +6,9 @@ import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-di
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
 import { decodeDicomFrame } from '../../src/imaging/render-dicom.js';
 import { corpusPath, hasCorpus, loadTruth, noPixelDataEither, repoRoot, type TruthEntry } from '../corpus.js';
-import { hasDcmj2pnm, hasDcml2pnm, pearson, renderWithDcmtk, toGray } from '../helpers/dcmtk.js';
+import { hasDcmj2pnm, hasDcml2pnm, pearson, toGray } from '../helpers/dcmtk.js';
 import { referenceDecode, referenceDecoderRefuses } from '../helpers/reference-decoders.js';
-import { MIN_CORRELATION, renderForComparison as renderFile } from '../helpers/render-compare.js';
+import { MIN_CORRELATION, renderBoth, renderForComparison as renderFile } from '../helpers/render-compare.js';
 
 /**
  * Teleread's renders against DCMTK's, file by file: the middle frame, the same VOI, 256 pixels on the longest
@@ -58,17 +58,9 @@ describe.runIf(hasCorpus && hasDcmj2pnm)('DICOM renders against DCMTK', () => {
   });
 
   test.each(byDcmtk)(`%s correlates with DCMTK at ≥ ${MIN_CORRELATION}`, async (rel, t) => {
-    const ours = await renderForComparison(rel);
-    const image = await toGray(ours.png);
     // DCMTK scales the longer axis to the size we drew and derives the other from the pixel aspect; the two
     // must agree to the pixel.
-    const reference = await renderWithDcmtk(corpusPath(rel), {
-      tool: dcmtkTool(t)!,
-      frame: ours.frame,
-      voi: ours.voi,
-      width: image.width,
-      height: image.height,
-    });
+    const { image, reference } = await renderBoth(corpusPath(rel), { tool: dcmtkTool(t)! });
     expect([reference.width, reference.height]).toEqual([image.width, image.height]);
     expect(pearson(image.data, reference.data)).toBeGreaterThanOrEqual(MIN_CORRELATION);
   });

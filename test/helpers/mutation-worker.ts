@@ -13,6 +13,7 @@ import { byteSourceFromBytes } from '../../src/formats/types.js';
 import { renderDicomFrame } from '../../src/imaging/render-dicom.js';
 import { renderSlideThumbnailFromReader } from '../../src/imaging/render-slide.js';
 import { openDicomWsiSlide } from '../../src/imaging/slide-tiles.js';
+import { transcodeToExplicitLittleEndian } from '../../src/imaging/transcode-dicom.js';
 import { renderFileThumbnail } from '../../src/pipeline/render-file.js';
 import {
   describeError,
@@ -59,6 +60,7 @@ async function workerPath(input: FuzzInput, mutant: Mutant): Promise<string> {
     const pixels = ['x7fe00010', 'x7fe00008', 'x7fe00009'].some((t) => instance.dataSet.elements[t]);
     if (!pixels) return `${inspection.format} without pixel data`;
     await renderRangedFrame(bytes, instance);
+    await transcodeForRetrieve(bytes, instance);
     await renderDicomFrame(instance, { size: SIZE, format: 'png' });
     return `${inspection.format} rendered`;
   }
@@ -91,6 +93,22 @@ async function renderRangedFrame(bytes: Uint8Array, instance: DicomInstance): Pr
       headBytes,
     });
     await renderDicomFrame(read.instance, { frame: read.frame, size: SIZE, format: 'png' });
+  } catch (err) {
+    if (!isAppError(err)) throw err;
+  }
+}
+
+/**
+ * The instance rewritten as Explicit VR Little Endian, every frame decoded, as WADO-RS sends it when no transfer
+ * syntax is named (transcode-dicom.ts). A copy or an AppError; the whole-file render judges the mutant.
+ */
+async function transcodeForRetrieve(bytes: Uint8Array, instance: DicomInstance): Promise<void> {
+  try {
+    const copy = await transcodeToExplicitLittleEndian(bytes, instance.transferSyntaxUid);
+    let length = 0;
+    for await (const chunk of copy.chunks) length += chunk.length;
+    if (length !== copy.length)
+      throw new Error(`the copy is ${length} bytes, not the ${copy.length} it said`);
   } catch (err) {
     if (!isAppError(err)) throw err;
   }

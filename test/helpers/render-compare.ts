@@ -6,7 +6,14 @@ import { readFileSync } from 'node:fs';
 import type { ExpectStatic } from 'vitest';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { decodeDicomFrame, renderDicomFrame, resolveVoi } from '../../src/imaging/render-dicom.js';
-import { type DcmtkVoi, type GrayImage, pearson, standardDeviation } from './dcmtk.js';
+import {
+  type DcmtkVoi,
+  type GrayImage,
+  pearson,
+  renderWithDcmtk,
+  standardDeviation,
+  toGray,
+} from './dcmtk.js';
 
 export const COMPARISON_SIZE = 256;
 /** The issue's bar: Teleread's render and DCMTK's correlate at this or better, as 8-bit grayscale. */
@@ -42,4 +49,24 @@ export async function renderForComparison(
   });
   const voi: DcmtkVoi = !choice ? 'none' : choice.kind === 'lut' ? { voiLut: 1 } : { window: window! };
   return { png: image.data, voi, frame: frameIndex };
+}
+
+/**
+ * Teleread's render of `file` (renderForComparison) and DCMTK's render of `dcmtkFile` (the same file unless
+ * given: a copy DCMTK can decode) with the same frame, VOI and size, both as 8-bit grayscale.
+ */
+export async function renderBoth(
+  file: string,
+  options: { frame?: number; dcmtkFile?: string; tool?: 'dcmj2pnm' | 'dcml2pnm' } = {},
+): Promise<{ image: GrayImage; reference: GrayImage; frame: number }> {
+  const ours = await renderForComparison(file, options.frame);
+  const image = await toGray(ours.png);
+  const reference = await renderWithDcmtk(options.dcmtkFile ?? file, {
+    tool: options.tool ?? 'dcmj2pnm',
+    frame: ours.frame,
+    voi: ours.voi,
+    width: image.width,
+    height: image.height,
+  });
+  return { image, reference, frame: ours.frame };
 }

@@ -1,4 +1,9 @@
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { App } from '../../src/api/build-app.js';
 import { parseMediaType, parseMultipartRelated } from '../../src/api/multipart-related.js';
@@ -6,10 +11,13 @@ import { startApi } from '../../src/api/start-api.js';
 import { addReader, addSite, createKey } from '../../src/cli/admin-commands.js';
 import type { Context } from '../../src/context.js';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { getFrame } from '../../src/formats/dicom/pixel-data.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { waitFor } from '../helpers/api-client.js';
 import { threeInstanceStudy } from '../helpers/dicom-writer.js';
 import { createTestContext } from '../helpers/test-context.js';
+
+const run = promisify(execFile);
 
 /**
  * DICOMweb Retrieve (WADO-RS): the STOW-RS RetrieveURLs lead to the instances sent, byte for byte, at study,
@@ -68,7 +76,9 @@ async function retrieve(key: string, path: string, accept?: string): Promise<Ret
   const type = parseMediaType(res.headers.get('content-type') ?? '');
   expect(type?.type).toBe('multipart/related');
   expect(type?.parameters.type).toBe('application/dicom');
-  expect(Number(res.headers.get('content-length'))).toBe(body.length);
+  // A response with parts transcoded as they are sent is chunked; otherwise its length is given.
+  const length = res.headers.get('content-length');
+  if (length !== null) expect(Number(length)).toBe(body.length);
   const parts: Retrieved['parts'] = [];
   for await (const part of parseMultipartRelated(Readable.from([body]), {
     boundary: type!.parameters.boundary!,
@@ -187,6 +197,88 @@ describe('WADO-RS retrieve', () => {
       expect(r.status, accept).toBe(406);
       expect(JSON.parse(r.text).error.code).toBe('NOT_ACCEPTABLE');
     }
+  });
+
+  test('with no transfer syntax named, instances stored compressed, implicit or big endian come as Explicit VR Little Endian', async () => {
+    const root = '2.25.5510005';
+    const sent = study(root);
+    // The three instances rewritten by DCMTK: JPEG-LS lossless, RLE, explicit VR big endian.
+    const syntaxes = [
+      { tool: 'dcmcjpls', args: [], uid: '1.2.840.10008.1.2.4.80' },
+      { tool: 'dcmcrle', args: [], uid: '1.2.840.10008.1.2.5' },
+      { tool: 'dcmconv', args: ['+tb'], uid: '1.2.840.10008.1.2.2' },
+    ];
+    const dir = await mkdtemp(path.join(tmpdir(), 'wado-transcode-'));
+    const stored: Buffer[] = [];
+    try {
+      for (const [i, s] of syntaxes.entries()) {
+        await writeFile(path.join(dir, `${i}.dcm`), sent[i]!.bytes);
+        await run(s.tool, [...s.args, path.join(dir, `${i}.dcm`), path.join(dir, `${i}.out.dcm`)]);
+        stored.push(await readFile(path.join(dir, `${i}.out.dcm`)));
+        expect(parseDicom(stored[i]!).transferSyntaxUid).toBe(s.uid);
+      }
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await stow(keys.home!, stored);
+    await routedCase(root);
+    const studyPath = `/dicomweb/studies/${root}`;
+
+    const bySop = (r: Retrieved) =>
+      new Map(r.parts.map((p) => [parseDicom(new Uint8Array(p.bytes)).sopInstanceUid!, p]));
+    for (const accept of [undefined, 'multipart/related; type="application/dicom"', '*/*']) {
+      const whole = await retrieve(keys.ke!, studyPath, accept);
+      expect(whole.status, accept).toBe(200);
+      const parts = bySop(whole);
+      expect(parts.size).toBe(3);
+      for (const [i, s] of sent.entries()) {
+        const part = parts.get(s.sop)!;
+        expect(parseMediaType(part.type)?.parameters['transfer-syntax']).toBe('1.2.840.10008.1.2.1');
+        const copy = parseDicom(new Uint8Array(part.bytes));
+        expect(copy.transferSyntaxUid, syntaxes[i]!.tool).toBe('1.2.840.10008.1.2.1');
+        expect(copy.patient?.name).toBe(PATIENT);
+        // The pixels the clinic sent, whatever they were stored as.
+        expect(Buffer.from(getFrame(copy, 0).pixels as Uint8Array)).toEqual(
+          Buffer.from(getFrame(parseDicom(s.bytes), 0).pixels as Uint8Array),
+        );
+      }
+    }
+    // One instance: transcoded before the response starts, so its length is known.
+    const one = await fetch(`${url}${studyPath}/series/${root}.1/instances/${root}.1.1`, {
+      headers: { authorization: `Bearer ${keys.ke}` },
+    });
+    expect(one.status).toBe(200);
+    expect(Number(one.headers.get('content-length'))).toBe((await one.arrayBuffer()).byteLength);
+
+    // transfer-syntax=* gives what was stored, byte for byte.
+    const asStored = bySop(
+      await retrieve(keys.ke!, studyPath, 'multipart/related; type="application/dicom"; transfer-syntax=*'),
+    );
+    for (const [i, s] of sent.entries()) expect(asStored.get(s.sop)!.bytes.equals(stored[i]!)).toBe(true);
+
+    // A named transfer syntax: the instance stored in it as stored, the others as Explicit VR Little Endian when
+    // that is named too, and 406 when it is not.
+    const dicom = 'multipart/related; type="application/dicom"';
+    const mixed = bySop(
+      await retrieve(
+        keys.ke!,
+        studyPath,
+        `${dicom}; transfer-syntax=1.2.840.10008.1.2.4.80, ${dicom}; transfer-syntax=1.2.840.10008.1.2.1`,
+      ),
+    );
+    expect(mixed.get(sent[0]!.sop)!.bytes.equals(stored[0]!)).toBe(true);
+    expect(parseMediaType(mixed.get(sent[1]!.sop)!.type)?.parameters['transfer-syntax']).toBe(
+      '1.2.840.10008.1.2.1',
+    );
+    const jlsOnly = await retrieve(keys.ke!, studyPath, `${dicom}; transfer-syntax=1.2.840.10008.1.2.4.80`);
+    expect(jlsOnly.status).toBe(406);
+    expect(JSON.parse(jlsOnly.text).error.code).toBe('NOT_ACCEPTABLE');
+    const jlsSeries = await retrieve(
+      keys.ke!,
+      `${studyPath}/series/${root}.1/instances/${root}.1.1`,
+      `${dicom}; transfer-syntax=1.2.840.10008.1.2.4.80`,
+    );
+    expect(jlsSeries.parts[0]!.bytes.equals(stored[0]!)).toBe(true);
   });
 
   test('ops and other tenants get nothing', async () => {

@@ -284,6 +284,37 @@ function pseudoRandomBytes(length: number, seed: number): Uint8Array {
   return out;
 }
 
+describe('parseDicom with the 64-bit VRs (OV, SV, UV)', () => {
+  // dicom-parser predates them and reads their 32-bit length as a 16-bit one; an Extended Offset Table (OV) in
+  // front of Pixel Data then loses the reader its place in the file.
+  test.each(['explicit-le', 'explicit-be'] as const)(
+    '%s: an Extended Offset Table, a 64-bit signed and an unsigned value leave the rest readable',
+    (encoding) => {
+      const pixels = Uint8Array.of(3, 1, 4, 1, 5, 9);
+      const bytes = writeDicom(
+        imageElements({
+          rows: 2,
+          columns: 3,
+          bitsAllocated: 8,
+          pixelData: pixels,
+          extra: [
+            { tag: 0x00189219, vr: 'SV', value: new BigInt64Array([-5n]) as unknown as Uint8Array },
+            { tag: 0x0040a132, vr: 'UV', value: new Uint8Array(8).fill(1) },
+            { tag: 0x7fe00001, vr: 'OV', value: new Uint8Array(8) },
+          ],
+        }),
+        { encoding },
+      );
+      const instance = parseDicom(bytes);
+      expect(instance.rows).toBe(2);
+      expect(instance.dataSet.elements.x7fe00001?.length).toBe(8);
+      expect(instance.dataSet.elements.x0040a132?.length).toBe(8);
+      expect(instance.dataSet.elements.x00189219?.length).toBe(8);
+      expect(instance.dataSet.elements.x7fe00010?.length).toBe(6);
+    },
+  );
+});
+
 describe('parseDicom on bad input', () => {
   test.each([
     { what: 'empty', bytes: new Uint8Array(0) },

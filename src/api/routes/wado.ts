@@ -9,10 +9,15 @@
  * gets the de-identified copies (deidentified-copy.ts), never a slide label or overview or an instance with
  * burned-in annotation. Ops, who see cases without their patients, get 403.
  *
- * Conformance notes. Instances are sent in the transfer syntax they were stored in, which each part's
- * Content-Type names: `transfer-syntax=*` and an Accept without a transfer syntax are served so (PS3.18 makes
- * Explicit VR Little Endian the default; Teleread does not transcode), and a request for another transfer syntax
- * gets 406. Search (QIDO-RS), metadata and bulk data resources are not served.
+ * Transfer syntax (PS3.18 §8.7.3.5.2). An Accept that names none (or no Accept) gets Explicit VR Little Endian,
+ * the default since DICOM 2016c: instances stored otherwise are transcoded as they are sent
+ * (imaging/transcode-dicom.ts; compressed frames are decoded one at a time, so the copy is never held whole).
+ * `transfer-syntax=*` gets every instance as it was stored, byte for byte; a named transfer syntax gets the
+ * instances stored in it as stored and the rest transcoded when it is Explicit VR Little Endian. Anything else
+ * (another syntax, video that cannot be decoded, an instance above TRANSCODE_MAX_BYTES) is 406 before a byte is
+ * sent. Each part's Content-Type names its transfer syntax. A response with transcoded parts has no overall
+ * Content-Length (chunked), since a part's length is known only when its first frame is decoded.
+ * Search (QIDO-RS), metadata and bulk data resources are not served.
  */
 import { randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
@@ -22,6 +27,12 @@ import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUid, getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
+import { EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
+import {
+  canTranscodeToExplicitLittleEndian,
+  type TranscodedInstance,
+  transcodeToExplicitLittleEndian,
+} from '../../imaging/transcode-dicom.js';
 import { showsIdentity } from '../../pipeline/stored-dicom-header.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
@@ -46,25 +57,60 @@ interface StudyFile {
   transferSyntaxUid: string | null;
 }
 
-/**
- * What the caller's Accept allows, PS3.18 §8.7.3: a multipart/related of application/dicom (or a wildcard), with
- * the transfer syntaxes it names; `*` (or none named) takes any. Undefined when it allows no Part 10 response.
- */
-function acceptedTransferSyntaxes(accept: string | undefined): Set<string> | '*' | undefined {
-  if (!accept || accept.trim() === '') return '*';
-  let named: Set<string> | undefined;
+/** The largest instance transcoded on retrieve: it is read whole into memory first. Larger ones go as stored
+ * (`transfer-syntax=*`). */
+export const TRANSCODE_MAX_BYTES = 256 * 1024 * 1024;
+
+/** The transfer syntaxes the caller's Accept allows, PS3.18 §8.7.3: `stored` when any may come as stored
+ * (`transfer-syntax=*`), and the ones it names, Explicit VR Little Endian standing for a range that names none. */
+interface Accepted {
+  stored: boolean;
+  named: Set<string>;
+}
+
+/** What the caller's Accept allows: a multipart/related of application/dicom, or a wildcard. Undefined when it
+ * allows no Part 10 response. */
+function acceptedTransferSyntaxes(accept: string | undefined): Accepted | undefined {
+  if (!accept || accept.trim() === '') return { stored: false, named: new Set([EXPLICIT_VR_LITTLE_ENDIAN]) };
+  let accepted: Accepted | undefined;
   for (const range of splitAccept(accept)) {
     const m = parseMediaType(range);
     if (!m) continue;
     const type = m.parameters.type?.toLowerCase();
     const multipart = m.type === 'multipart/related' && (type === undefined || type === 'application/dicom');
     if (!multipart && m.type !== '*/*' && m.type !== 'multipart/*') continue;
-    const ts = m.parameters['transfer-syntax'];
-    if (!multipart || ts === undefined || ts === '*') return '*';
-    named ??= new Set();
-    named.add(ts);
+    accepted ??= { stored: false, named: new Set() };
+    const ts = multipart ? m.parameters['transfer-syntax'] : undefined;
+    if (ts === '*') accepted.stored = true;
+    else accepted.named.add(ts ?? EXPLICIT_VR_LITTLE_ENDIAN);
   }
-  return named;
+  return accepted;
+}
+
+/** How one instance is sent, or why it cannot be: as stored, or transcoded to Explicit VR Little Endian. */
+function howToSend(file: StudyFile, accepted: Accepted): 'stored' | 'transcode' {
+  const stored = file.transferSyntaxUid;
+  if (accepted.stored || (stored !== null && accepted.named.has(stored))) return 'stored';
+  const named = [...accepted.named].join(', ');
+  if (!accepted.named.has(EXPLICIT_VR_LITTLE_ENDIAN) || stored === null) {
+    throw new AppError(
+      'NOT_ACCEPTABLE',
+      `an instance is stored in transfer syntax ${stored ?? 'unknown'}; Accept names ${named}, and Teleread sends instances as stored (transfer-syntax=*) or as Explicit VR Little Endian (${EXPLICIT_VR_LITTLE_ENDIAN})`,
+    );
+  }
+  if (!canTranscodeToExplicitLittleEndian(stored)) {
+    throw new AppError(
+      'NOT_ACCEPTABLE',
+      `an instance is stored in transfer syntax ${stored}, whose frames Teleread cannot decode to Explicit VR Little Endian; ask for transfer-syntax=* to receive it as stored`,
+    );
+  }
+  if (Number(file.bytes) > TRANSCODE_MAX_BYTES) {
+    throw new AppError(
+      'NOT_ACCEPTABLE',
+      `an instance of ${file.bytes} bytes is stored in transfer syntax ${stored}, and instances above ${TRANSCODE_MAX_BYTES} bytes are not transcoded; ask for transfer-syntax=* to receive it as stored`,
+    );
+  }
+  return 'transcode';
 }
 
 /** Splits an Accept header at the commas between media ranges (not those inside quoted parameters). */
@@ -154,57 +200,80 @@ async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
   return { files, deidentified };
 }
 
-/** The multipart/related body: each part's headers, then its object streamed from storage. */
+interface Part {
+  key: string;
+  bytes: number;
+  transferSyntaxUid: string | null;
+  send: 'stored' | 'transcode';
+  /** Made before the response starts (one instance asked for): its errors are the response's status. */
+  copy?: TranscodedInstance | undefined;
+}
+
+function partHead(boundary: string, transferSyntaxUid: string | null, length: number): Buffer {
+  return Buffer.from(
+    `--${boundary}\r\nContent-Type: application/dicom${transferSyntaxUid ? `; transfer-syntax=${transferSyntaxUid}` : ''}\r\nContent-Length: ${length}\r\n\r\n`,
+  );
+}
+
+/** The multipart/related body: each part's headers, then its object streamed from storage or transcoded. The
+ * length is known up front when no part is left to transcode as it is sent. */
 function multipartBody(
   ctx: Context,
-  parts: Array<{ key: string; bytes: number; transferSyntaxUid: string | null }>,
+  parts: Part[],
   boundary: string,
-): { body: Readable; length: number } {
-  const heads = parts.map(
-    (p) =>
-      `--${boundary}\r\nContent-Type: application/dicom${p.transferSyntaxUid ? `; transfer-syntax=${p.transferSyntaxUid}` : ''}\r\nContent-Length: ${p.bytes}\r\n\r\n`,
+): { body: Readable; length: number | undefined } {
+  const tail = Buffer.from(`--${boundary}--\r\n`);
+  const sizes = parts.map((p) =>
+    p.send === 'stored'
+      ? partHead(boundary, p.transferSyntaxUid, p.bytes).length + p.bytes + 2
+      : p.copy && partHead(boundary, EXPLICIT_VR_LITTLE_ENDIAN, p.copy.length).length + p.copy.length + 2,
   );
-  const tail = `--${boundary}--\r\n`;
-  const length =
-    heads.reduce((n, h) => n + Buffer.byteLength(h), 0) +
-    parts.reduce((n, p) => n + p.bytes + 2, 0) +
-    Buffer.byteLength(tail);
+  const length = sizes.every((n) => n !== undefined)
+    ? sizes.reduce((a: number, n) => a + n!, 0) + tail.length
+    : undefined;
   async function* chunks(): AsyncGenerator<Buffer | Uint8Array> {
-    for (const [i, p] of parts.entries()) {
-      yield Buffer.from(heads[i]!);
-      yield* await ctx.storage.get(p.key);
+    for (const p of parts) {
+      if (p.send === 'stored') {
+        yield partHead(boundary, p.transferSyntaxUid, p.bytes);
+        yield* await ctx.storage.get(p.key);
+      } else {
+        const copy = p.copy ?? (await transcodeObject(ctx, p));
+        yield partHead(boundary, EXPLICIT_VR_LITTLE_ENDIAN, copy.length);
+        yield* copy.chunks;
+      }
       yield Buffer.from('\r\n');
     }
-    yield Buffer.from(tail);
+    yield tail;
   }
   return { body: Readable.from(chunks(), { objectMode: false }), length };
 }
 
+function transcodeObject(ctx: Context, p: Part): Promise<TranscodedInstance> {
+  return ctx.storage
+    .getBytes(p.key)
+    .then((bytes) => transcodeToExplicitLittleEndian(bytes, p.transferSyntaxUid!));
+}
+
 async function retrieve(ctx: Context, who: Principal, scope: Scope, accept: string | undefined) {
-  const allowed = acceptedTransferSyntaxes(accept);
-  if (!allowed) {
+  const accepted = acceptedTransferSyntaxes(accept);
+  if (!accepted) {
     throw new AppError(
       'NOT_ACCEPTABLE',
       'instances are served as multipart/related; type="application/dicom" (Accept names neither that nor */*)',
     );
   }
   const { files, deidentified } = await filesInScope(ctx, who, scope);
-  if (allowed !== '*') {
-    const other = files.find((f) => !f.transferSyntaxUid || !allowed.has(f.transferSyntaxUid));
-    if (other) {
-      throw new AppError(
-        'NOT_ACCEPTABLE',
-        `an instance is stored in transfer syntax ${other.transferSyntaxUid ?? 'unknown'}, which Accept does not name; Teleread does not transcode (ask for transfer-syntax=*)`,
-      );
-    }
-  }
-  const parts = [];
-  for (const f of files) {
+  // Every instance is checked before the response starts, so a 406 is a 406 and not a broken stream.
+  const sends = files.map((f) => howToSend(f, accepted));
+  const parts: Part[] = [];
+  for (const [i, f] of files.entries()) {
     const object = deidentified
       ? await ensureDeidentifiedCopy(ctx, f.caseId, f)
       : { key: f.object_key, bytes: Number(f.bytes) };
-    parts.push({ ...object, transferSyntaxUid: f.transferSyntaxUid });
+    parts.push({ ...object, transferSyntaxUid: f.transferSyntaxUid, send: sends[i]! });
   }
+  const only = parts.length === 1 ? parts[0]! : undefined;
+  if (only?.send === 'transcode') only.copy = await transcodeObject(ctx, only);
   const boundary = randomBytes(16).toString('hex');
   return { ...multipartBody(ctx, parts, boundary), boundary };
 }
@@ -232,20 +301,21 @@ export function registerWadoRoutes(app: App, ctx: Context): void {
         schema: {
           summary: `DICOMweb WADO-RS: ${level.what} as multipart/related; type="application/dicom"`,
           description:
-            'Part 10 files in the transfer syntax they were stored in (transfer-syntax=* or none; another gives ' +
-            "406). A reader licensed only outside the site's jurisdiction addresses the study by its replacement " +
-            'UIDs and receives the de-identified copies.',
+            'Part 10 files: as stored with transfer-syntax=*, otherwise in Explicit VR Little Endian (the default; ' +
+            'compressed instances are decompressed) unless the named transfer syntax is the one stored; anything ' +
+            "else gives 406. A reader licensed only outside the site's jurisdiction addresses the study by its " +
+            'replacement UIDs and receives the de-identified copies.',
           params: Type.Object(level.params),
         },
       },
       async (request, reply) => {
         const scope = request.params as unknown as Scope;
         const out = await retrieve(ctx, principalOf(request), scope, request.headers.accept);
-        return reply
+        reply
           .header('content-type', `multipart/related; type="application/dicom"; boundary=${out.boundary}`)
-          .header('content-length', String(out.length))
-          .header('cache-control', 'private, no-store')
-          .send(out.body);
+          .header('cache-control', 'private, no-store');
+        if (out.length !== undefined) reply.header('content-length', String(out.length));
+        return reply.send(out.body);
       },
     );
   }

@@ -375,7 +375,9 @@ function readElement(
     const unknownSequence = readBigEndianUndefinedLengthUn(stream, peekedTag);
     if (unknownSequence) return unknownSequence;
   }
-  if (encoding.explicitVr) return dicomParser.readDicomElementExplicit(stream, warnings);
+  if (encoding.explicitVr) {
+    return readVeryLongVrElement(stream, peekedTag) ?? dicomParser.readDicomElementExplicit(stream, warnings);
+  }
   if (peekedTag === TAG.PixelData && stream.position + 8 <= stream.byteArray.length) {
     const length = stream.byteArrayParser.readUint32(stream.byteArray, stream.position + 4);
     if (length === 0xffffffff) {
@@ -397,6 +399,29 @@ function readElement(
   // 8-bit samples, and the frame reader goes by this VR.
   if (element.tag === TAG.PixelData && !encoding.littleEndian) element.vr = 'OW';
   return element;
+}
+
+/** VRs added to PS3.5 after dicom-parser was written (2017–2019: OV for the Extended Offset Table, SV and UV for
+ * 64-bit integers) with a 32-bit length, which dicom-parser would read as a 16-bit one and lose its place. */
+const VERY_LONG_VRS = new Set(['OV', 'SV', 'UV']);
+
+/** A top-level element of one of VERY_LONG_VRS, read here; undefined for any other. */
+function readVeryLongVrElement(stream: ByteStream, peekedTag: string | undefined): Element | undefined {
+  const b = stream.byteArray;
+  const at = stream.position;
+  if (peekedTag === undefined || at + 12 > b.length) return undefined;
+  const vr = String.fromCharCode(b[at + 4]!, b[at + 5]!);
+  if (!VERY_LONG_VRS.has(vr)) return undefined;
+  const length = stream.byteArrayParser.readUint32(b, at + 8);
+  if (length === 0xffffffff || at + 12 + length > b.length) {
+    throw new AppError(
+      'CORRUPT_FILE',
+      `${formatTag(peekedTag)} at offset ${at}: VR ${vr} value of ${length === 0xffffffff ? 'undefined length' : `${length} bytes`} does not fit in the file`,
+      { retryable: false, details: { offset: at, tag: formatTag(peekedTag) } },
+    );
+  }
+  stream.seek(12 + length);
+  return { tag: peekedTag, vr, length, dataOffset: at + 12 };
 }
 
 /** An element with VR UN and undefined length holds a sequence encoded as implicit VR little endian whatever

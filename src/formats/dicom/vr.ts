@@ -18,6 +18,7 @@ export const LONG_LENGTH_VRS: ReadonlySet<string> = new Set([
   'OV',
   'OW',
   'SQ',
+  'SV',
   'UC',
   'UN',
   'UR',
