@@ -27,6 +27,7 @@ import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUid, getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
+import { WHOLE_READ_BYTES } from '../../formats/dicom/read-frame-by-range.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
 import {
   canTranscodeToExplicitLittleEndian,
@@ -57,9 +58,10 @@ interface StudyFile {
   transferSyntaxUid: string | null;
 }
 
-/** The largest instance transcoded on retrieve: it is read whole into memory first. Larger ones go as stored
- * (`transfer-syntax=*`). */
-export const TRANSCODE_MAX_BYTES = 256 * 1024 * 1024;
+/** The largest instance transcoded on retrieve: it is read whole, so the bound is the size above which the rest of
+ * Teleread reads instances by range rather than whole (read-frame-by-range.ts), and the API's memory stays
+ * within its budget. Larger ones are asked for as stored (`transfer-syntax=*`). */
+export const TRANSCODE_MAX_BYTES = WHOLE_READ_BYTES;
 
 /** The transfer syntaxes the caller's Accept allows, PS3.18 §8.7.3: `stored` when any may come as stored
  * (`transfer-syntax=*`), and the ones it names, Explicit VR Little Endian standing for a range that names none. */
