@@ -66,8 +66,8 @@ export async function inspectFile(
   siblings?: SiblingReader,
   options: InspectOptions = {},
 ): Promise<Inspection> {
-  // One read serves the sniff and the DICOM header prefix (and a small file whole).
-  const source = withReadAhead(stored, DICOM_HEADER_PREFIX_BYTES);
+  // One read serves the sniff and the first DICOM header prefix (and a small file whole).
+  const source = withReadAhead(stored, DICOM_HEADER_PREFIXES[0]);
   const head = await source.read(0, Math.min(SNIFF_BYTES, source.size));
   if (source.size === 0) throw new AppError('UNSUPPORTED_FORMAT', 'empty file', { retryable: false });
   const detected = detectFormat(head, name);
@@ -103,9 +103,11 @@ export async function inspectFile(
   }
 }
 
-/** How much of a DICOM file is read first: its header almost always fits, and the pixel data after it is not
- * needed to inspect it (frames are decoded later, when they are rendered). */
-const DICOM_HEADER_PREFIX_BYTES = 128 * 1024;
+/** How much of a DICOM file is read, in turn, to find its header whole: a CT or MR slice's fits in the first
+ * 16 KiB, an enhanced multi-frame's functional groups may need more, and the pixel data after the header is not
+ * needed to inspect the file (frames are decoded later, when they are rendered). A 512² slice is read 16 KiB
+ * rather than 128 KiB: at 200 slices a study, 22 MB less to read per study. */
+const DICOM_HEADER_PREFIXES = [16 * 1024, 128 * 1024] as const;
 
 interface ParsedDicomFile {
   instance: DicomInstance;
@@ -120,13 +122,14 @@ interface ParsedDicomFile {
  * read whole to learn its study UID.
  */
 async function readDicomToInspect(source: ByteSource, name: string): Promise<ParsedDicomFile> {
-  if (source.size > DICOM_HEADER_PREFIX_BYTES) {
-    const prefix = await source.read(0, DICOM_HEADER_PREFIX_BYTES);
+  for (const length of DICOM_HEADER_PREFIXES) {
+    if (source.size <= length) break;
+    const prefix = await source.read(0, length);
     try {
       const instance = parseDicom(prefix);
       if (!instance.isWaveform && hasAnyPixelData(instance)) return { instance, bytes: prefix };
     } catch {
-      // Cut inside the header, or damaged: the whole file decides, with its own error if it has one.
+      // Cut inside the header, or damaged: a longer prefix or the whole file decides, with its own error.
     }
   }
   const bytes = await readWhole(source, name);
