@@ -167,14 +167,18 @@ export class LoadClient {
     this.agent = new http.Agent({ keepAlive: true, maxSockets });
   }
 
-  /** POSTs `body` and reads the whole answer; rejects on a network error or when `timeoutMs` passes. */
+  /** POSTs `body` and reads the whole answer; rejects on a network error or when `timeoutMs` passes. A request
+   * sent on a kept-alive socket that the server closed meanwhile (it fails with EPIPE or ECONNRESET before any
+   * answer) is sent once more on a new socket, as Node's documentation advises: the server never saw it. */
   post(
     url: string,
     headers: Record<string, string>,
     body: Uint8Array,
     timeoutMs: number,
+    retried = false,
   ): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
+      let answered = false;
       const req = http.request(
         url,
         {
@@ -184,6 +188,7 @@ export class LoadClient {
           timeout: timeoutMs,
         },
         (res) => {
+          answered = true;
           const chunks: Buffer[] = [];
           res.on('data', (c: Buffer) => chunks.push(c));
           res.on('end', () =>
@@ -193,7 +198,11 @@ export class LoadClient {
         },
       );
       req.on('timeout', () => req.destroy(new Error(`POST ${url}: no answer within ${timeoutMs} ms`)));
-      req.on('error', reject);
+      req.on('error', (err: NodeJS.ErrnoException) => {
+        const stale = req.reusedSocket && !answered && (err.code === 'EPIPE' || err.code === 'ECONNRESET');
+        if (stale && !retried) resolve(this.post(url, headers, body, timeoutMs, true));
+        else reject(err);
+      });
       req.end(body);
     });
   }
