@@ -206,6 +206,7 @@ export function pixelIdentityOf(metadata: unknown): PixelIdentity | undefined {
 export function dicomSummary(i: DicomInstance): Record<string, unknown> {
   return {
     ...pixelIdentity(i),
+    part10: i.part10,
     transferSyntaxUid: i.transferSyntaxUid,
     sopClassUid: i.sopClassUid,
     modality: i.modality,

@@ -14,7 +14,7 @@ import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { getFrame } from '../../src/formats/dicom/pixel-data.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { waitFor } from '../helpers/api-client.js';
-import { threeInstanceStudy } from '../helpers/dicom-writer.js';
+import { imageElements, threeInstanceStudy, writeDicom } from '../helpers/dicom-writer.js';
 import { createTestContext } from '../helpers/test-context.js';
 
 const run = promisify(execFile);
@@ -279,6 +279,64 @@ describe('WADO-RS retrieve', () => {
       `${dicom}; transfer-syntax=1.2.840.10008.1.2.4.80`,
     );
     expect(jlsSeries.parts[0]!.bytes.equals(stored[0]!)).toBe(true);
+  });
+
+  test('a data set stored without a file meta goes out as a PS3.10 file, even when asked for as stored', async () => {
+    const root = '2.25.5510006';
+    const [first] = study(root);
+    // The same instance as an old system writes it: no preamble, no DICM, no file meta, implicit VR.
+    const bare = writeDicom(
+      imageElements({
+        rows: 8,
+        columns: 8,
+        bitsAllocated: 8,
+        pixelData: new Uint8Array(64).fill(40),
+        extra: [
+          { tag: 0x0020000d, vr: 'UI', value: root },
+          { tag: 0x0020000e, vr: 'UI', value: `${root}.1` },
+          { tag: 0x00080018, vr: 'UI', value: first!.sop },
+          { tag: 0x00080060, vr: 'CS', value: 'CT' },
+          { tag: 0x00100010, vr: 'PN', value: PATIENT },
+        ],
+      }),
+      { encoding: 'implicit-le', preamble: false, meta: false },
+    );
+    expect(parseDicom(bare).part10).toBe(false);
+    const form = new FormData();
+    form.append('file', new Blob([bare]), 'bare.dcm');
+    const upload = await fetch(`${url}/v1/uploads`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${keys.home}` },
+      body: form,
+    });
+    expect(upload.status).toBe(202);
+    await waitFor(`study ${root} routed`, async () => {
+      const c = await ctx.db
+        .selectFrom('cases')
+        .select('status')
+        .where('study_instance_uid', '=', root)
+        .executeTakeFirst();
+      return c?.status === 'routed' ? true : undefined;
+    });
+    const dicom = 'multipart/related; type="application/dicom"';
+    for (const accept of [undefined, `${dicom}; transfer-syntax=*`]) {
+      const r = await retrieve(keys.ke!, `/dicomweb/studies/${root}`, accept);
+      expect(r.status, accept).toBe(200);
+      const part = r.parts[0]!;
+      expect(part.bytes.subarray(128, 132).toString('latin1')).toBe('DICM');
+      expect(parseMediaType(part.type)?.parameters['transfer-syntax']).toBe('1.2.840.10008.1.2.1');
+      const copy = parseDicom(new Uint8Array(part.bytes));
+      expect(copy.part10).toBe(true);
+      expect(copy.sopInstanceUid).toBe(first!.sop);
+      expect(Array.from(getFrame(copy, 0).pixels)).toEqual(Array.from(new Uint8Array(64).fill(40)));
+    }
+    // Asked for in its own (implicit VR) syntax only, it cannot be given a file meta and sent.
+    const implicitOnly = await retrieve(
+      keys.ke!,
+      `/dicomweb/studies/${root}`,
+      `${dicom}; transfer-syntax=1.2.840.10008.1.2`,
+    );
+    expect(implicitOnly.status).toBe(406);
   });
 
   test('ops and other tenants get nothing', async () => {

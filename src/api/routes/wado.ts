@@ -15,7 +15,8 @@
  * `transfer-syntax=*` gets every instance as it was stored, byte for byte; a named transfer syntax gets the
  * instances stored in it as stored and the rest transcoded when it is Explicit VR Little Endian. Anything else
  * (another syntax, video that cannot be decoded, an instance above TRANSCODE_MAX_BYTES) is 406 before a byte is
- * sent. Each part's Content-Type names its transfer syntax. A response with transcoded parts has no overall
+ * sent. A data set stored without a file meta is always rewritten, since a part must be a PS3.10 file. Each part's
+ * Content-Type names its transfer syntax. A response with transcoded parts has no overall
  * Content-Length (chunked), since a part's length is known only when its first frame is decoded.
  * Search (QIDO-RS), metadata and bulk data resources are not served.
  */
@@ -56,6 +57,8 @@ interface StudyFile {
   object_key: string;
   bytes: string;
   transferSyntaxUid: string | null;
+  /** Stored as a PS3.10 file (preamble, DICM, file meta), which an application/dicom part must be. */
+  part10: boolean;
 }
 
 /** The largest instance transcoded on retrieve: it is read whole, so the bound is the size above which the rest of
@@ -89,15 +92,18 @@ function acceptedTransferSyntaxes(accept: string | undefined): Accepted | undefi
   return accepted;
 }
 
-/** How one instance is sent, or why it cannot be: as stored, or transcoded to Explicit VR Little Endian. */
+/** How one instance is sent, or why it cannot be: as stored, or transcoded to Explicit VR Little Endian. A data set
+ * stored without a file meta (read as DCMTK reads such files) is never sent as stored: an application/dicom part
+ * is a PS3.10 file, so it is rewritten, which `transfer-syntax=*` allows too. */
 function howToSend(file: StudyFile, accepted: Accepted): 'stored' | 'transcode' {
   const stored = file.transferSyntaxUid;
-  if (accepted.stored || (stored !== null && accepted.named.has(stored))) return 'stored';
-  const named = [...accepted.named].join(', ');
-  if (!accepted.named.has(EXPLICIT_VR_LITTLE_ENDIAN) || stored === null) {
+  if (file.part10 && (accepted.stored || (stored !== null && accepted.named.has(stored)))) return 'stored';
+  if (!(accepted.stored || accepted.named.has(EXPLICIT_VR_LITTLE_ENDIAN)) || stored === null) {
     throw new AppError(
       'NOT_ACCEPTABLE',
-      `an instance is stored in transfer syntax ${stored ?? 'unknown'}; Accept names ${named}, and Teleread sends instances as stored (transfer-syntax=*) or as Explicit VR Little Endian (${EXPLICIT_VR_LITTLE_ENDIAN})`,
+      file.part10
+        ? `an instance is stored in transfer syntax ${stored ?? 'unknown'}; Accept names ${[...accepted.named].join(', ')}, and Teleread sends instances as stored (transfer-syntax=*) or as Explicit VR Little Endian (${EXPLICIT_VR_LITTLE_ENDIAN})`
+        : `an instance was stored without a file meta and is sent only as Explicit VR Little Endian (${EXPLICIT_VR_LITTLE_ENDIAN}), which Accept does not allow`,
     );
   }
   if (!canTranscodeToExplicitLittleEndian(stored)) {
@@ -113,6 +119,14 @@ function howToSend(file: StudyFile, accepted: Accepted): 'stored' | 'transcode' 
     );
   }
   return 'transcode';
+}
+
+/** Whether a stored object is a PS3.10 file, from its row, or from its first bytes for a row ingested before
+ * rows kept it. */
+async function isPart10(ctx: Context, key: string, metadata: { part10?: unknown }): Promise<boolean> {
+  if (typeof metadata.part10 === 'boolean') return metadata.part10;
+  const head = await ctx.storage.getBytes(key, { start: 0, end: 131 }).catch(() => new Uint8Array(0));
+  return head.length === 132 && String.fromCharCode(...head.subarray(128)) === 'DICM';
 }
 
 /** Splits an Accept header at the commas between media ranges (not those inside quoted parameters). */
@@ -190,12 +204,15 @@ async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
   for (const r of rows) {
     // The pixels of a label, an overview or burned-in text may show who the patient is: not sent abroad.
     if (deidentified && (await showsIdentity(ctx, r))) continue;
+    const metadata = r.metadata as { transferSyntaxUid?: string; part10?: unknown };
     files.push({
       id: r.id,
       caseId: r.case_id!,
       object_key: r.object_key,
       bytes: r.bytes,
-      transferSyntaxUid: (r.metadata as { transferSyntaxUid?: string }).transferSyntaxUid ?? null,
+      transferSyntaxUid: metadata.transferSyntaxUid ?? null,
+      // De-identified copies are written as PS3.10 files whatever the original was.
+      part10: deidentified || (await isPart10(ctx, r.object_key, metadata)),
     });
   }
   if (files.length === 0) throw missing();

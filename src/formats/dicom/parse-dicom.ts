@@ -71,6 +71,9 @@ export interface DicomInstance {
    * (read-frame-by-range.ts) goes on from there. */
   truncatedPixelDataOffset?: number | undefined;
   hasFileMeta: boolean;
+  /** A PS3.10 file: the 128-byte preamble, DICM, then the file meta. A data set without them (some old systems
+   * write such files) is read all the same, but a DICOMweb response must be given a file meta first. */
+  part10: boolean;
   /** Media Storage SOP Class UID (0002,0002) from the file meta, when there is one. */
   mediaStorageSopClassUid?: string | undefined;
   /** Recoverable oddities met while parsing (for logs: they never contain patient data). */
@@ -601,6 +604,7 @@ function parseUnchecked(bytes: Uint8Array): DicomInstance {
     );
   }
   const instance = buildInstance(parsed, transferSyntaxUid, metaStart !== undefined);
+  instance.part10 = metaStart === 132 && meta?.transferSyntaxUid !== undefined;
   if (meta?.mediaStorageSopClassUid) instance.mediaStorageSopClassUid = meta.mediaStorageSopClassUid;
   return instance;
 }
@@ -804,6 +808,7 @@ function buildInstance(
     pixelDataTruncated: parsed.pixelDataTruncated,
     truncatedPixelDataOffset: parsed.truncatedPixelDataOffset,
     hasFileMeta,
+    part10: false,
     warnings: parsed.warnings,
     patient: {
       name: readText(ds, TAG.PatientName, 'PN', charset, parsed.warnings),
