@@ -186,6 +186,35 @@ const MATRIX: Record<string, Row> = {
     }),
   },
 
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/frames/:frames/rendered': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/frames/1/rendered?viewport=64,64`,
+    }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/rendered': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/rendered?viewport=64,64`,
+    }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/thumbnail': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/thumbnail`,
+    }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/thumbnail': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/thumbnail`,
+    }),
+  },
+  'GET /dicomweb/studies/:studyUid/thumbnail': {
+    expect: DICOM_READ,
+    request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/thumbnail` }),
+  },
+
   'GET /metrics': { expect: OPS(200), request: () => ({ url: '/metrics' }) },
   'GET /v1/files/:id': {
     expect: '200 404 403 403 200 200 401 401 401',

@@ -387,3 +387,93 @@ describe('WADO-RS retrieve', () => {
     expect(clinic.text).toContain(PATIENT_ID);
   });
 });
+
+describe('DICOMweb rendered and thumbnail resources', () => {
+  const magic = (b: Buffer) =>
+    b.subarray(0, 4).equals(Buffer.from([0x89, 0x50, 0x4e, 0x47]))
+      ? 'png'
+      : b[0] === 0xff && b[1] === 0xd8
+        ? 'jpeg'
+        : b.subarray(8, 12).toString('latin1') === 'WEBP'
+          ? 'webp'
+          : 'other';
+
+  async function get(key: string, path: string, accept?: string) {
+    const res = await fetch(`${url}${path}`, {
+      headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
+    });
+    return {
+      status: res.status,
+      type: res.headers.get('content-type'),
+      body: Buffer.from(await res.arrayBuffer()),
+    };
+  }
+
+  test('frames, instances and thumbnails as images, in the type Accept prefers, for whoever may see them', async () => {
+    const root = '2.25.5510007';
+    await sendStudy(keys.home!, root);
+    const instance = `/dicomweb/studies/${root}/series/${root}.1/instances/${root}.1.1`;
+
+    const jpeg = await get(keys.ke!, `${instance}/frames/1/rendered`);
+    expect(jpeg.status).toBe(200);
+    expect(jpeg.type).toBe('image/jpeg');
+    expect(magic(jpeg.body)).toBe('jpeg');
+    const png = await get(keys.ke!, `${instance}/frames/1/rendered?viewport=32,16&window=40,80`, 'image/png');
+    expect(png.type).toBe('image/png');
+    expect(magic(png.body)).toBe('png');
+    expect(png.body.readUInt32BE(16)).toBeLessThanOrEqual(32); // IHDR width
+    expect(
+      magic((await get(keys.ke!, `${instance}/rendered`, 'image/webp;q=0.9, image/png;q=0.5')).body),
+    ).toBe('webp');
+    expect(magic((await get(keys.home!, `${instance}/thumbnail`)).body)).toBe('jpeg');
+
+    expect((await get(keys.ke!, `${instance}/frames/2/rendered`)).status).toBe(404);
+    for (const bad of [
+      'frames/1,2/rendered',
+      'frames/1/rendered?window=40,80,SIGMOID',
+      'rendered?viewport=64,64,0,0,8,8',
+    ]) {
+      const r = await get(keys.ke!, `${instance}/${bad}`);
+      expect(r.status, bad).toBe(400);
+      expect(JSON.parse(r.body.toString()).error.code).toBe('VALIDATION_FAILED');
+    }
+    expect((await get(keys.ke!, `${instance}/rendered`, 'application/dicom')).status).toBe(406);
+
+    for (const path of [
+      `/dicomweb/studies/${root}/thumbnail`,
+      `/dicomweb/studies/${root}/series/${root}.2/thumbnail`,
+    ]) {
+      const thumbnail = await get(keys.home!, path);
+      expect(thumbnail.status, path).toBe(200);
+      expect(thumbnail.type).toMatch(/^image\//);
+      expect(magic(thumbnail.body)).not.toBe('other');
+      expect((await get(keys.home!, path, 'application/json')).status).toBe(406);
+    }
+    expect((await get(keys.home!, `/dicomweb/studies/${root}/series/${root}.9/thumbnail`)).status).toBe(404);
+    expect((await get(keys.ops!, `${instance}/rendered`)).status).toBe(403);
+    expect((await get(keys.other!, `/dicomweb/studies/${root}/thumbnail`)).status).toBe(404);
+  });
+
+  test('a reader abroad names the study by its replacement UIDs, as for WADO-RS', async () => {
+    const root = '2.25.5510008';
+    const { caseId } = await sendStudy(keys.abroad!, root);
+    const detail = (await (
+      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
+    ).json()) as { studyInstanceUid: string; files: Array<{ metadata: { sopInstanceUid: string } }> };
+    const study = detail.studyInstanceUid;
+    const whole = await retrieve(keys.fr!, `/dicomweb/studies/${study}`);
+    const copy = parseDicom(new Uint8Array(whole.parts[0]!.bytes));
+    const instance = `/dicomweb/studies/${study}/series/${copy.seriesInstanceUid}/instances/${copy.sopInstanceUid}`;
+    expect((await get(keys.fr!, `${instance}/frames/1/rendered`)).status).toBe(200);
+    expect(
+      (await get(keys.fr!, `/dicomweb/studies/${study}/series/${copy.seriesInstanceUid}/thumbnail`)).status,
+    ).toBe(200);
+    expect((await get(keys.fr!, `/dicomweb/studies/${study}/thumbnail`)).status).toBe(200);
+    // The original UIDs name nothing for this reader.
+    expect(
+      (await get(keys.fr!, `/dicomweb/studies/${root}/series/${root}.1/instances/${root}.1.1/rendered`))
+        .status,
+    ).toBe(404);
+    expect((await get(keys.fr!, `/dicomweb/studies/${root}/thumbnail`)).status).toBe(404);
+  });
+});

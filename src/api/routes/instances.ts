@@ -3,38 +3,20 @@ import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
-import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
-import { renderDicomFrame } from '../../imaging/render-dicom.js';
 import { showsIdentity } from '../../pipeline/stored-dicom-header.js';
-import { objectByteSource } from '../../storage/object-byte-source.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { answerRange } from '../http-range.js';
 import { needsDeidentifiedView } from '../redact.js';
-
-/** Bumped when a change to render-dicom.ts changes what a frame looks like, so that cached renders are redrawn
- * (2: DCMTK's scaling, window cut and overlay scaling, 2026-11-26). */
-const RENDER_VERSION = 2;
-
-const FORMATS = { png: 'image/png', webp: 'image/webp', jpeg: 'image/jpeg' } as const;
-type Format = keyof typeof FORMATS;
+import { FRAME_FORMATS, type FrameFormat, parseWindow, renderCachedFrame } from '../rendered-frame.js';
 
 /** Picks the output format from `?format=`, else the Accept header, else PNG (lossless, what viewers expect). */
-function chooseFormat(query: string | undefined, accept: string | undefined): Format {
-  if (query) return query as Format;
+function chooseFormat(query: string | undefined, accept: string | undefined): FrameFormat {
+  if (query) return query as FrameFormat;
   if (accept?.includes('image/webp')) return 'webp';
   if (accept?.includes('image/jpeg') && !accept.includes('image/png')) return 'jpeg';
   return 'png';
-}
-
-function parseWindow(raw: string | undefined): { center: number; width: number } | undefined {
-  if (raw === undefined) return undefined;
-  const [c, w] = raw.split(',').map(Number);
-  if (!Number.isFinite(c) || !Number.isFinite(w) || (w as number) <= 0) {
-    throw new AppError('VALIDATION_FAILED', 'window must be "centre,width" with a positive width');
-  }
-  return { center: c as number, width: w as number };
 }
 
 interface FoundInstance {
@@ -165,45 +147,28 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
     async (request, reply) => {
       const who = principalOf(request);
       const { id, sopInstanceUid, n } = request.params as { id: string; sopInstanceUid: string; n: number };
-      const q = request.query as { size: number; window?: string; format?: Format; overlays: boolean };
+      const q = request.query as { size: number; window?: string; format?: FrameFormat; overlays: boolean };
       const { file, originalUid, deidentified } = await findInstance(ctx, who, id, sopInstanceUid);
 
       const format = chooseFormat(q.format, request.headers.accept);
-      const window = parseWindow(q.window);
-      // De-identification removes overlay groups (their graphics may name the patient), so a de-identified view
-      // renders without them, as its copy would.
-      const overlays = q.overlays && !deidentified;
-      // The overlay choice and the rendering's version are part of the key, so a render cached before a change
-      // to how frames are drawn is not served.
-      const key = `cases/${id}/rendered/${originalUid}/${n}-${q.size}-${window ? `${window.center}_${window.width}` : 'auto'}-${overlays ? 'overlays' : 'bare'}-r${RENDER_VERSION}.${format}`;
-      const cached = await ctx.storage.head(key);
-      if (!cached) {
-        // A frame of a large multi-frame instance is read by byte range, not the whole file for each frame.
-        const { instance } = await readInstanceForFrame(
-          objectByteSource(ctx.storage, file.object_key, Number(file.bytes)),
-          n - 1,
-        );
-        const frames = instance.numberOfFrames ?? 1;
-        if (n > frames) throw new AppError('NOT_FOUND', `instance ${sopInstanceUid} has ${frames} frame(s)`);
-        const image = await renderDicomFrame(instance, {
-          frame: n - 1,
-          size: q.size,
-          format,
-          overlays,
-          ...(window ? { window } : {}),
-        });
-        await ctx.storage.put(key, image.data, {
-          contentType: image.contentType,
-          contentLength: image.data.length,
-        });
-      }
-      const info = cached ?? (await ctx.storage.head(key));
+      const rendered = await renderCachedFrame(ctx, {
+        caseId: id,
+        file,
+        originalUid,
+        frame: n,
+        size: q.size,
+        format,
+        window: parseWindow(q.window),
+        // De-identification removes overlay groups (their graphics may name the patient), so a de-identified
+        // view renders without them, as its copy would.
+        overlays: q.overlays && !deidentified,
+      });
       return reply
-        .header('content-type', FORMATS[format])
-        .header('content-length', String(info?.bytes ?? ''))
+        .header('content-type', FRAME_FORMATS[format])
+        .header('content-length', String(rendered.bytes))
         .header('cache-control', 'private, max-age=3600')
         .header('vary', 'accept')
-        .send(await ctx.storage.get(key));
+        .send(await ctx.storage.get(rendered.key));
     },
   );
 }

@@ -43,22 +43,25 @@ import { parseMediaType } from '../multipart-related.js';
 import { needsDeidentifiedView } from '../redact.js';
 
 const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
-const UID = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64 });
+export const UID = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64 });
 
 /** The URL's UIDs (named as the STOW-RS route names the study, which shares its path). */
-interface Scope {
+export interface Scope {
   studyUid: string;
   seriesUid?: string | undefined;
   sopUid?: string | undefined;
 }
 
-interface StudyFile {
+export interface StudyFile {
   id: string;
+  caseId: string;
   object_key: string;
   bytes: string;
+  /** The instance's own UIDs, never replacements. */
+  sopInstanceUid: string;
+  seriesInstanceUid: string | null;
   transferSyntaxUid: string | null;
-  /** Stored as a PS3.10 file (preamble, DICM, file meta), which an application/dicom part must be. */
-  part10: boolean;
+  metadata: { transferSyntaxUid?: string; seriesInstanceUid?: string; part10?: unknown };
 }
 
 /** The largest instance transcoded on retrieve: it is read whole, so the bound is the size above which the rest of
@@ -95,7 +98,7 @@ function acceptedTransferSyntaxes(accept: string | undefined): Accepted | undefi
 /** How one instance is sent, or why it cannot be: as stored, or transcoded to Explicit VR Little Endian. A data set
  * stored without a file meta (read as DCMTK reads such files) is never sent as stored: an application/dicom part
  * is a PS3.10 file, so it is rewritten, which `transfer-syntax=*` allows too. */
-function howToSend(file: StudyFile, accepted: Accepted): 'stored' | 'transcode' {
+function howToSend(file: StudyFile & { part10: boolean }, accepted: Accepted): 'stored' | 'transcode' {
   const stored = file.transferSyntaxUid;
   if (file.part10 && (accepted.stored || (stored !== null && accepted.named.has(stored)))) return 'stored';
   if (!(accepted.stored || accepted.named.has(EXPLICIT_VR_LITTLE_ENDIAN)) || stored === null) {
@@ -130,7 +133,7 @@ async function isPart10(ctx: Context, key: string, metadata: { part10?: unknown 
 }
 
 /** Splits an Accept header at the commas between media ranges (not those inside quoted parameters). */
-function splitAccept(accept: string): string[] {
+export function splitAccept(accept: string): string[] {
   const out: string[] = [];
   let current = '';
   let quoted = false;
@@ -146,7 +149,7 @@ function splitAccept(accept: string): string[] {
 }
 
 /** The cases the study UID names for this caller, and whether they see it de-identified. */
-async function casesOfStudy(
+export async function casesOfStudy(
   ctx: Context,
   who: Principal,
   study: string,
@@ -173,12 +176,25 @@ async function casesOfStudy(
 }
 
 /** A replacement UID given by a reader abroad, as the original it stands for in this case ('' matches nothing). */
-async function originalOf(ctx: Context, caseId: string, uid: string | undefined): Promise<string | null> {
+export async function originalOf(
+  ctx: Context,
+  caseId: string,
+  uid: string | undefined,
+): Promise<string | null> {
   if (uid === undefined) return null;
   return (await getOriginalUidInCase(ctx.db, caseId, uid)) ?? '';
 }
 
-async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
+/**
+ * The instances the URL's UIDs name that the caller may have, oldest first: all of a study's, a series', or one.
+ * `deidentified` when the caller is a reader abroad, who names them by their replacement UIDs. NOT_FOUND when
+ * there are none, as for a study that does not exist.
+ */
+export async function filesInScope(
+  ctx: Context,
+  who: Principal,
+  scope: Scope,
+): Promise<{ files: StudyFile[]; deidentified: boolean }> {
   const { caseIds, deidentified } = await casesOfStudy(ctx, who, scope.studyUid);
   const missing = () =>
     new AppError(
@@ -191,7 +207,7 @@ async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
     : [scope.seriesUid ?? null, scope.sopUid ?? null];
   let q = ctx.db
     .selectFrom('files')
-    .select(['id', 'case_id', 'object_key', 'bytes', 'metadata'])
+    .select(['id', 'case_id', 'object_key', 'bytes', 'metadata', 'sop_instance_uid'])
     .where('case_id', 'in', caseIds)
     .where('format', 'in', DICOM_FORMATS)
     .where('status', '!=', 'failed')
@@ -200,19 +216,20 @@ async function filesInScope(ctx: Context, who: Principal, scope: Scope) {
   if (series !== null) q = q.where(sql<string>`metadata->>'seriesInstanceUid'`, '=', series);
   if (sop !== null) q = q.where('sop_instance_uid', '=', sop);
   const rows = await q.orderBy('received_at').orderBy('id').execute();
-  const files: Array<StudyFile & { caseId: string }> = [];
+  const files: StudyFile[] = [];
   for (const r of rows) {
     // The pixels of a label, an overview or burned-in text may show who the patient is: not sent abroad.
     if (deidentified && (await showsIdentity(ctx, r))) continue;
-    const metadata = r.metadata as { transferSyntaxUid?: string; part10?: unknown };
+    const metadata = r.metadata as StudyFile['metadata'];
     files.push({
       id: r.id,
       caseId: r.case_id!,
       object_key: r.object_key,
       bytes: r.bytes,
+      sopInstanceUid: r.sop_instance_uid!,
+      seriesInstanceUid: metadata.seriesInstanceUid ?? null,
       transferSyntaxUid: metadata.transferSyntaxUid ?? null,
-      // De-identified copies are written as PS3.10 files whatever the original was.
-      part10: deidentified || (await isPart10(ctx, r.object_key, metadata)),
+      metadata,
     });
   }
   if (files.length === 0) throw missing();
@@ -283,7 +300,12 @@ async function retrieve(ctx: Context, who: Principal, scope: Scope, accept: stri
   }
   const { files, deidentified } = await filesInScope(ctx, who, scope);
   // Every instance is checked before the response starts, so a 406 is a 406 and not a broken stream.
-  const sends = files.map((f) => howToSend(f, accepted));
+  const sends: Array<'stored' | 'transcode'> = [];
+  for (const f of files) {
+    // De-identified copies are written as PS3.10 files whatever the original was.
+    const part10 = deidentified || (await isPart10(ctx, f.object_key, f.metadata));
+    sends.push(howToSend({ ...f, part10 }, accepted));
+  }
   const parts: Part[] = [];
   for (const [i, f] of files.entries()) {
     const object = deidentified
