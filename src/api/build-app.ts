@@ -20,6 +20,7 @@ import { registerAuditRoutes } from './routes/audit.js';
 import { registerCaseRoutes } from './routes/cases.js';
 import { registerClaimRoutes } from './routes/claims.js';
 import { registerDicomwebRoutes } from './routes/dicomweb.js';
+import { registerDicomwebMetadataRoutes } from './routes/dicomweb-metadata.js';
 import { registerDicomwebRenderedRoutes } from './routes/dicomweb-rendered.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -218,5 +219,6 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerDicomwebRoutes(app, ctx);
   registerWadoRoutes(app, ctx);
   registerDicomwebRenderedRoutes(app, ctx);
+  registerDicomwebMetadataRoutes(app, ctx);
   return app;
 }

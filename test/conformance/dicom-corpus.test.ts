@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import sharp from 'sharp';
 import { afterAll, describe, expect, test } from 'vitest';
 import { type AppError, isAppError } from '../../src/errors.js';
+import { dicomJson } from '../../src/formats/dicom/attributes.js';
 import { type DicomInstance, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { readPixelAspect } from '../../src/formats/dicom/pixel-data.js';
 import { closeDecodePool } from '../../src/imaging/decode-pool.js';
@@ -114,6 +115,36 @@ describe.runIf(hasCorpus)('DICOM corpus conformance', () => {
     expect(pick(instance, keys)).toEqual(expected);
     if (Array.isArray(t.WaveformMultiplexGroups)) expect(instance.isWaveform).toBe(true);
     tally.parsed++;
+  });
+
+  // WADO-RS metadata's DICOM JSON (dicomJson) holds the same values dcmdump read, under the tags' keys.
+  const JSON_TAGS: Record<string, string> = {
+    SOPClassUID: '00080016',
+    Modality: '00080060',
+    PhotometricInterpretation: '00280004',
+    SamplesPerPixel: '00280002',
+    PlanarConfiguration: '00280006',
+    NumberOfFrames: '00280008',
+    Rows: '00280010',
+    Columns: '00280011',
+    BitsAllocated: '00280100',
+    BitsStored: '00280101',
+    PixelRepresentation: '00280103',
+    RescaleIntercept: '00281052',
+    RescaleSlope: '00281053',
+  };
+  test.each(entries)('%s: DICOM JSON as dcmdump reads it', (rel, t) => {
+    const result = parseOrError(rel);
+    if (isAppError(result)) return; // judged by the header test above
+    const json = dicomJson(result as DicomInstance);
+    expect(() => JSON.stringify(json)).not.toThrow();
+    for (const [keyword, tag] of Object.entries(JSON_TAGS)) {
+      const expected = t[keyword];
+      if (typeof expected !== 'string') continue;
+      const value = json[tag]?.Value?.[0];
+      if (typeof value === 'number') expect(value, keyword).toBeCloseTo(Number(expected), 9);
+      else expect(value, keyword).toBe(expected);
+    }
   });
 
   test.each(entries)('%s: renders, or a stable AppError the file justifies', async (rel, t) => {

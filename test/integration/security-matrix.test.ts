@@ -214,6 +214,22 @@ const MATRIX: Record<string, Row> = {
     expect: DICOM_READ,
     request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/thumbnail` }),
   },
+  'GET /dicomweb/studies/:studyUid/metadata': {
+    expect: DICOM_READ,
+    request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/metadata` }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/metadata': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/metadata`,
+    }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/metadata': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/metadata`,
+    }),
+  },
 
   'GET /metrics': { expect: OPS(200), request: () => ({ url: '/metrics' }) },
   'GET /v1/files/:id': {

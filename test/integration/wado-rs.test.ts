@@ -477,3 +477,73 @@ describe('DICOMweb rendered and thumbnail resources', () => {
     expect((await get(keys.fr!, `/dicomweb/studies/${root}/thumbnail`)).status).toBe(404);
   });
 });
+
+describe('WADO-RS metadata', () => {
+  type Json = Array<Record<string, { vr: string; Value?: unknown[] }>>;
+  async function metadata(key: string, path: string, accept?: string) {
+    const res = await fetch(`${url}${path}`, {
+      headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
+    });
+    return { status: res.status, type: res.headers.get('content-type'), json: (await res.json()) as Json };
+  }
+
+  test('each instance header in the DICOM JSON Model, at every level, without its pixels', async () => {
+    const root = '2.25.5510009';
+    await sendStudy(keys.home!, root);
+    const study = await metadata(keys.ke!, `/dicomweb/studies/${root}/metadata`);
+    expect(study.status).toBe(200);
+    expect(study.type).toMatch(/^application\/dicom\+json(;|$)/);
+    expect(study.json).toHaveLength(3);
+    const sops = study.json.map((i) => i['00080018']!.Value![0]).sort();
+    expect(sops).toEqual([`${root}.1.1`, `${root}.1.2`, `${root}.2.1`]);
+    for (const instance of study.json) {
+      expect(instance['0020000D']).toEqual({ vr: 'UI', Value: [root] });
+      expect(instance['00100010']).toEqual({ vr: 'PN', Value: [{ Alphabetic: PATIENT }] });
+      expect(instance['00280010']).toEqual({ vr: 'US', Value: [8] });
+      expect(instance['00083002']).toEqual({ vr: 'UI', Value: ['1.2.840.10008.1.2.1'] });
+      expect(instance['7FE00010']).toBeUndefined();
+      expect(Object.keys(instance).some((k) => k.startsWith('0002'))).toBe(false);
+    }
+    const series = await metadata(keys.ke!, `/dicomweb/studies/${root}/series/${root}.1/metadata`);
+    expect(series.json).toHaveLength(2);
+    const one = await metadata(
+      keys.home!,
+      `/dicomweb/studies/${root}/series/${root}.2/instances/${root}.2.1/metadata`,
+    );
+    expect(one.json).toHaveLength(1);
+    expect(
+      (
+        await fetch(`${url}/dicomweb/studies/${root}/metadata`, {
+          headers: { authorization: `Bearer ${keys.ke}`, accept: 'application/dicom' },
+        })
+      ).status,
+    ).toBe(406);
+    expect(
+      (
+        await fetch(`${url}/dicomweb/studies/${root}/metadata`, {
+          headers: { authorization: `Bearer ${keys.ops}` },
+        })
+      ).status,
+    ).toBe(403);
+  });
+
+  test('a reader abroad reads the de-identified copies: pseudonym and replacement UIDs', async () => {
+    const root = '2.25.5510010';
+    const { caseId } = await sendStudy(keys.abroad!, root);
+    const detail = (await (
+      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
+    ).json()) as { studyInstanceUid: string };
+    const study = await metadata(keys.fr!, `/dicomweb/studies/${detail.studyInstanceUid}/metadata`);
+    expect(study.status).toBe(200);
+    expect(study.json).toHaveLength(3);
+    const text = JSON.stringify(study.json);
+    expect(text).not.toContain('Okonkwo');
+    expect(text).not.toContain(PATIENT_ID);
+    expect(text).not.toContain(root);
+    for (const instance of study.json) {
+      expect(instance['0020000D']!.Value).toEqual([detail.studyInstanceUid]);
+      expect(instance['00100010']!.Value).toEqual([{ Alphabetic: 'ANONYMOUS^TELEREAD' }]);
+    }
+    expect((await metadata(keys.fr!, `/dicomweb/studies/${root}/metadata`)).status).toBe(404);
+  });
+});

@@ -319,20 +319,28 @@ async function retrieve(ctx: Context, who: Principal, scope: Scope, accept: stri
   return { ...multipartBody(ctx, parts, boundary), boundary };
 }
 
-export function registerWadoRoutes(app: App, ctx: Context): void {
-  const levels: Array<{ url: string; what: string; params: Record<string, typeof UID> }> = [
-    { url: '/dicomweb/studies/:studyUid', what: 'every instance of a study', params: { studyUid: UID } },
+/** DICOMweb's study, series and instance resources, each with `suffix` after it ('' for the resource itself). */
+export function studyLevels(
+  suffix = '',
+): Array<{ url: string; what: string; params: Record<string, typeof UID> }> {
+  const study = '/dicomweb/studies/:studyUid';
+  return [
+    { url: `${study}${suffix}`, what: 'a study', params: { studyUid: UID } },
     {
-      url: '/dicomweb/studies/:studyUid/series/:seriesUid',
-      what: 'every instance of a series',
+      url: `${study}/series/:seriesUid${suffix}`,
+      what: 'a series',
       params: { studyUid: UID, seriesUid: UID },
     },
     {
-      url: '/dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid',
+      url: `${study}/series/:seriesUid/instances/:sopUid${suffix}`,
       what: 'one instance',
       params: { studyUid: UID, seriesUid: UID, sopUid: UID },
     },
   ];
+}
+
+export function registerWadoRoutes(app: App, ctx: Context): void {
+  const levels = studyLevels();
   for (const level of levels) {
     app.get(
       level.url,
@@ -340,7 +348,7 @@ export function registerWadoRoutes(app: App, ctx: Context): void {
         // Ops run the pipeline and never need a patient's images.
         onRequest: requireRole(ctx.db, 'clinic', 'reader', 'admin'),
         schema: {
-          summary: `DICOMweb WADO-RS: ${level.what} as multipart/related; type="application/dicom"`,
+          summary: `DICOMweb WADO-RS: the instances of ${level.what} as multipart/related; type="application/dicom"`,
           description:
             'Part 10 files: as stored with transfer-syntax=*, otherwise in Explicit VR Little Endian (the default; ' +
             'compressed instances are decompressed) unless the named transfer syntax is the one stored; anything ' +

@@ -160,11 +160,15 @@ export function implicitVrOf(tag: number, pixelRepresentation: number | undefine
   return entry ? dictionaryVr(entry.vr, pixelRepresentation) : undefined;
 }
 
-function resolveVr(element: Element, entry: DictionaryEntry | undefined, ctx: Context): string {
+function resolveVr(
+  element: Element,
+  entry: DictionaryEntry | undefined,
+  pixelRepresentation: number | undefined,
+): string {
   if (element.items) return 'SQ';
   const explicit = element.vr;
   if (explicit && explicit !== 'UN') return explicit;
-  const known = entry ? dictionaryVr(entry.vr, ctx.pixelRepresentation) : undefined;
+  const known = entry ? dictionaryVr(entry.vr, pixelRepresentation) : undefined;
   // UN keeps the bytes of a VR the writer did not know; text reads the same in any byte order, so a string VR
   // from the dictionary is safe to apply (numbers are not: UN does not say whose byte order its bytes are in).
   if (explicit === 'UN') return known && STRING_VRS.has(known) ? known : 'UN';
@@ -233,14 +237,16 @@ function single(values: Array<string | number>): DicomAttributeValue {
   return values.length === 1 ? values[0]! : values;
 }
 
-function stringValue(
+/** A string element's values: the character set applied (PN, SH, LO, ST, LT, UT, UC); one value for ST, LT, UT and
+ * UR, in which a backslash is text and leading spaces count; else split at backslashes, each trimmed. Undefined
+ * for an empty value. */
+function stringValues(
   bytes: Uint8Array,
   vr: string,
   charset: string | undefined,
   where: string,
-  ctx: Context,
-): DicomAttributeValue {
-  const onWarning = ctx.onWarning;
+  onWarning: ((message: string) => void) | undefined,
+): string[] | undefined {
   const text = CHARSET_VRS.has(vr)
     ? decodeDicomText(bytes, charset, {
         vr,
@@ -248,12 +254,24 @@ function stringValue(
       })
     : latin1.decode(bytes);
   if (SINGLE_VALUE_VRS.has(vr)) {
-    // Leading spaces are significant in ST, LT and UT; trailing ones are padding.
+    // Trailing spaces are padding.
     const value = text.replace(/[ \0]+$/, '');
-    return value === '' ? null : truncate(value, ctx.maxValueLength);
+    return value === '' ? undefined : [value];
   }
   const parts = text.split('\\').map((v) => v.replace(/^[ \0]+|[ \0]+$/g, ''));
-  if (parts.length === 1 && parts[0] === '') return null;
+  return parts.length === 1 && parts[0] === '' ? undefined : parts;
+}
+
+function stringValue(
+  bytes: Uint8Array,
+  vr: string,
+  charset: string | undefined,
+  where: string,
+  ctx: Context,
+): DicomAttributeValue {
+  const parts = stringValues(bytes, vr, charset, where, ctx.onWarning);
+  if (!parts) return null;
+  if (SINGLE_VALUE_VRS.has(vr)) return truncate(parts[0]!, ctx.maxValueLength);
   if (parts.length > ctx.maxValueLength) return { vr, length: bytes.length };
   const values = parts.map((v) =>
     vr === 'IS' || vr === 'DS' ? numberFromString(v, vr) : truncate(v, ctx.maxValueLength),
@@ -295,6 +313,19 @@ function elementValue(
   return { vr, length: element.length };
 }
 
+/** An item may name its own character set; otherwise the enclosing data set's applies (PS3.5 7.5.3). */
+function charsetOf(ds: DataSet, inherited: string | undefined): string | undefined {
+  const own = ds.elements[TAG.SpecificCharacterSet];
+  return own && own.length > 0 && own.dataOffset + own.length <= ds.byteArray.length
+    ? latin1.decode(ds.byteArray.subarray(own.dataOffset, own.dataOffset + own.length)).trim()
+    : inherited;
+}
+
+/** The data set's keys in tag order. */
+function sortedKeys(ds: DataSet): string[] {
+  return Object.keys(ds.elements).sort((a, b) => tagOf(a) - tagOf(b));
+}
+
 function dataSetAttributes(
   ds: DataSet,
   inheritedCharset: string | undefined,
@@ -303,14 +334,8 @@ function dataSetAttributes(
   ctx: Context,
 ): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  // An item may name its own character set; otherwise the enclosing data set's applies (PS3.5 7.5.3).
-  const own = ds.elements[TAG.SpecificCharacterSet];
-  const charset =
-    own && own.length > 0 && own.dataOffset + own.length <= ds.byteArray.length
-      ? latin1.decode(ds.byteArray.subarray(own.dataOffset, own.dataOffset + own.length)).trim()
-      : inheritedCharset;
-  const keys = Object.keys(ds.elements).sort((a, b) => tagOf(a) - tagOf(b));
-  for (const key of keys) {
+  const charset = charsetOf(ds, inheritedCharset);
+  for (const key of sortedKeys(ds)) {
     const element = ds.elements[key]!;
     const tag = tagOf(key);
     if (!ctx.includePatient && isPatientTag(tag)) continue;
@@ -321,7 +346,7 @@ function dataSetAttributes(
     let name = entry?.keyword ?? tagText(tag);
     // Repeating groups share one keyword; the second overlay, for example, keeps its tag as its name.
     if (name in out) name = tagText(tag);
-    const vr = resolveVr(element, entry, ctx);
+    const vr = resolveVr(element, entry, ctx.pixelRepresentation);
     out[name] = elementValue(ds, element, vr, charset, `${path}(${tagText(tag)})`, depth, ctx);
   }
   return out;
@@ -349,4 +374,143 @@ export function dicomAttributes(
     TransferSyntaxUID: instance.transferSyntaxUid,
     ...dataSetAttributes(instance.dataSet, instance.specificCharacterSet, '', 0, ctx),
   };
+}
+
+// ---- DICOM JSON (PS3.18 Annex F.2) -------------------------------------------------------------------------
+
+/** One attribute in the DICOM JSON Model. */
+export interface DicomJsonAttribute {
+  vr: string;
+  Value?: unknown[];
+  InlineBinary?: string;
+}
+
+export type DicomJson = Record<string, DicomJsonAttribute>;
+
+export interface DicomJsonOptions {
+  /** Binary values (OB, OW, OF, OD, OL, OV, UN) up to this many bytes go inline, base64; longer ones, and pixel
+   * data, are left out: DICOMweb clients fetch frames, not bulk data. Default 1024. */
+  maxInlineBinary?: number;
+  /** Decoding problems (bad bytes for the character set), each naming the attribute, never its value. */
+  onWarning?: (message: string) => void;
+}
+
+const PIXEL_DATA_TAGS = new Set([0x7fe00010, 0x7fe00008, 0x7fe00009]);
+/** Bytes per number of the binary VRs, for putting big-endian values in little-endian order as F.2.7 has them. */
+const BINARY_UNIT: Readonly<Record<string, number>> = { OW: 2, OF: 4, OL: 4, OD: 8, OV: 8 };
+
+function jsonText(
+  bytes: Uint8Array,
+  vr: string,
+  charset: string | undefined,
+  where: string,
+  ctx: JsonContext,
+): unknown[] | undefined {
+  const parts = stringValues(bytes, vr, charset, where, ctx.onWarning);
+  if (!parts || SINGLE_VALUE_VRS.has(vr)) return parts;
+  return parts.map((v): unknown => {
+    if (v === '') return null;
+    if (vr === 'IS' || vr === 'DS') return numberFromString(v, vr);
+    if (vr === 'PN') {
+      // Alphabetic, ideographic and phonetic groups, each left out when empty (F.2.2).
+      const [alphabetic, ideographic, phonetic] = v.split('=');
+      return {
+        ...(alphabetic ? { Alphabetic: alphabetic } : {}),
+        ...(ideographic ? { Ideographic: ideographic } : {}),
+        ...(phonetic ? { Phonetic: phonetic } : {}),
+      };
+    }
+    return v;
+  });
+}
+
+interface JsonContext {
+  readonly maxInlineBinary: number;
+  readonly pixelRepresentation: number | undefined;
+  readonly onWarning: ((message: string) => void) | undefined;
+}
+
+function jsonValue(
+  ds: DataSet,
+  element: Element,
+  vr: string,
+  charset: string | undefined,
+  where: string,
+  ctx: JsonContext,
+): DicomJsonAttribute | undefined {
+  if (vr === 'SQ') {
+    return {
+      vr,
+      Value: (element.items ?? []).map((item, i) =>
+        item.dataSet ? dataSetJson(item.dataSet, charset, `${where}[${i}]`, ctx) : {},
+      ),
+    };
+  }
+  const end = element.dataOffset + element.length;
+  if (element.hadUndefinedLength || end > ds.byteArray.length || element.length < 0) return undefined;
+  if (element.length === 0) return { vr };
+  const bytes = ds.byteArray.subarray(element.dataOffset, end);
+  if (vr === 'AT') {
+    const values = readNumbers(ds, element, 'AT', Math.floor(element.length / 4));
+    return { vr, Value: values.map((v) => String(v).replace(',', '')) };
+  }
+  const width = NUMERIC_WIDTH[vr];
+  if (width !== undefined)
+    return { vr, Value: readNumbers(ds, element, vr, Math.floor(element.length / width)) };
+  if (STRING_VRS.has(vr)) {
+    const Value = jsonText(bytes, vr, charset, where, ctx);
+    return Value ? { vr, Value } : { vr };
+  }
+  if (BINARY_VRS.has(vr) && element.length <= ctx.maxInlineBinary) {
+    const unit = BINARY_UNIT[vr];
+    const bigEndian = ds.byteArrayParser !== dicomParser.littleEndianByteArrayParser;
+    const le = bigEndian && unit ? swapUnits(bytes, unit) : bytes;
+    return { vr, InlineBinary: Buffer.from(le.buffer, le.byteOffset, le.byteLength).toString('base64') };
+  }
+  return undefined;
+}
+
+function swapUnits(bytes: Uint8Array, unit: number): Uint8Array {
+  const out = new Uint8Array(bytes.length);
+  for (let i = 0; i + unit <= bytes.length; i += unit)
+    for (let j = 0; j < unit; j++) out[i + j] = bytes[i + unit - 1 - j]!;
+  return out;
+}
+
+function dataSetJson(
+  ds: DataSet,
+  inheritedCharset: string | undefined,
+  path: string,
+  ctx: JsonContext,
+): DicomJson {
+  const out: DicomJson = {};
+  const charset = charsetOf(ds, inheritedCharset);
+  for (const key of sortedKeys(ds)) {
+    const element = ds.elements[key]!;
+    const tag = tagOf(key);
+    const group = tag >>> 16;
+    // The file meta is not part of the data set, group lengths are not kept (F.2), delimiters carry nothing,
+    // and pixel data is fetched as frames.
+    if (group === 0x0002 || group === 0xfffe || (tag & 0xffff) === 0 || PIXEL_DATA_TAGS.has(tag)) continue;
+    const entry = group % 2 === 1 ? undefined : lookup(tag);
+    const vr = resolveVr(element, entry, ctx.pixelRepresentation);
+    const value = jsonValue(ds, element, vr, charset, `${path}(${tagText(tag)})`, ctx);
+    if (value) out[key.slice(1).toUpperCase()] = value;
+  }
+  return out;
+}
+
+/**
+ * The instance's data set in the DICOM JSON Model (PS3.18 F.2), as DICOMweb metadata answers carry it: keys are
+ * tags as eight hex digits, values by VR (numbers for IS, DS and the binary number VRs, SV and UV past 2^53 as
+ * decimal strings; PN as Alphabetic/Ideographic/Phonetic groups; AT as tags; sequences as arrays of data sets;
+ * small binary values inline, base64, little endian). Left out: the file meta, group lengths, pixel data, binary
+ * values above `maxInlineBinary`, and values the file cuts short.
+ */
+export function dicomJson(instance: DicomInstance, opts: DicomJsonOptions = {}): DicomJson {
+  return dataSetJson(instance.dataSet, instance.specificCharacterSet, '', {
+    maxInlineBinary: Math.max(0, opts.maxInlineBinary ?? 1024),
+    pixelRepresentation: instance.pixelRepresentation,
+    onWarning: opts.onWarning,
+  });
 }

@@ -1,0 +1,104 @@
+/**
+ * DICOMweb WADO-RS metadata (PS3.18 §10.4.1.1.2): the data sets of a study's, a series' or one instance's
+ * instances in the DICOM JSON Model, as `application/dicom+json`, for viewers and workstations that read the
+ * header before they fetch pixels. Pixel data and large binary values are left out (attributes.ts, dicomJson);
+ * each instance carries Available Transfer Syntax UID (0008,3002), the syntax it is stored in.
+ *
+ * Who sees what follows WADO-RS (wado.ts): a reader abroad names the study by its replacement UIDs and reads the
+ * de-identified copies' headers, so the metadata holds the pseudonym, shifted dates and replacement UIDs.
+ */
+import { Type } from 'typebox';
+import type { Context } from '../../context.js';
+import { AppError } from '../../errors.js';
+import { dicomJson } from '../../formats/dicom/attributes.js';
+import { type DicomInstance, parseDicom } from '../../formats/dicom/parse-dicom.js';
+import { readHeaderOf } from '../../pipeline/stored-dicom-header.js';
+import { principalOf, requireRole } from '../auth.js';
+import type { App } from '../build-app.js';
+import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
+import { parseMediaType } from '../multipart-related.js';
+import { filesInScope, type Scope, splitAccept, studyLevels } from './wado.js';
+
+/** The first read of an instance for its header: a slice's header fits, and its pixels are not needed. */
+const HEAD_BYTES = 16 * 1024;
+/** Instances whose headers are read at once. */
+const PARALLEL = 8;
+
+function acceptsJson(accept: string | undefined): boolean {
+  if (!accept || accept.trim() === '') return true;
+  return splitAccept(accept).some((r) => {
+    const type = parseMediaType(r)?.type;
+    return (
+      type === 'application/dicom+json' ||
+      type === 'application/json' ||
+      type === 'application/*' ||
+      type === '*/*'
+    );
+  });
+}
+
+/** An instance's header: from its first 16 KiB when they hold it whole (up to the pixel data), else read on. */
+async function headerOf(ctx: Context, key: string, bytes: number): Promise<DicomInstance> {
+  if (bytes > HEAD_BYTES) {
+    try {
+      const head = parseDicom(await ctx.storage.getBytes(key, { start: 0, end: HEAD_BYTES - 1 }));
+      // Cut inside the pixel data: everything before it was read. Without pixel data, the cut may have fallen
+      // on an element boundary with more to come, so the rest decides.
+      if (head.pixelDataTruncated) return head;
+    } catch {
+      // Cut inside the header: read on.
+    }
+  }
+  return readHeaderOf(ctx, { object_key: key, bytes: String(bytes) });
+}
+
+/** Runs `task` over `items`, PARALLEL at a time, keeping their order. */
+async function mapInOrder<T, R>(items: T[], task: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lane = async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await task(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(PARALLEL, items.length) }, lane));
+  return out;
+}
+
+export function registerDicomwebMetadataRoutes(app: App, ctx: Context): void {
+  const levels = studyLevels('/metadata');
+  for (const level of levels) {
+    app.get(
+      level.url,
+      {
+        // The headers name the patient: as for the files themselves, ops get none.
+        onRequest: requireRole(ctx.db, 'clinic', 'reader', 'admin'),
+        schema: {
+          summary: `DICOMweb WADO-RS metadata of ${level.what}, as application/dicom+json`,
+          params: Type.Object(level.params),
+        },
+      },
+      async (request, reply) => {
+        if (!acceptsJson(request.headers.accept)) {
+          throw new AppError('NOT_ACCEPTABLE', 'metadata is sent as application/dicom+json');
+        }
+        const scope = request.params as unknown as Scope;
+        const { files, deidentified } = await filesInScope(ctx, principalOf(request), scope);
+        const body = await mapInOrder(files, async (f) => {
+          const object = deidentified
+            ? await ensureDeidentifiedCopy(ctx, f.caseId, f)
+            : { key: f.object_key, bytes: Number(f.bytes) };
+          const json = dicomJson(await headerOf(ctx, object.key, object.bytes));
+          if (f.transferSyntaxUid) json['00083002'] = { vr: 'UI', Value: [f.transferSyntaxUid] };
+          // Keys in tag order, as the rest of the data set is.
+          return Object.fromEntries(Object.entries(json).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+        });
+        return reply
+          .header('content-type', 'application/dicom+json')
+          .header('cache-control', 'private, no-store')
+          .send(JSON.stringify(body));
+      },
+    );
+  }
+}
