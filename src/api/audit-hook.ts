@@ -59,6 +59,7 @@ export const AUDIT_ACTIONS: Readonly<Record<string, string>> = {
   'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/thumbnail': 'frame.read',
   'GET /dicomweb/studies/:studyUid/series/:seriesUid/thumbnail': 'artifact.read',
   'GET /dicomweb/studies/:studyUid/thumbnail': 'artifact.read',
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/frames/:frames': 'frame.retrieve',
   'GET /dicomweb/studies/:studyUid/metadata': 'study.metadata',
   'GET /dicomweb/studies/:studyUid/series/:seriesUid/metadata': 'series.metadata',
   'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/metadata': 'instance.metadata',

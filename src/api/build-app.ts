@@ -20,6 +20,7 @@ import { registerAuditRoutes } from './routes/audit.js';
 import { registerCaseRoutes } from './routes/cases.js';
 import { registerClaimRoutes } from './routes/claims.js';
 import { registerDicomwebRoutes } from './routes/dicomweb.js';
+import { registerDicomwebFrameRoutes } from './routes/dicomweb-frames.js';
 import { registerDicomwebMetadataRoutes } from './routes/dicomweb-metadata.js';
 import { registerDicomwebRenderedRoutes } from './routes/dicomweb-rendered.js';
 import { registerFileRoutes } from './routes/files.js';
@@ -220,5 +221,6 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerWadoRoutes(app, ctx);
   registerDicomwebRenderedRoutes(app, ctx);
   registerDicomwebMetadataRoutes(app, ctx);
+  registerDicomwebFrameRoutes(app, ctx);
   return app;
 }

@@ -24,7 +24,7 @@ export interface TranscodedInstance {
 const littleEndianHost = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
 
 /** A decoded frame's samples as little-endian bytes of its element size. */
-function frameBytes(frame: Frame): Uint8Array {
+export function frameBytes(frame: Frame): Uint8Array {
   const p = frame.pixels;
   const bytes = new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
   if (littleEndianHost || p.BYTES_PER_ELEMENT === 1) return bytes;
@@ -56,6 +56,18 @@ class BitPacker {
   flush(): Uint8Array {
     return this.used > 0 ? Uint8Array.of(this.carry) : new Uint8Array(0);
   }
+}
+
+/** One frame's samples of 0 and 1 packed from a byte boundary (WADO-RS frames). */
+export function packBits(samples: ArrayLike<number>): Uint8Array {
+  const bits = new BitPacker();
+  const whole = bits.push(samples);
+  const rest = bits.flush();
+  if (rest.length === 0) return whole;
+  const out = new Uint8Array(whole.length + rest.length);
+  out.set(whole);
+  out.set(rest, whole.length);
+  return out;
 }
 
 function sameShape(a: Frame, b: Frame): boolean {

@@ -214,6 +214,12 @@ const MATRIX: Record<string, Row> = {
     expect: DICOM_READ,
     request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/thumbnail` }),
   },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/frames/:frames': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/frames/1`,
+    }),
+  },
   'GET /dicomweb/studies/:studyUid/metadata': {
     expect: DICOM_READ,
     request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/metadata` }),

@@ -120,6 +120,43 @@ async function routedCase(studyUid: string): Promise<string> {
   });
 }
 
+/** Waits until the study's case is routed, however many files it has. */
+async function studyRouted(studyUid: string): Promise<void> {
+  await waitFor(`study ${studyUid} routed`, async () => {
+    const c = await ctx.db
+      .selectFrom('cases')
+      .select('status')
+      .where('study_instance_uid', '=', studyUid)
+      .executeTakeFirst();
+    return c?.status === 'routed' ? true : undefined;
+  });
+}
+
+/** One 8×8 instance of `root`'s series `root.1`, written here with the given pixels. */
+function instanceOf(
+  root: string,
+  sop: string,
+  pixels: { samplesPerPixel?: number; pixelData: Uint8Array },
+  options: Parameters<typeof writeDicom>[1],
+): Uint8Array {
+  return writeDicom(
+    imageElements({
+      rows: 8,
+      columns: 8,
+      bitsAllocated: 8,
+      ...pixels,
+      extra: [
+        { tag: 0x0020000d, vr: 'UI', value: root },
+        { tag: 0x0020000e, vr: 'UI', value: `${root}.1` },
+        { tag: 0x00080018, vr: 'UI', value: sop },
+        { tag: 0x00080060, vr: 'CS', value: 'CT' },
+        { tag: 0x00100010, vr: 'PN', value: PATIENT },
+      ],
+    }),
+    options,
+  );
+}
+
 beforeAll(async () => {
   t = await createTestContext({ STUDY_STABLE_SECONDS: '0' });
   ctx = t.ctx;
@@ -285,20 +322,10 @@ describe('WADO-RS retrieve', () => {
     const root = '2.25.5510006';
     const [first] = study(root);
     // The same instance as an old system writes it: no preamble, no DICM, no file meta, implicit VR.
-    const bare = writeDicom(
-      imageElements({
-        rows: 8,
-        columns: 8,
-        bitsAllocated: 8,
-        pixelData: new Uint8Array(64).fill(40),
-        extra: [
-          { tag: 0x0020000d, vr: 'UI', value: root },
-          { tag: 0x0020000e, vr: 'UI', value: `${root}.1` },
-          { tag: 0x00080018, vr: 'UI', value: first!.sop },
-          { tag: 0x00080060, vr: 'CS', value: 'CT' },
-          { tag: 0x00100010, vr: 'PN', value: PATIENT },
-        ],
-      }),
+    const bare = instanceOf(
+      root,
+      first!.sop,
+      { pixelData: new Uint8Array(64).fill(40) },
       { encoding: 'implicit-le', preamble: false, meta: false },
     );
     expect(parseDicom(bare).part10).toBe(false);
@@ -310,14 +337,7 @@ describe('WADO-RS retrieve', () => {
       body: form,
     });
     expect(upload.status).toBe(202);
-    await waitFor(`study ${root} routed`, async () => {
-      const c = await ctx.db
-        .selectFrom('cases')
-        .select('status')
-        .where('study_instance_uid', '=', root)
-        .executeTakeFirst();
-      return c?.status === 'routed' ? true : undefined;
-    });
+    await studyRouted(root);
     const dicom = 'multipart/related; type="application/dicom"';
     for (const accept of [undefined, `${dicom}; transfer-syntax=*`]) {
       const r = await retrieve(keys.ke!, `/dicomweb/studies/${root}`, accept);
@@ -545,5 +565,93 @@ describe('WADO-RS metadata', () => {
       expect(instance['00100010']!.Value).toEqual([{ Alphabetic: 'ANONYMOUS^TELEREAD' }]);
     }
     expect((await metadata(keys.fr!, `/dicomweb/studies/${root}/metadata`)).status).toBe(404);
+  });
+});
+
+describe('WADO-RS frames', () => {
+  interface FramePart {
+    type: string;
+    bytes: Buffer;
+  }
+  async function frames(key: string, path: string, accept?: string) {
+    const res = await fetch(`${url}${path}`, {
+      headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    if (res.status !== 200) return { status: res.status, parts: [] as FramePart[], text: body.toString() };
+    const type = parseMediaType(res.headers.get('content-type') ?? '');
+    expect(type?.parameters.type).toBe('application/octet-stream');
+    const parts: FramePart[] = [];
+    for await (const part of parseMultipartRelated(Readable.from([body]), {
+      boundary: type!.parameters.boundary!,
+    })) {
+      const chunks: Buffer[] = [];
+      for await (const c of part.body) chunks.push(Buffer.from(c as Uint8Array));
+      parts.push({ type: part.headers['content-type'] ?? '', bytes: Buffer.concat(chunks) });
+    }
+    return { status: res.status, parts, text: '' };
+  }
+  const tsOf = (p: FramePart) => parseMediaType(p.type)?.parameters['transfer-syntax'];
+
+  test('native frames as stored, compressed ones as stored or decoded when that keeps what the header says', async () => {
+    const root = '2.25.5510011';
+    const [gray] = study(root);
+    // A colour instance in the same series: 8×8 RGB, which dcmcjpeg stores as YBR_FULL_422 JPEG baseline.
+    const rgb = instanceOf(
+      root,
+      `${root}.1.9`,
+      { samplesPerPixel: 3, pixelData: Uint8Array.from({ length: 192 }, (_, i) => (i * 7) % 256) },
+      { sopInstanceUid: `${root}.1.9` },
+    );
+    const dir = await mkdtemp(path.join(tmpdir(), 'wado-frames-'));
+    let jls: Buffer;
+    let jpeg: Buffer;
+    try {
+      await writeFile(path.join(dir, 'gray.dcm'), gray!.bytes);
+      await writeFile(path.join(dir, 'rgb.dcm'), rgb);
+      await run('dcmcjpls', [path.join(dir, 'gray.dcm'), path.join(dir, 'gray.jls.dcm')]);
+      // +un: keep the SOP Instance UID, which dcmcjpeg otherwise replaces for lossy compression.
+      await run('dcmcjpeg', ['+eb', '+np', '+un', path.join(dir, 'rgb.dcm'), path.join(dir, 'rgb.jpg.dcm')]);
+      jls = await readFile(path.join(dir, 'gray.jls.dcm'));
+      jpeg = await readFile(path.join(dir, 'rgb.jpg.dcm'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    expect(parseDicom(jpeg).photometricInterpretation).toBe('YBR_FULL_422');
+    const [, second, third] = study(root);
+    await stow(keys.home!, [jls, second!.bytes, third!.bytes, jpeg]);
+    await studyRouted(root);
+    const instance = (series: string, sop: string) =>
+      `/dicomweb/studies/${root}/series/${series}/instances/${sop}`;
+    const stored = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
+
+    // Native: the frame's bytes, twice when listed twice.
+    const native = await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.2`)}/frames/1,1`);
+    expect(native.parts).toHaveLength(2);
+    for (const p of native.parts) {
+      expect(tsOf(p)).toBe('1.2.840.10008.1.2.1');
+      expect(p.bytes.equals(Buffer.alloc(64, 80))).toBe(true);
+    }
+    // JPEG-LS: decoded by default (grayscale decodes to what the header says), the bitstream with *.
+    const decoded = await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.1`)}/frames/1`);
+    expect(tsOf(decoded.parts[0]!)).toBe('1.2.840.10008.1.2.1');
+    expect(decoded.parts[0]!.bytes.equals(Buffer.alloc(64, 40))).toBe(true);
+    const bitstream = await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.1`)}/frames/1`, stored);
+    expect(tsOf(bitstream.parts[0]!)).toBe('1.2.840.10008.1.2.4.80');
+    expect([...bitstream.parts[0]!.bytes.subarray(0, 4)]).toEqual([0xff, 0xd8, 0xff, 0xf7]);
+    // YBR JPEG: decoding gives RGB, which its header does not say: 406 unless asked for as stored.
+    const ybr = await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.9`)}/frames/1`);
+    expect(ybr.status).toBe(406);
+    const asStored = await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.9`)}/frames/1`, stored);
+    expect(tsOf(asStored.parts[0]!)).toBe('1.2.840.10008.1.2.4.50');
+    expect([...asStored.parts[0]!.bytes.subarray(0, 2)]).toEqual([0xff, 0xd8]);
+
+    expect((await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.2`)}/frames/2`)).status).toBe(404);
+    expect((await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.2`)}/frames/0,x`)).status).toBe(400);
+    expect(
+      (await frames(keys.ke!, `${instance(`${root}.1`, `${root}.1.2`)}/frames/1`, 'application/dicom'))
+        .status,
+    ).toBe(406);
+    expect((await frames(keys.ops!, `${instance(`${root}.1`, `${root}.1.2`)}/frames/1`)).status).toBe(403);
   });
 });
