@@ -22,6 +22,7 @@ import { registerClaimRoutes } from './routes/claims.js';
 import { registerDicomwebRoutes } from './routes/dicomweb.js';
 import { registerDicomwebFrameRoutes } from './routes/dicomweb-frames.js';
 import { registerDicomwebMetadataRoutes } from './routes/dicomweb-metadata.js';
+import { registerDicomwebQidoRoutes } from './routes/dicomweb-qido.js';
 import { registerDicomwebRenderedRoutes } from './routes/dicomweb-rendered.js';
 import { registerFileRoutes } from './routes/files.js';
 import { registerHealthRoutes } from './routes/health.js';
@@ -222,5 +223,6 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerDicomwebRenderedRoutes(app, ctx);
   registerDicomwebMetadataRoutes(app, ctx);
   registerDicomwebFrameRoutes(app, ctx);
+  registerDicomwebQidoRoutes(app, ctx);
   return app;
 }

@@ -220,6 +220,21 @@ const MATRIX: Record<string, Row> = {
       url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/frames/1`,
     }),
   },
+  // A search finds only what the caller may see: an empty answer is not a refusal.
+  'GET /dicomweb/studies': {
+    expect: '200 200 200 200 403 200 401 401 401',
+    request: (fx) => ({ url: `/dicomweb/studies?StudyInstanceUID=${fx.imaging.studyUid}` }),
+  },
+  'GET /dicomweb/studies/:studyUid/series': {
+    expect: DICOM_READ,
+    request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/series` }),
+  },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances`,
+    }),
+  },
   'GET /dicomweb/studies/:studyUid/metadata': {
     expect: DICOM_READ,
     request: (fx) => ({ url: `/dicomweb/studies/${fx.imaging.studyUid}/metadata` }),

@@ -655,3 +655,99 @@ describe('WADO-RS frames', () => {
     expect((await frames(keys.ops!, `${instance(`${root}.1`, `${root}.1.2`)}/frames/1`)).status).toBe(403);
   });
 });
+
+describe('QIDO-RS search', () => {
+  type Json = Array<Record<string, { vr: string; Value?: unknown[] }>>;
+  async function search(key: string, path: string) {
+    const res = await fetch(`${url}${path}`, { headers: { authorization: `Bearer ${key}` } });
+    const text = await res.text();
+    return { status: res.status, json: (res.status === 200 ? JSON.parse(text) : []) as Json, text };
+  }
+  const values = (json: Json, tag: string) => json.map((r) => r[tag]?.Value?.[0]);
+
+  test('studies, series and instances the caller may see, matched and paged as PS3.18 says', async () => {
+    const root = '2.25.5510012';
+    await sendStudy(keys.home!, root);
+
+    const byUid = await search(keys.ke!, `/dicomweb/studies?StudyInstanceUID=${root}`);
+    expect(byUid.status).toBe(200);
+    expect(byUid.json).toHaveLength(1);
+    const s = byUid.json[0]!;
+    expect(s['0020000D']).toEqual({ vr: 'UI', Value: [root] });
+    expect(s['00100010']).toEqual({ vr: 'PN', Value: [{ Alphabetic: PATIENT }] });
+    expect(s['00100020']).toEqual({ vr: 'LO', Value: [PATIENT_ID] });
+    expect(s['00201206']).toEqual({ vr: 'IS', Value: [2] });
+    expect(s['00201208']).toEqual({ vr: 'IS', Value: [3] });
+    expect(s['00080061']).toEqual({ vr: 'CS', Value: ['CT'] });
+    expect(String(s['00081190']!.Value![0])).toMatch(new RegExp(`/dicomweb/studies/${root}$`));
+
+    // Matching: the patient's name with a wildcard and in another case, the ID, the modality; misses find nothing.
+    for (const q of [
+      'PatientName=okonkwo*',
+      `PatientID=${PATIENT_ID}`,
+      'ModalitiesInStudy=CT',
+      '00100020=MRN-WADO-44?1',
+    ]) {
+      expect(values((await search(keys.home!, `/dicomweb/studies?${q}`)).json, '0020000D'), q).toContain(
+        root,
+      );
+    }
+    for (const q of ['PatientName=Nobody*', 'ModalitiesInStudy=MR', 'StudyDate=19000101-19000102']) {
+      expect(values((await search(keys.home!, `/dicomweb/studies?${q}`)).json, '0020000D'), q).not.toContain(
+        root,
+      );
+    }
+    expect((await search(keys.home!, '/dicomweb/studies?PatientAge=40')).status).toBe(400);
+    expect((await search(keys.home!, `/dicomweb/studies?StudyInstanceUID=${root}&limit=0`)).status).toBe(400);
+    // Another clinic finds nothing of it.
+    expect((await search(keys.other!, `/dicomweb/studies?StudyInstanceUID=${root}`)).json).toEqual([]);
+
+    const series = await search(keys.ke!, `/dicomweb/studies/${root}/series`);
+    expect(values(series.json, '0020000E').sort()).toEqual([`${root}.1`, `${root}.2`]);
+    expect(series.json.find((r) => r['0020000E']!.Value![0] === `${root}.1`)!['00201209']).toEqual({
+      vr: 'IS',
+      Value: [2],
+    });
+    expect(
+      values(
+        (await search(keys.ke!, `/dicomweb/studies/${root}/series?SeriesInstanceUID=${root}.2`)).json,
+        '0020000E',
+      ),
+    ).toEqual([`${root}.2`]);
+
+    const instances = await search(keys.ke!, `/dicomweb/studies/${root}/series/${root}.1/instances`);
+    expect(values(instances.json, '00080018').sort()).toEqual([`${root}.1.1`, `${root}.1.2`]);
+    expect(instances.json[0]!['00280010']).toEqual({ vr: 'US', Value: [8] });
+    const paged = await search(
+      keys.ke!,
+      `/dicomweb/studies/${root}/series/${root}.1/instances?limit=1&offset=1`,
+    );
+    expect(paged.json).toHaveLength(1);
+    expect((await search(keys.ops!, '/dicomweb/studies')).status).toBe(403);
+  });
+
+  test('a reader abroad sees and matches the de-identified values only', async () => {
+    const root = '2.25.5510013';
+    const { caseId } = await sendStudy(keys.abroad!, root);
+    const detail = (await (
+      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
+    ).json()) as { studyInstanceUid: string };
+    const replacement = detail.studyInstanceUid;
+    const all = await search(keys.fr!, '/dicomweb/studies');
+    const mine = all.json.find((r) => r['0020000D']!.Value![0] === replacement)!;
+    expect(mine['00100010']).toEqual({ vr: 'PN', Value: [{ Alphabetic: 'ANONYMOUS^TELEREAD' }] });
+    expect(all.text).not.toContain('Okonkwo');
+    expect(all.text).not.toContain(PATIENT_ID);
+    expect(all.text).not.toContain(root);
+    // The real name finds nothing; the pseudonym finds the case.
+    expect(
+      values((await search(keys.fr!, '/dicomweb/studies?PatientName=Okonkwo*')).json, '0020000D'),
+    ).not.toContain(replacement);
+    expect(
+      values((await search(keys.fr!, '/dicomweb/studies?PatientName=ANONYMOUS*')).json, '0020000D'),
+    ).toContain(replacement);
+    const series = await search(keys.fr!, `/dicomweb/studies/${replacement}/series`);
+    expect(series.json).toHaveLength(2);
+    expect(series.text).not.toContain(root);
+  });
+});

@@ -10,21 +10,21 @@
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { AppError } from '../../errors.js';
-import { dicomJson } from '../../formats/dicom/attributes.js';
+import { type DicomJson, dicomJson } from '../../formats/dicom/attributes.js';
 import { type DicomInstance, parseDicom } from '../../formats/dicom/parse-dicom.js';
 import { readHeaderOf } from '../../pipeline/stored-dicom-header.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { parseMediaType } from '../multipart-related.js';
-import { filesInScope, type Scope, splitAccept, studyLevels } from './wado.js';
+import { filesInScope, type Scope, type StudyFile, splitAccept, studyLevels } from './wado.js';
 
 /** The first read of an instance for its header: a slice's header fits, and its pixels are not needed. */
 const HEAD_BYTES = 16 * 1024;
 /** Instances whose headers are read at once. */
 const PARALLEL = 8;
 
-function acceptsJson(accept: string | undefined): boolean {
+export function acceptsJson(accept: string | undefined): boolean {
   if (!accept || accept.trim() === '') return true;
   return splitAccept(accept).some((r) => {
     const type = parseMediaType(r)?.type;
@@ -52,8 +52,21 @@ async function headerOf(ctx: Context, key: string, bytes: number): Promise<Dicom
   return readHeaderOf(ctx, { object_key: key, bytes: String(bytes) });
 }
 
+/** An instance's header in the DICOM JSON Model, read from its de-identified copy for a reader abroad. */
+export async function headerJson(ctx: Context, file: StudyFile, deidentified: boolean): Promise<DicomJson> {
+  const object = deidentified
+    ? await ensureDeidentifiedCopy(ctx, file.caseId, file)
+    : { key: file.object_key, bytes: Number(file.bytes) };
+  return dicomJson(await headerOf(ctx, object.key, object.bytes));
+}
+
+/** The attributes in tag order, as a data set has them. */
+export function inTagOrder(json: DicomJson): DicomJson {
+  return Object.fromEntries(Object.entries(json).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 /** Runs `task` over `items`, PARALLEL at a time, keeping their order. */
-async function mapInOrder<T, R>(items: T[], task: (item: T) => Promise<R>): Promise<R[]> {
+export async function mapInOrder<T, R>(items: T[], task: (item: T) => Promise<R>): Promise<R[]> {
   const out = new Array<R>(items.length);
   let next = 0;
   const lane = async () => {
@@ -86,13 +99,9 @@ export function registerDicomwebMetadataRoutes(app: App, ctx: Context): void {
         const scope = request.params as unknown as Scope;
         const { files, deidentified } = await filesInScope(ctx, principalOf(request), scope);
         const body = await mapInOrder(files, async (f) => {
-          const object = deidentified
-            ? await ensureDeidentifiedCopy(ctx, f.caseId, f)
-            : { key: f.object_key, bytes: Number(f.bytes) };
-          const json = dicomJson(await headerOf(ctx, object.key, object.bytes));
+          const json = await headerJson(ctx, f, deidentified);
           if (f.transferSyntaxUid) json['00083002'] = { vr: 'UI', Value: [f.transferSyntaxUid] };
-          // Keys in tag order, as the rest of the data set is.
-          return Object.fromEntries(Object.entries(json).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+          return inTagOrder(json);
         });
         return reply
           .header('content-type', 'application/dicom+json')

@@ -186,6 +186,47 @@ export async function originalOf(
 }
 
 /**
+ * The DICOM instances of some cases, oldest first, optionally of one series (by original UID) or one instance:
+ * none failed or duplicate, and for a reader abroad (`deidentified`) none whose pixels may show the patient.
+ */
+export async function dicomFilesOf(
+  ctx: Context,
+  caseIds: string[],
+  deidentified: boolean,
+  only: { series?: string | null; sop?: string | null } = {},
+): Promise<StudyFile[]> {
+  if (caseIds.length === 0) return [];
+  let q = ctx.db
+    .selectFrom('files')
+    .select(['id', 'case_id', 'object_key', 'bytes', 'metadata', 'sop_instance_uid'])
+    .where('case_id', 'in', caseIds)
+    .where('format', 'in', DICOM_FORMATS)
+    .where('status', '!=', 'failed')
+    .where('duplicate_of', 'is', null)
+    .where('sop_instance_uid', 'is not', null);
+  if (only.series != null) q = q.where(sql<string>`metadata->>'seriesInstanceUid'`, '=', only.series);
+  if (only.sop != null) q = q.where('sop_instance_uid', '=', only.sop);
+  const rows = await q.orderBy('received_at').orderBy('id').execute();
+  const files: StudyFile[] = [];
+  for (const r of rows) {
+    // The pixels of a label, an overview or burned-in text may show who the patient is: not sent abroad.
+    if (deidentified && (await showsIdentity(ctx, r))) continue;
+    const metadata = r.metadata as StudyFile['metadata'];
+    files.push({
+      id: r.id,
+      caseId: r.case_id!,
+      object_key: r.object_key,
+      bytes: r.bytes,
+      sopInstanceUid: r.sop_instance_uid!,
+      seriesInstanceUid: metadata.seriesInstanceUid ?? null,
+      transferSyntaxUid: metadata.transferSyntaxUid ?? null,
+      metadata,
+    });
+  }
+  return files;
+}
+
+/**
  * The instances the URL's UIDs name that the caller may have, oldest first: all of a study's, a series', or one.
  * `deidentified` when the caller is a reader abroad, who names them by their replacement UIDs. NOT_FOUND when
  * there are none, as for a study that does not exist.
@@ -205,33 +246,7 @@ export async function filesInScope(
   const [series, sop] = deidentified
     ? [await originalOf(ctx, caseIds[0]!, scope.seriesUid), await originalOf(ctx, caseIds[0]!, scope.sopUid)]
     : [scope.seriesUid ?? null, scope.sopUid ?? null];
-  let q = ctx.db
-    .selectFrom('files')
-    .select(['id', 'case_id', 'object_key', 'bytes', 'metadata', 'sop_instance_uid'])
-    .where('case_id', 'in', caseIds)
-    .where('format', 'in', DICOM_FORMATS)
-    .where('status', '!=', 'failed')
-    .where('duplicate_of', 'is', null)
-    .where('sop_instance_uid', 'is not', null);
-  if (series !== null) q = q.where(sql<string>`metadata->>'seriesInstanceUid'`, '=', series);
-  if (sop !== null) q = q.where('sop_instance_uid', '=', sop);
-  const rows = await q.orderBy('received_at').orderBy('id').execute();
-  const files: StudyFile[] = [];
-  for (const r of rows) {
-    // The pixels of a label, an overview or burned-in text may show who the patient is: not sent abroad.
-    if (deidentified && (await showsIdentity(ctx, r))) continue;
-    const metadata = r.metadata as StudyFile['metadata'];
-    files.push({
-      id: r.id,
-      caseId: r.case_id!,
-      object_key: r.object_key,
-      bytes: r.bytes,
-      sopInstanceUid: r.sop_instance_uid!,
-      seriesInstanceUid: metadata.seriesInstanceUid ?? null,
-      transferSyntaxUid: metadata.transferSyntaxUid ?? null,
-      metadata,
-    });
-  }
+  const files = await dicomFilesOf(ctx, caseIds, deidentified, { series, sop });
   if (files.length === 0) throw missing();
   return { files, deidentified };
 }

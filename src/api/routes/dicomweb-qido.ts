@@ -1,0 +1,291 @@
+/**
+ * DICOMweb QIDO-RS search (PS3.18 §10.6): the studies a caller may see, a study's series, a series' instances, as
+ * `application/dicom+json` arrays with the attributes PS3.18 Table 10.6.3-3 lists for each level (those the data
+ * set has) and RetrieveURL. With WADO-RS metadata and frames, this is what a DICOMweb viewer needs to browse.
+ *
+ * The attributes come from the DICOM itself, not from Teleread's rows: each study's and series' first instance,
+ * and every instance at the instance level, read as WADO-RS metadata reads them. A reader abroad therefore sees
+ * the de-identified copies' values (pseudonym, shifted dates, replacement UIDs, no accession number), and matches
+ * against those: searching by a patient's real name finds nothing for them.
+ *
+ * Matching (§10.6.1.2): at the study level StudyInstanceUID (a list), PatientID, PatientName, AccessionNumber,
+ * StudyDate (a date or a range), ModalitiesInStudy; at the series level SeriesInstanceUID, Modality, SeriesNumber;
+ * at the instance level SOPInstanceUID, SOPClassUID, InstanceNumber. `*` and `?` are wildcards, and names match
+ * whatever their case. `limit` and `offset` page the answer; `includefield` and `fuzzymatching` are accepted, and
+ * the attributes sent are always those listed. Other keys are refused with 400 rather than ignored, so a client
+ * never takes an unfiltered answer for a filtered one. The study search looks at the caller's STUDY_SEARCH_CASES
+ * most recent cases.
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import { Type } from 'typebox';
+import type { Context } from '../../context.js';
+import { getCaseForPrincipal, getCasesForPrincipal } from '../../db/case-queries.js';
+import { AppError } from '../../errors.js';
+import type { DicomJson, DicomJsonAttribute } from '../../formats/dicom/attributes.js';
+import { principalOf, requireRole } from '../auth.js';
+import type { App } from '../build-app.js';
+import { needsDeidentifiedView } from '../redact.js';
+import { acceptsJson, headerJson, inTagOrder, mapInOrder } from './dicomweb-metadata.js';
+import { dicomFilesOf, filesInScope, type StudyFile, UID } from './wado.js';
+
+/** The most recent cases a study search reads (newest first). */
+const STUDY_SEARCH_CASES = 500;
+const MAX_LIMIT = 1000;
+
+const STUDY_TAGS = [
+  '00080020', // StudyDate
+  '00080030', // StudyTime
+  '00080050', // AccessionNumber
+  '00080090', // ReferringPhysicianName
+  '00081030', // StudyDescription
+  '00100010', // PatientName
+  '00100020', // PatientID
+  '00100030', // PatientBirthDate
+  '00100040', // PatientSex
+  '0020000D', // StudyInstanceUID
+  '00200010', // StudyID
+];
+const SERIES_TAGS = [
+  '00080021', // SeriesDate
+  '00080060', // Modality
+  '0008103E', // SeriesDescription
+  '0020000E', // SeriesInstanceUID
+  '00200011', // SeriesNumber
+];
+const INSTANCE_TAGS = [
+  '00080016', // SOPClassUID
+  '00080018', // SOPInstanceUID
+  '00200013', // InstanceNumber
+  '00280008', // NumberOfFrames
+  '00280010', // Rows
+  '00280011', // Columns
+  '00280100', // BitsAllocated
+];
+
+/** Query keys by keyword or tag, per level, and the attribute each matches. */
+const MATCH_KEYS: Record<'study' | 'series' | 'instance', Record<string, string>> = {
+  study: {
+    StudyInstanceUID: '0020000D',
+    PatientID: '00100020',
+    PatientName: '00100010',
+    AccessionNumber: '00080050',
+    StudyDate: '00080020',
+    ModalitiesInStudy: '00080061',
+  },
+  series: { SeriesInstanceUID: '0020000E', Modality: '00080060', SeriesNumber: '00200011' },
+  instance: { SOPInstanceUID: '00080018', SOPClassUID: '00080016', InstanceNumber: '00200013' },
+};
+/** Parameters every level takes besides its matching keys. */
+const PAGING = new Set(['limit', 'offset', 'fuzzymatching', 'includefield']);
+
+interface Match {
+  tag: string;
+  value: string;
+}
+
+/** The query's matching keys (by keyword or by tag), its page, and 400 for a key this level does not match on. */
+function parseQuery(level: keyof typeof MATCH_KEYS, query: Record<string, unknown>) {
+  const keys = MATCH_KEYS[level];
+  const byTag = new Map(Object.values(keys).map((t) => [t, t]));
+  const matches: Match[] = [];
+  for (const [key, raw] of Object.entries(query)) {
+    if (PAGING.has(key)) continue;
+    const tag = keys[key] ?? byTag.get(key.toUpperCase());
+    if (!tag) {
+      throw new AppError(
+        'VALIDATION_FAILED',
+        `${key} is not a matching key here; these are: ${Object.keys(keys).join(', ')}`,
+      );
+    }
+    const value = String(Array.isArray(raw) ? raw[0] : raw);
+    if (value !== '') matches.push({ tag, value });
+  }
+  const limit = Math.min(MAX_LIMIT, Number(query.limit ?? MAX_LIMIT));
+  const offset = Number(query.offset ?? 0);
+  if (!Number.isInteger(limit) || limit < 1 || !Number.isInteger(offset) || offset < 0) {
+    throw new AppError('VALIDATION_FAILED', 'limit must be a whole number from 1 and offset one from 0');
+  }
+  return { matches, limit, offset };
+}
+
+/** An attribute's values as text, PN by its alphabetic group. */
+function texts(attribute: DicomJsonAttribute | undefined): string[] {
+  return (attribute?.Value ?? []).map((v) =>
+    v !== null && typeof v === 'object'
+      ? String((v as { Alphabetic?: string }).Alphabetic ?? '')
+      : String(v ?? ''),
+  );
+}
+
+function wildcard(pattern: string, caseless: boolean): RegExp {
+  const body = pattern
+    .replace(/[.+^${}()|[\]\\]/g, '\\$&')
+    .replace(/\*/g, '.*')
+    .replace(/\?/g, '.');
+  return new RegExp(`^${body}$`, caseless ? 'i' : '');
+}
+
+/** PS3.4 C.2.2.2 matching of one key against one attribute. */
+function matches(json: DicomJson, { tag, value }: Match): boolean {
+  const have = texts(json[tag]);
+  if (tag === '0020000D' || tag === '0020000E' || tag === '00080018' || tag === '00080016') {
+    const wanted = new Set(value.split(/[,\\]/));
+    return have.some((h) => wanted.has(h));
+  }
+  if (tag === '00080020') {
+    const [from, to] = value.includes('-') ? value.split('-') : [value, value];
+    return have.some((d) => (!from || d >= from!) && (!to || d <= to!));
+  }
+  const pattern = wildcard(value, tag === '00100010');
+  return have.some((h) => pattern.test(h));
+}
+
+function pick(json: DicomJson, tags: string[]): DicomJson {
+  const out: DicomJson = {};
+  for (const tag of tags) if (json[tag]) out[tag] = json[tag]!;
+  return out;
+}
+
+const text = (vr: string, values: Array<string | number>): DicomJsonAttribute => ({ vr, Value: values });
+
+/** Groups instances by their series' original UID, in the order the series first arrived. */
+function bySeries(files: StudyFile[]): StudyFile[][] {
+  const groups = new Map<string, StudyFile[]>();
+  for (const f of files) {
+    const key = f.seriesInstanceUid ?? '';
+    groups.set(key, [...(groups.get(key) ?? []), f]);
+  }
+  return [...groups.values()];
+}
+
+export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
+  const roles = requireRole(ctx.db, 'clinic', 'reader', 'admin');
+  const base = () => `${ctx.config.publicUrl}/dicomweb`;
+
+  const answer = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    level: keyof typeof MATCH_KEYS,
+    results: DicomJson[],
+  ) => {
+    const { matches: wanted, limit, offset } = parseQuery(level, request.query as Record<string, unknown>);
+    const found = results.filter((r) => wanted.every((m) => matches(r, m)));
+    return reply
+      .header('content-type', 'application/dicom+json')
+      .header('cache-control', 'private, no-store')
+      .send(JSON.stringify(found.slice(offset, offset + limit).map(inTagOrder)));
+  };
+
+  const checkAccept = (request: FastifyRequest) => {
+    if (!acceptsJson(request.headers.accept)) {
+      throw new AppError('NOT_ACCEPTABLE', 'search results are sent as application/dicom+json');
+    }
+  };
+
+  app.get(
+    '/dicomweb/studies',
+    {
+      onRequest: roles,
+      schema: {
+        summary: 'DICOMweb QIDO-RS: the studies the caller may see, as application/dicom+json',
+        querystring: Type.Record(Type.String(), Type.Union([Type.String(), Type.Array(Type.String())])),
+      },
+    },
+    async (request, reply) => {
+      checkAccept(request);
+      parseQuery('study', request.query as Record<string, unknown>); // 400 before any reading
+      const who = principalOf(request);
+      const cases = await getCasesForPrincipal(ctx.db, who, { limit: STUDY_SEARCH_CASES, offset: 0 });
+      const results = await mapInOrder(cases, async (c): Promise<DicomJson | undefined> => {
+        const kase = await getCaseForPrincipal(ctx.db, who, c.id);
+        if (!kase?.study_instance_uid) return undefined;
+        const deidentified = needsDeidentifiedView(who, kase);
+        const files = await dicomFilesOf(ctx, [kase.id], deidentified);
+        if (files.length === 0) return undefined;
+        const json = pick(await headerJson(ctx, files[0]!, deidentified), STUDY_TAGS);
+        const modalities = [
+          ...new Set(files.map((f) => (f.metadata as { modality?: string }).modality).filter(Boolean)),
+        ] as string[];
+        const studyUid = texts(json['0020000D'])[0];
+        return {
+          ...json,
+          '00080056': text('CS', ['ONLINE']),
+          ...(modalities.length > 0 ? { '00080061': text('CS', modalities) } : {}),
+          '00201206': text('IS', [bySeries(files).length]),
+          '00201208': text('IS', [files.length]),
+          ...(studyUid ? { '00081190': text('UR', [`${base()}/studies/${studyUid}`]) } : {}),
+        };
+      });
+      return answer(
+        request,
+        reply,
+        'study',
+        results.filter((r): r is DicomJson => r !== undefined),
+      );
+    },
+  );
+
+  app.get(
+    '/dicomweb/studies/:studyUid/series',
+    {
+      onRequest: roles,
+      schema: {
+        summary: "DICOMweb QIDO-RS: a study's series, as application/dicom+json",
+        params: Type.Object({ studyUid: UID }),
+        querystring: Type.Record(Type.String(), Type.Union([Type.String(), Type.Array(Type.String())])),
+      },
+    },
+    async (request, reply) => {
+      checkAccept(request);
+      parseQuery('series', request.query as Record<string, unknown>);
+      const { studyUid } = request.params as { studyUid: string };
+      const { files, deidentified } = await filesInScope(ctx, principalOf(request), { studyUid });
+      const results = await mapInOrder(bySeries(files), async (series) => {
+        const json = pick(await headerJson(ctx, series[0]!, deidentified), SERIES_TAGS);
+        const seriesUid = texts(json['0020000E'])[0];
+        return {
+          ...json,
+          '00201209': text('IS', [series.length]),
+          ...(seriesUid
+            ? { '00081190': text('UR', [`${base()}/studies/${studyUid}/series/${seriesUid}`]) }
+            : {}),
+        };
+      });
+      return answer(request, reply, 'series', results);
+    },
+  );
+
+  app.get(
+    '/dicomweb/studies/:studyUid/series/:seriesUid/instances',
+    {
+      onRequest: roles,
+      schema: {
+        summary: "DICOMweb QIDO-RS: a series' instances, as application/dicom+json",
+        params: Type.Object({ studyUid: UID, seriesUid: UID }),
+        querystring: Type.Record(Type.String(), Type.Union([Type.String(), Type.Array(Type.String())])),
+      },
+    },
+    async (request, reply) => {
+      checkAccept(request);
+      parseQuery('instance', request.query as Record<string, unknown>);
+      const { studyUid, seriesUid } = request.params as { studyUid: string; seriesUid: string };
+      const { files, deidentified } = await filesInScope(ctx, principalOf(request), { studyUid, seriesUid });
+      const results = await mapInOrder(files, async (f) => {
+        const json = pick(await headerJson(ctx, f, deidentified), INSTANCE_TAGS);
+        const sop = texts(json['00080018'])[0];
+        return {
+          ...json,
+          ...(f.transferSyntaxUid ? { '00083002': text('UI', [f.transferSyntaxUid]) } : {}),
+          ...(sop
+            ? {
+                '00081190': text('UR', [
+                  `${base()}/studies/${studyUid}/series/${seriesUid}/instances/${sop}`,
+                ]),
+              }
+            : {}),
+        };
+      });
+      return answer(request, reply, 'instance', results);
+    },
+  );
+}
