@@ -148,7 +148,7 @@ afterAll(async () => {
 });
 
 describe.runIf(hasOrthancDicomweb)("Orthanc's DICOMweb client against Teleread", () => {
-  test('Orthanc sends a study with STOW-RS and pulls it back with WADO-RS, byte for byte', async () => {
+  test('Orthanc sends a study with STOW-RS, finds it with QIDO-RS and pulls it back with WADO-RS, byte for byte', async () => {
     const root = '2.25.6620001';
     const sent = study(root);
     const orthancStudy = await putInOrthanc(sent);
@@ -157,6 +157,21 @@ describe.runIf(hasOrthancDicomweb)("Orthanc's DICOMweb client against Teleread",
     expect(kase.assigned).toBe('radio-ke');
     const stored = await ctx.db.selectFrom('files').select('status').where('case_id', '=', kase.id).execute();
     expect(stored.map((f) => f.status)).toEqual(['processed', 'processed', 'processed']);
+
+    // Orthanc's QIDO-RS client finds the study and its series; it answers with the attributes it parsed from
+    // Teleread's DICOM JSON, in its own format (one value as a string; it keeps no value of the counts, which
+    // DICOM JSON gives as numbers, as Orthanc's own server gives them too).
+    type Parsed = Array<Record<string, { Value?: unknown }>>;
+    const found = await orthancJson<Parsed>('POST', '/dicom-web/servers/home/qido', {
+      Uri: '/studies',
+      Arguments: { PatientID: PATIENT_ID },
+    });
+    const ours = found.find((s) => s['0020000D']?.Value === root);
+    expect(ours?.['00100010']?.Value).toBe(PATIENT);
+    const series = await orthancJson<Parsed>('POST', '/dicom-web/servers/home/qido', {
+      Uri: `/studies/${root}/series`,
+    });
+    expect(series.map((s) => s['0020000E']?.Value).sort()).toEqual([`${root}.1`, `${root}.2`]);
 
     await orthancJson('DELETE', `/studies/${orthancStudy}`);
     expect(await orthancJson<string[]>('GET', '/instances')).toEqual([]);
