@@ -397,6 +397,20 @@ function identifiedViewFor(who: Principal): RawBuilder<boolean> {
     WHERE r.id = ${who.readerId ?? ''} AND (s.jurisdiction = ANY(r.jurisdictions) OR s.cross_border_policy = 'identified'))`;
 }
 
+/** The principal's most recent cases that hold a DICOM study, with `identified_view`, in one query (a DICOMweb
+ * study search). */
+export async function getStudyCasesForPrincipal(db: Db, who: Principal, limit: number) {
+  return db
+    .selectFrom('cases')
+    .select(['cases.id', identifiedViewFor(who).as('identified_view')])
+    .where('cases.study_instance_uid', 'is not', null)
+    .where(visibleTo(who))
+    .orderBy('cases.created_at', 'desc')
+    .orderBy('cases.id')
+    .limit(limit)
+    .execute();
+}
+
 /** The case if the principal may see it, with `identified_view`: whether they may see it identified. */
 export async function getCaseForPrincipal(db: Db, who: Principal, caseId: string) {
   return db

@@ -21,17 +21,12 @@ export interface TranscodedInstance {
   chunks: AsyncIterable<Uint8Array>;
 }
 
-const littleEndianHost = new Uint8Array(Uint16Array.of(1).buffer)[0] === 1;
-
-/** A decoded frame's samples as little-endian bytes of its element size. */
+/** A decoded frame's samples as little-endian bytes of its element size: the typed array's own bytes, since the
+ * pixel readers view little-endian file bytes as typed arrays too (pixel-data.ts), which holds on every host
+ * Node runs on here. */
 export function frameBytes(frame: Frame): Uint8Array {
   const p = frame.pixels;
-  const bytes = new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
-  if (littleEndianHost || p.BYTES_PER_ELEMENT === 1) return bytes;
-  const out = new Uint8Array(bytes.length);
-  const n = p.BYTES_PER_ELEMENT;
-  for (let i = 0; i < bytes.length; i += n) for (let j = 0; j < n; j++) out[i + j] = bytes[i + n - 1 - j]!;
-  return out;
+  return new Uint8Array(p.buffer, p.byteOffset, p.byteLength);
 }
 
 /** Packs samples of 0 and 1 into bits, carrying a part byte from one frame to the next. */

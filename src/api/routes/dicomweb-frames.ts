@@ -32,48 +32,28 @@ import {
 } from '../../formats/dicom/pixel-data.js';
 import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
 import { describeTransferSyntax, EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
+import { BYTES_PER_NUMBER, swapBytes } from '../../formats/dicom/vr.js';
 import { decodeDicomFrame } from '../../imaging/render-dicom.js';
 import { frameBytes, packBits } from '../../imaging/transcode-dicom.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
+import { type AcceptedTransferSyntaxes, acceptedTransferSyntaxes } from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { parseMediaType } from '../multipart-related.js';
-import { filesInScope, splitAccept, studyLevels } from './wado.js';
+import { filesInScope, partHead, studyLevels } from './wado.js';
 
 /** Most frames one request may list. */
 const MAX_FRAMES = 1000;
-/** Bytes per number of the binary VRs native pixel data may have, for swapping big-endian frames. */
-const SWAP_UNIT: Record<string, number> = { OW: 2, OF: 4, OD: 8 };
 
 /** What Accept allows: frames as stored (`*` or the stored syntax named) and/or as Explicit VR Little Endian. */
-interface FrameAccept {
-  stored: boolean;
-  named: Set<string>;
-}
-
-function frameAccept(accept: string | undefined): FrameAccept {
-  if (!accept || accept.trim() === '') return { stored: false, named: new Set([EXPLICIT_VR_LITTLE_ENDIAN]) };
-  const out: FrameAccept = { stored: false, named: new Set() };
-  let any = false;
-  for (const range of splitAccept(accept)) {
-    const m = parseMediaType(range);
-    if (!m) continue;
-    const type = m.parameters.type?.toLowerCase();
-    const multipart =
-      m.type === 'multipart/related' && (type === undefined || type === 'application/octet-stream');
-    if (!multipart && m.type !== '*/*') continue;
-    any = true;
-    const ts = multipart ? m.parameters['transfer-syntax'] : undefined;
-    if (ts === '*') out.stored = true;
-    else out.named.add(ts ?? EXPLICIT_VR_LITTLE_ENDIAN);
-  }
-  if (!any) {
+function frameAccept(accept: string | undefined): AcceptedTransferSyntaxes {
+  const accepted = acceptedTransferSyntaxes(accept, 'application/octet-stream');
+  if (!accepted) {
     throw new AppError(
       'NOT_ACCEPTABLE',
       'frames are sent as multipart/related; type="application/octet-stream"',
     );
   }
-  return out;
+  return accepted;
 }
 
 function parseFrameList(raw: string): number[] {
@@ -85,13 +65,6 @@ function parseFrameList(raw: string): number[] {
     );
   }
   return list.map(Number);
-}
-
-function swapped(bytes: Uint8Array, unit: number): Uint8Array {
-  const out = new Uint8Array(bytes.length);
-  for (let i = 0; i + unit <= bytes.length; i += unit)
-    for (let j = 0; j < unit; j++) out[i + j] = bytes[i + unit - 1 - j]!;
-  return out;
 }
 
 /** A native frame's bytes as the data set holds them, little endian. */
@@ -113,15 +86,15 @@ function nativeFrame(instance: DicomInstance, index: number): Uint8Array {
   }
   const bytes = ds.byteArray.subarray(start, start + length);
   const bigEndian = !describeTransferSyntax(instance.transferSyntaxUid).littleEndian;
-  const unit = SWAP_UNIT[element.vr ?? 'OW'];
-  return bigEndian && unit ? swapped(bytes, unit) : bytes;
+  const unit = BYTES_PER_NUMBER[element.vr ?? 'OW'];
+  return bigEndian && unit ? swapBytes(bytes, unit) : bytes;
 }
 
 /** One frame as Accept allows it, with the transfer syntax its part names. */
 async function oneFrame(
   instance: DicomInstance,
   index: number,
-  accept: FrameAccept,
+  accept: AcceptedTransferSyntaxes,
 ): Promise<{ bytes: Uint8Array; transferSyntaxUid: string }> {
   const ts = describeTransferSyntax(instance.transferSyntaxUid);
   const d = describePixels(instance);
@@ -187,9 +160,7 @@ export function registerDicomwebFrameRoutes(app: App, ctx: Context): void {
         throw new AppError('NOT_FOUND', `instance ${scope.sopUid} has ${count} frame(s)`);
       const boundary = randomBytes(16).toString('hex');
       const part = (p: { bytes: Uint8Array; transferSyntaxUid: string }) => [
-        Buffer.from(
-          `--${boundary}\r\nContent-Type: application/octet-stream; transfer-syntax=${p.transferSyntaxUid}\r\nContent-Length: ${p.bytes.length}\r\n\r\n`,
-        ),
+        partHead(boundary, p.transferSyntaxUid, p.bytes.length, 'application/octet-stream'),
         p.bytes,
         Buffer.from('\r\n'),
       ];

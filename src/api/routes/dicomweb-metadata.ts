@@ -11,45 +11,19 @@ import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { AppError } from '../../errors.js';
 import { type DicomJson, dicomJson } from '../../formats/dicom/attributes.js';
-import { type DicomInstance, parseDicom } from '../../formats/dicom/parse-dicom.js';
 import { readHeaderOf } from '../../pipeline/stored-dicom-header.js';
+import { acceptsMediaType } from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
-import { parseMediaType } from '../multipart-related.js';
-import { filesInScope, type Scope, type StudyFile, splitAccept, studyLevels } from './wado.js';
+import { filesInScope, type Scope, type StudyFile, studyLevels } from './wado.js';
 
-/** The first read of an instance for its header: a slice's header fits, and its pixels are not needed. */
-const HEAD_BYTES = 16 * 1024;
 /** Instances whose headers are read at once. */
 const PARALLEL = 8;
 
+/** Whether Accept allows the DICOM JSON answers (application/dicom+json, or plain JSON). */
 export function acceptsJson(accept: string | undefined): boolean {
-  if (!accept || accept.trim() === '') return true;
-  return splitAccept(accept).some((r) => {
-    const type = parseMediaType(r)?.type;
-    return (
-      type === 'application/dicom+json' ||
-      type === 'application/json' ||
-      type === 'application/*' ||
-      type === '*/*'
-    );
-  });
-}
-
-/** An instance's header: from its first 16 KiB when they hold it whole (up to the pixel data), else read on. */
-async function headerOf(ctx: Context, key: string, bytes: number): Promise<DicomInstance> {
-  if (bytes > HEAD_BYTES) {
-    try {
-      const head = parseDicom(await ctx.storage.getBytes(key, { start: 0, end: HEAD_BYTES - 1 }));
-      // Cut inside the pixel data: everything before it was read. Without pixel data, the cut may have fallen
-      // on an element boundary with more to come, so the rest decides.
-      if (head.pixelDataTruncated) return head;
-    } catch {
-      // Cut inside the header: read on.
-    }
-  }
-  return readHeaderOf(ctx, { object_key: key, bytes: String(bytes) });
+  return acceptsMediaType(accept, 'application/dicom+json', 'application/json');
 }
 
 /** An instance's header in the DICOM JSON Model, read from its de-identified copy for a reader abroad. */
@@ -57,7 +31,7 @@ export async function headerJson(ctx: Context, file: StudyFile, deidentified: bo
   const object = deidentified
     ? await ensureDeidentifiedCopy(ctx, file.caseId, file)
     : { key: file.object_key, bytes: Number(file.bytes) };
-  return dicomJson(await headerOf(ctx, object.key, object.bytes));
+  return dicomJson(await readHeaderOf(ctx, { object_key: object.key, bytes: String(object.bytes) }));
 }
 
 /** The attributes in tag order, as a data set has them. */

@@ -19,7 +19,7 @@
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
-import { getCaseForPrincipal, getCasesForPrincipal } from '../../db/case-queries.js';
+import { getStudyCasesForPrincipal } from '../../db/case-queries.js';
 import { AppError } from '../../errors.js';
 import type { DicomJson, DicomJsonAttribute } from '../../formats/dicom/attributes.js';
 import { principalOf, requireRole } from '../auth.js';
@@ -148,14 +148,21 @@ function pick(json: DicomJson, tags: string[]): DicomJson {
 
 const text = (vr: string, values: Array<string | number>): DicomJsonAttribute => ({ vr, Value: values });
 
-/** Groups instances by their series' original UID, in the order the series first arrived. */
-function bySeries(files: StudyFile[]): StudyFile[][] {
+/** Instances grouped by `key`, each group in arrival order, the groups in the order they first appear. */
+function groupBy(files: StudyFile[], key: (f: StudyFile) => string): Map<string, StudyFile[]> {
   const groups = new Map<string, StudyFile[]>();
   for (const f of files) {
-    const key = f.seriesInstanceUid ?? '';
-    groups.set(key, [...(groups.get(key) ?? []), f]);
+    const k = key(f);
+    const group = groups.get(k);
+    if (group) group.push(f);
+    else groups.set(k, [f]);
   }
-  return [...groups.values()];
+  return groups;
+}
+
+/** Instances grouped by their series' original UID, in the order the series first arrived. */
+function bySeries(files: StudyFile[]): StudyFile[][] {
+  return [...groupBy(files, (f) => f.seriesInstanceUid ?? '').values()];
 }
 
 export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
@@ -195,14 +202,22 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
       checkAccept(request);
       parseQuery('study', request.query as Record<string, unknown>); // 400 before any reading
       const who = principalOf(request);
-      const cases = await getCasesForPrincipal(ctx.db, who, { limit: STUDY_SEARCH_CASES, offset: 0 });
+      const cases = await getStudyCasesForPrincipal(ctx.db, who, STUDY_SEARCH_CASES);
+      // The instances of every case in two queries (those seen identified, those seen de-identified), not one each.
+      const deidentified = new Set(cases.filter((c) => needsDeidentifiedView(who, c)).map((c) => c.id));
+      const [asIs, abroad] = await Promise.all([
+        dicomFilesOf(
+          ctx,
+          cases.filter((c) => !deidentified.has(c.id)).map((c) => c.id),
+          false,
+        ),
+        dicomFilesOf(ctx, [...deidentified], true),
+      ]);
+      const filesOf = groupBy([...asIs, ...abroad], (f) => f.caseId);
       const results = await mapInOrder(cases, async (c): Promise<DicomJson | undefined> => {
-        const kase = await getCaseForPrincipal(ctx.db, who, c.id);
-        if (!kase?.study_instance_uid) return undefined;
-        const deidentified = needsDeidentifiedView(who, kase);
-        const files = await dicomFilesOf(ctx, [kase.id], deidentified);
-        if (files.length === 0) return undefined;
-        const json = pick(await headerJson(ctx, files[0]!, deidentified), STUDY_TAGS);
+        const files = filesOf.get(c.id);
+        if (!files) return undefined;
+        const json = pick(await headerJson(ctx, files[0]!, deidentified.has(c.id)), STUDY_TAGS);
         const modalities = [
           ...new Set(files.map((f) => (f.metadata as { modality?: string }).modality).filter(Boolean)),
         ] as string[];

@@ -20,11 +20,11 @@ import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
+import { acceptsMediaType, mediaRanges } from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { parseMediaType } from '../multipart-related.js';
 import { FRAME_FORMATS, type FrameFormat, parseWindow, renderCachedFrame } from '../rendered-frame.js';
-import { casesOfStudy, filesInScope, splitAccept, UID } from './wado.js';
+import { casesOfStudy, filesInScope, UID } from './wado.js';
 
 const THUMBNAIL_SIZE = 128;
 const MAX_SIZE = 4096;
@@ -32,11 +32,8 @@ const MAX_SIZE = 4096;
 /** The render format Accept prefers: image/jpeg when it names none of ours specifically (`*` ranges, or none). */
 function renderFormat(accept: string | undefined): FrameFormat {
   if (!accept || accept.trim() === '') return 'jpeg';
-  const wanted = splitAccept(accept)
-    .map((r) => parseMediaType(r))
-    .filter((m) => m !== null)
+  const wanted = mediaRanges(accept)
     .map((m) => ({ type: m.type, q: Number(m.parameters.q ?? 1) }))
-    .filter((m) => m.q > 0)
     .sort((a, b) => b.q - a.q);
   for (const { type } of wanted) {
     if (type === '*/*' || type === 'image/*') return 'jpeg';
@@ -44,17 +41,6 @@ function renderFormat(accept: string | undefined): FrameFormat {
     if (format) return format;
   }
   throw new AppError('NOT_ACCEPTABLE', 'rendered images are sent as image/jpeg, image/png or image/webp');
-}
-
-/** Whether Accept allows a stored image of this media type. */
-function accepts(accept: string | undefined, contentType: string): boolean {
-  if (!accept || accept.trim() === '') return true;
-  const [kind] = contentType.split('/');
-  return splitAccept(accept).some((r) => {
-    const m = parseMediaType(r);
-    if (!m || Number(m.parameters.q ?? 1) <= 0) return false;
-    return m.type === '*/*' || m.type === `${kind}/*` || m.type === contentType;
-  });
 }
 
 /** `window=centre,width[,function]`: PS3.18 names LINEAR, LINEAR_EXACT and SIGMOID; Teleread draws LINEAR. */
@@ -233,7 +219,7 @@ export function registerDicomwebRenderedRoutes(app: App, ctx: Context): void {
       async (request, reply) => {
         const { studyUid, seriesUid } = request.params as { studyUid: string; seriesUid?: string };
         const row = await artifactThumbnail(principalOf(request), studyUid, seriesUid);
-        if (!accepts(request.headers.accept, row.content_type)) {
+        if (!acceptsMediaType(request.headers.accept, row.content_type)) {
           throw new AppError('NOT_ACCEPTABLE', `the ${level.what} thumbnail is ${row.content_type}`);
         }
         return reply

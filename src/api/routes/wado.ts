@@ -28,6 +28,7 @@ import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUid, getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
+import { hasDicmPrefix } from '../../formats/dicom/data-set-tree.js';
 import { WHOLE_READ_BYTES } from '../../formats/dicom/read-frame-by-range.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
 import {
@@ -36,10 +37,10 @@ import {
   transcodeToExplicitLittleEndian,
 } from '../../imaging/transcode-dicom.js';
 import { showsIdentity } from '../../pipeline/stored-dicom-header.js';
+import { type AcceptedTransferSyntaxes, acceptedTransferSyntaxes } from '../accept.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
-import { parseMediaType } from '../multipart-related.js';
 import { needsDeidentifiedView } from '../redact.js';
 
 const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
@@ -69,36 +70,13 @@ export interface StudyFile {
  * within its budget. Larger ones are asked for as stored (`transfer-syntax=*`). */
 export const TRANSCODE_MAX_BYTES = WHOLE_READ_BYTES;
 
-/** The transfer syntaxes the caller's Accept allows, PS3.18 §8.7.3: `stored` when any may come as stored
- * (`transfer-syntax=*`), and the ones it names, Explicit VR Little Endian standing for a range that names none. */
-interface Accepted {
-  stored: boolean;
-  named: Set<string>;
-}
-
-/** What the caller's Accept allows: a multipart/related of application/dicom, or a wildcard. Undefined when it
- * allows no Part 10 response. */
-function acceptedTransferSyntaxes(accept: string | undefined): Accepted | undefined {
-  if (!accept || accept.trim() === '') return { stored: false, named: new Set([EXPLICIT_VR_LITTLE_ENDIAN]) };
-  let accepted: Accepted | undefined;
-  for (const range of splitAccept(accept)) {
-    const m = parseMediaType(range);
-    if (!m) continue;
-    const type = m.parameters.type?.toLowerCase();
-    const multipart = m.type === 'multipart/related' && (type === undefined || type === 'application/dicom');
-    if (!multipart && m.type !== '*/*' && m.type !== 'multipart/*') continue;
-    accepted ??= { stored: false, named: new Set() };
-    const ts = multipart ? m.parameters['transfer-syntax'] : undefined;
-    if (ts === '*') accepted.stored = true;
-    else accepted.named.add(ts ?? EXPLICIT_VR_LITTLE_ENDIAN);
-  }
-  return accepted;
-}
-
 /** How one instance is sent, or why it cannot be: as stored, or transcoded to Explicit VR Little Endian. A data set
  * stored without a file meta (read as DCMTK reads such files) is never sent as stored: an application/dicom part
  * is a PS3.10 file, so it is rewritten, which `transfer-syntax=*` allows too. */
-function howToSend(file: StudyFile & { part10: boolean }, accepted: Accepted): 'stored' | 'transcode' {
+function howToSend(
+  file: StudyFile & { part10: boolean },
+  accepted: AcceptedTransferSyntaxes,
+): 'stored' | 'transcode' {
   const stored = file.transferSyntaxUid;
   if (file.part10 && (accepted.stored || (stored !== null && accepted.named.has(stored)))) return 'stored';
   if (!(accepted.stored || accepted.named.has(EXPLICIT_VR_LITTLE_ENDIAN)) || stored === null) {
@@ -128,24 +106,9 @@ function howToSend(file: StudyFile & { part10: boolean }, accepted: Accepted): '
  * rows kept it. */
 async function isPart10(ctx: Context, key: string, metadata: { part10?: unknown }): Promise<boolean> {
   if (typeof metadata.part10 === 'boolean') return metadata.part10;
-  const head = await ctx.storage.getBytes(key, { start: 0, end: 131 }).catch(() => new Uint8Array(0));
-  return head.length === 132 && String.fromCharCode(...head.subarray(128)) === 'DICM';
-}
-
-/** Splits an Accept header at the commas between media ranges (not those inside quoted parameters). */
-export function splitAccept(accept: string): string[] {
-  const out: string[] = [];
-  let current = '';
-  let quoted = false;
-  for (const ch of accept) {
-    if (ch === '"') quoted = !quoted;
-    if (ch === ',' && !quoted) {
-      out.push(current);
-      current = '';
-    } else current += ch;
-  }
-  out.push(current);
-  return out.map((r) => r.trim()).filter((r) => r !== '');
+  return hasDicmPrefix(
+    await ctx.storage.getBytes(key, { start: 0, end: 131 }).catch(() => new Uint8Array(0)),
+  );
 }
 
 /** The cases the study UID names for this caller, and whether they see it de-identified. */
@@ -260,9 +223,15 @@ interface Part {
   copy?: TranscodedInstance | undefined;
 }
 
-function partHead(boundary: string, transferSyntaxUid: string | null, length: number): Buffer {
+/** The boundary and headers of one part of a multipart/related answer, naming its transfer syntax. */
+export function partHead(
+  boundary: string,
+  transferSyntaxUid: string | null,
+  length: number,
+  mediaType = 'application/dicom',
+): Buffer {
   return Buffer.from(
-    `--${boundary}\r\nContent-Type: application/dicom${transferSyntaxUid ? `; transfer-syntax=${transferSyntaxUid}` : ''}\r\nContent-Length: ${length}\r\n\r\n`,
+    `--${boundary}\r\nContent-Type: ${mediaType}${transferSyntaxUid ? `; transfer-syntax=${transferSyntaxUid}` : ''}\r\nContent-Length: ${length}\r\n\r\n`,
   );
 }
 
@@ -306,7 +275,7 @@ function transcodeObject(ctx: Context, p: Part): Promise<TranscodedInstance> {
 }
 
 async function retrieve(ctx: Context, who: Principal, scope: Scope, accept: string | undefined) {
-  const accepted = acceptedTransferSyntaxes(accept);
+  const accepted = acceptedTransferSyntaxes(accept, 'application/dicom');
   if (!accepted) {
     throw new AppError(
       'NOT_ACCEPTABLE',

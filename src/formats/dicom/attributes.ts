@@ -11,7 +11,7 @@ import dicomParser from 'dicom-parser';
 import { CHARSET_VRS, decodeDicomText } from './charset.js';
 import type { DicomInstance } from './parse-dicom.js';
 import { TAG } from './tags.js';
-import { BINARY_VRS, STRING_VRS } from './vr.js';
+import { BINARY_VRS, BYTES_PER_NUMBER, STRING_VRS, swapBytes } from './vr.js';
 
 export interface DicomAttributesOptions {
   /** Include patient demographics (group 0010 and the admission attributes of group 0038). Default false:
@@ -396,8 +396,6 @@ export interface DicomJsonOptions {
 }
 
 const PIXEL_DATA_TAGS = new Set([0x7fe00010, 0x7fe00008, 0x7fe00009]);
-/** Bytes per number of the binary VRs, for putting big-endian values in little-endian order as F.2.7 has them. */
-const BINARY_UNIT: Readonly<Record<string, number>> = { OW: 2, OF: 4, OL: 4, OD: 8, OV: 8 };
 
 function jsonText(
   bytes: Uint8Array,
@@ -462,19 +460,13 @@ function jsonValue(
     return Value ? { vr, Value } : { vr };
   }
   if (BINARY_VRS.has(vr) && element.length <= ctx.maxInlineBinary) {
-    const unit = BINARY_UNIT[vr];
+    // F.2.7: inline binary is little endian whatever the file's byte order.
+    const unit = BYTES_PER_NUMBER[vr];
     const bigEndian = ds.byteArrayParser !== dicomParser.littleEndianByteArrayParser;
-    const le = bigEndian && unit ? swapUnits(bytes, unit) : bytes;
+    const le = bigEndian && unit ? swapBytes(bytes, unit) : bytes;
     return { vr, InlineBinary: Buffer.from(le.buffer, le.byteOffset, le.byteLength).toString('base64') };
   }
   return undefined;
-}
-
-function swapUnits(bytes: Uint8Array, unit: number): Uint8Array {
-  const out = new Uint8Array(bytes.length);
-  for (let i = 0; i + unit <= bytes.length; i += unit)
-    for (let j = 0; j < unit; j++) out[i + j] = bytes[i + unit - 1 - j]!;
-  return out;
 }
 
 function dataSetJson(

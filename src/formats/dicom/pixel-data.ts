@@ -11,6 +11,7 @@ import { AppError } from '../../errors.js';
 import { type DicomInstance, functionalGroupItems, functionalGroupsOf } from './parse-dicom.js';
 import { TAG } from './tags.js';
 import { describeTransferSyntax, type PixelCodec } from './transfer-syntax.js';
+import { swapBytes } from './vr.js';
 
 export type PixelArray =
   | Uint8Array
@@ -546,13 +547,7 @@ function unpackSamples(bytes: Uint8Array, startBit: number, count: number, d: Pi
 /** A copy with the bytes of each 16-bit word swapped: OW read in big endian. An odd last byte (a value cut
  * short) is kept as it is. */
 export function swapWords(bytes: Uint8Array): Uint8Array {
-  const out = new Uint8Array(bytes.length);
-  for (let i = 0; i + 1 < bytes.length; i += 2) {
-    out[i] = bytes[i + 1]!;
-    out[i + 1] = bytes[i]!;
-  }
-  if (bytes.length % 2 === 1) out[bytes.length - 1] = bytes[bytes.length - 1]!;
-  return out;
+  return swapBytes(bytes, 2);
 }
 
 /**

@@ -40,7 +40,7 @@ import {
   writeHeader,
 } from './data-set-tree.js';
 import { describeTransferSyntax, EXPLICIT_VR_LITTLE_ENDIAN } from './transfer-syntax.js';
-import { VRS } from './vr.js';
+import { BYTES_PER_NUMBER, swapBytes, VRS } from './vr.js';
 
 const TAG_SOP_CLASS_UID = 0x00080016;
 const TAG_SOP_INSTANCE_UID = 0x00080018;
@@ -55,24 +55,6 @@ const TAG_EXTENDED_OFFSET_TABLE = 0x7fe00001;
 const TAG_EXTENDED_OFFSET_TABLE_LENGTHS = 0x7fe00002;
 const TAG_FLOAT_PIXEL_DATA = 0x7fe00008;
 const TAG_DOUBLE_FLOAT_PIXEL_DATA = 0x7fe00009;
-
-/** Bytes per number of each binary VR: what a big-endian value is swapped in. */
-const SWAP_UNIT: Record<string, number> = {
-  US: 2,
-  SS: 2,
-  OW: 2,
-  AT: 2,
-  UL: 4,
-  SL: 4,
-  FL: 4,
-  OF: 4,
-  OL: 4,
-  FD: 8,
-  OD: 8,
-  SV: 8,
-  UV: 8,
-  OV: 8,
-};
 
 /** The JPEG processes that are lossy whatever the file says, and the method PS3.3 C.7.6.1.1.5.1 names for them. */
 const LOSSY_METHOD: Record<string, string> = {
@@ -118,16 +100,6 @@ export function isPart10ExplicitLittleEndian(bytes: Uint8Array): boolean {
   return meta?.transferSyntaxUid === EXPLICIT_VR_LITTLE_ENDIAN;
 }
 
-function swapped(value: Uint8Array, unit: number): Uint8Array {
-  const out = new Uint8Array(value.length);
-  const whole = value.length - (value.length % unit);
-  for (let i = 0; i < whole; i += unit) {
-    for (let j = 0; j < unit; j++) out[i + j] = value[i + unit - 1 - j]!;
-  }
-  out.set(value.subarray(whole), whole);
-  return out;
-}
-
 type VrLookup = (tag: number) => string | undefined;
 
 /** Values of a big-endian tree made little endian, sequence by sequence. Items of a UN sequence are implicit VR
@@ -142,8 +114,8 @@ function toLittleEndian(elements: DataElement[], vrOf: VrLookup): DataElement[] 
       }));
       return { ...el, sequence: { ...el.sequence, items, encoding: EXPLICIT_LE } };
     }
-    const unit = SWAP_UNIT[el.vr ?? vrOf(el.tag) ?? ''];
-    return el.value && unit ? { ...el, value: swapped(el.value, unit) } : el;
+    const unit = BYTES_PER_NUMBER[el.vr ?? vrOf(el.tag) ?? ''];
+    return el.value && unit ? { ...el, value: swapBytes(el.value, unit) } : el;
   });
 }
 
