@@ -7,7 +7,7 @@ import type { Context } from '../../src/context.js';
 import { replaceRules } from '../../src/db/rule-queries.js';
 import { queueRank } from '../../src/domain/escalation.js';
 import { parseRuleSet } from '../../src/domain/rules.js';
-import { ensureSlaJobs } from '../../src/pipeline/handlers/handle-sla.js';
+import { ensureSlaJobs, scheduleCaseClock } from '../../src/pipeline/handlers/handle-sla.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { cancelSlaJobs, scheduleSlaJobs, slaJobId } from '../../src/pipeline/sla-jobs.js';
 import { apiClient, waitFor } from '../helpers/api-client.js';
@@ -291,6 +291,41 @@ describe('SLA escalation with BullMQ delayed jobs', () => {
     expect(statJob.opts.delay).toBeGreaterThan(29 * 60_000);
     expect(await cancelSlaJobs(ctx.queues, caseId)).toBe(2);
     expect(await cancelSlaJobs(ctx.queues, caseId)).toBe(0);
+  }, 30_000);
+});
+
+describe('two schedulers of one case', () => {
+  test('a scheduler waits for a due-time change in flight and queues the new clock, not the one it first saw', async () => {
+    const caseId = await createRoutedCase(ctx, { siteId: 'clinic-a', kind: 'imaging' });
+    await ensureSlaJobs(ctx, caseId);
+    // Due for scheduling again (as after a lost Redis), so the sweep below has work to do on this case.
+    await ctx.db.updateTable('cases').set({ sla_scheduled_for: null }).where('id', '=', caseId).execute();
+    let settled = false;
+    let scheduling: Promise<boolean> | undefined;
+    // A priority change holds the row while its trigger moves the due time. A sweep that starts meanwhile used
+    // to queue the old clock over the new one and leave the case stamped as scheduled: it must wait instead.
+    await ctx.db.transaction().execute(async (trx) => {
+      await trx.updateTable('cases').set({ priority: 'stat' }).where('id', '=', caseId).execute();
+      scheduling = scheduleCaseClock(ctx, caseId).finally(() => {
+        settled = true;
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      expect(settled).toBe(false);
+    });
+    expect(await scheduling).toBe(true);
+    const row = await ctx.db
+      .selectFrom('cases')
+      .select(['due_at', sql<boolean>`sla_scheduled_for = due_at`.as('stamped')])
+      .where('id', '=', caseId)
+      .executeTakeFirstOrThrow();
+    expect(row.stamped).toBe(true);
+    for (const percent of [50, 80] as const) {
+      const job = await ctx.queues.sla.getJob(slaJobId(caseId, { percent }));
+      expect(job?.data).toMatchObject({ dueAt: row.due_at.toISOString() });
+    }
+    // Stamped and queued: a second call has nothing to do.
+    expect(await scheduleCaseClock(ctx, caseId)).toBe(false);
+    await cancelSlaJobs(ctx.queues, caseId);
   }, 30_000);
 });
 

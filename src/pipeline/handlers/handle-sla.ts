@@ -151,23 +151,39 @@ function poolColumns(target: PoolTarget, fallbacks: PoolTarget[]) {
 export async function scheduleOpenCases(ctx: Context, caseId?: string): Promise<number> {
   let q = ctx.db
     .selectFrom('cases')
-    // The due time also as text: a Date drops PostgreSQL's microseconds and would never compare equal.
-    .select(['id', 'created_at', 'due_at', sql<string>`due_at::text`.as('due_text')])
+    .select('id')
     .where('status', 'in', SLA_OPEN_STATUSES)
     .where(sql<boolean>`sla_scheduled_for IS DISTINCT FROM due_at`);
   if (caseId) q = q.where('id', '=', caseId);
   const rows = await q.orderBy('created_at').limit(SWEEP_BATCH).execute();
-  for (const row of rows) {
+  let scheduled = 0;
+  for (const row of rows) if (await scheduleCaseClock(ctx, row.id)) scheduled++;
+  return scheduled;
+}
+
+/**
+ * Queues one case's jobs and stamps it, holding its row locked throughout. Two schedulers of one case (the
+ * sweep, the route step, a raised priority) used to interleave: one read the old due time, the other queued and
+ * stamped the new one, and then the first replaced the new jobs with the old clock's. The case kept a stamp that
+ * said all was well and jobs for a due time it no longer had, so its escalations never came. Under the lock the
+ * due time queued is the one stamped; a change that waits for the lock moves `due_at` past the stamp, and the
+ * next sweep queues again. The lock is held for a few Redis round trips. Returns whether the case needed it.
+ */
+export async function scheduleCaseClock(ctx: Context, caseId: string): Promise<boolean> {
+  return ctx.db.transaction().execute(async (trx) => {
+    const row = await trx
+      .selectFrom('cases')
+      .select(['id', 'created_at', 'due_at'])
+      .where('id', '=', caseId)
+      .where('status', 'in', SLA_OPEN_STATUSES)
+      .where(sql<boolean>`sla_scheduled_for IS DISTINCT FROM due_at`)
+      .forUpdate()
+      .executeTakeFirst();
+    if (!row) return false;
     await scheduleSlaJobs(ctx.queues, { caseId: row.id, createdAt: row.created_at, dueAt: row.due_at });
-    // Only if the due time is still the one scheduled for; otherwise the next sweep schedules again.
-    await ctx.db
-      .updateTable('cases')
-      .set({ sla_scheduled_for: sql`due_at` })
-      .where('id', '=', row.id)
-      .where(sql<boolean>`due_at = ${row.due_text}::timestamptz`)
-      .execute();
-  }
-  return rows.length;
+    await trx.updateTable('cases').set({ sla_scheduled_for: sql`due_at` }).where('id', '=', row.id).execute();
+    return true;
+  });
 }
 
 /** Makes sure one case's SLA clock is queued (after routing, for instance); a no-op when it already is. */
