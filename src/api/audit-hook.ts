@@ -60,6 +60,7 @@ export const AUDIT_ACTIONS: Readonly<Record<string, string>> = {
   'GET /dicomweb/studies/:studyUid/series/:seriesUid/thumbnail': 'artifact.read',
   'GET /dicomweb/studies/:studyUid/thumbnail': 'artifact.read',
   'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/frames/:frames': 'frame.retrieve',
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/bulkdata/*': 'instance.bulkdata',
   'GET /dicomweb/studies': 'study.search',
   'GET /dicomweb/studies/:studyUid/series': 'series.search',
   'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances': 'instance.search',

@@ -20,6 +20,7 @@ import { registerAuditRoutes } from './routes/audit.js';
 import { registerCaseRoutes } from './routes/cases.js';
 import { registerClaimRoutes } from './routes/claims.js';
 import { registerDicomwebRoutes } from './routes/dicomweb.js';
+import { registerDicomwebBulkDataRoutes } from './routes/dicomweb-bulkdata.js';
 import { registerDicomwebFrameRoutes } from './routes/dicomweb-frames.js';
 import { registerDicomwebMetadataRoutes } from './routes/dicomweb-metadata.js';
 import { registerDicomwebQidoRoutes } from './routes/dicomweb-qido.js';
@@ -223,6 +224,7 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerDicomwebRenderedRoutes(app, ctx);
   registerDicomwebMetadataRoutes(app, ctx);
   registerDicomwebFrameRoutes(app, ctx);
+  registerDicomwebBulkDataRoutes(app, ctx);
   registerDicomwebQidoRoutes(app, ctx);
   return app;
 }

@@ -220,6 +220,12 @@ const MATRIX: Record<string, Row> = {
       url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/frames/1`,
     }),
   },
+  'GET /dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid/bulkdata/*': {
+    expect: DICOM_READ,
+    request: (fx) => ({
+      url: `/dicomweb/studies/${fx.imaging.studyUid}/series/${fx.imaging.seriesUid}/instances/${fx.imaging.sopInstanceUid}/bulkdata/7FE00010`,
+    }),
+  },
   // A search finds only what the caller may see: an empty answer is not a refusal.
   'GET /dicomweb/studies': {
     expect: '200 200 200 200 403 200 401 401 401',

@@ -14,7 +14,7 @@ import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { getFrame } from '../../src/formats/dicom/pixel-data.js';
 import { type RunningWorkers, runWorkers } from '../../src/pipeline/run-worker.js';
 import { waitFor } from '../helpers/api-client.js';
-import { imageElements, threeInstanceStudy, writeDicom } from '../helpers/dicom-writer.js';
+import { type DicomElement, imageElements, threeInstanceStudy, writeDicom } from '../helpers/dicom-writer.js';
 import { createTestContext } from '../helpers/test-context.js';
 
 const run = promisify(execFile);
@@ -132,25 +132,33 @@ async function studyRouted(studyUid: string): Promise<void> {
   });
 }
 
-/** One 8×8 instance of `root`'s series `root.1`, written here with the given pixels. */
+/** One 8×8 instance of `root`'s series `root.1`, written here with the given pixels (8-bit unless they say) and
+ * any further elements. */
 function instanceOf(
   root: string,
   sop: string,
-  pixels: { samplesPerPixel?: number; pixelData: Uint8Array },
+  pixels: {
+    samplesPerPixel?: number;
+    bitsAllocated?: number;
+    pixelData: Uint8Array | Uint16Array;
+    extra?: DicomElement[];
+  },
   options: Parameters<typeof writeDicom>[1],
 ): Uint8Array {
+  const { extra = [], ...image } = pixels;
   return writeDicom(
     imageElements({
       rows: 8,
       columns: 8,
       bitsAllocated: 8,
-      ...pixels,
+      ...image,
       extra: [
         { tag: 0x0020000d, vr: 'UI', value: root },
         { tag: 0x0020000e, vr: 'UI', value: `${root}.1` },
         { tag: 0x00080018, vr: 'UI', value: sop },
         { tag: 0x00080060, vr: 'CS', value: 'CT' },
         { tag: 0x00100010, vr: 'PN', value: PATIENT },
+        ...extra,
       ],
     }),
     options,
@@ -521,7 +529,11 @@ describe('WADO-RS metadata', () => {
       expect(instance['00100010']).toEqual({ vr: 'PN', Value: [{ Alphabetic: PATIENT }] });
       expect(instance['00280010']).toEqual({ vr: 'US', Value: [8] });
       expect(instance['00083002']).toEqual({ vr: 'UI', Value: ['1.2.840.10008.1.2.1'] });
-      expect(instance['7FE00010']).toBeUndefined();
+      // Pixel data is named, not carried: the bulk data resource (or the frames) gives it.
+      expect(instance['7FE00010']).toEqual({
+        vr: 'OB',
+        BulkDataURI: `${ctx.config.publicUrl}/dicomweb/studies/${root}/series/${instance['0020000E']!.Value![0]}/instances/${instance['00080018']!.Value![0]}/bulkdata/7FE00010`,
+      });
       expect(Object.keys(instance).some((k) => k.startsWith('0002'))).toBe(false);
     }
     const series = await metadata(keys.ke!, `/dicomweb/studies/${root}/series/${root}.1/metadata`);
@@ -653,6 +665,175 @@ describe('WADO-RS frames', () => {
         .status,
     ).toBe(406);
     expect((await frames(keys.ops!, `${instance(`${root}.1`, `${root}.1.2`)}/frames/1`)).status).toBe(403);
+  });
+});
+
+describe('WADO-RS bulk data', () => {
+  type Json = Array<
+    Record<string, { vr: string; Value?: unknown[]; BulkDataURI?: string; InlineBinary?: string }>
+  >;
+  async function get(key: string, uri: string, accept?: string) {
+    const res = await fetch(uri.replace(ctx.config.publicUrl, url), {
+      headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
+    });
+    const body = Buffer.from(await res.arrayBuffer());
+    if (res.status !== 200)
+      return { status: res.status, parts: [] as Array<{ type: string; bytes: Buffer }> };
+    const type = parseMediaType(res.headers.get('content-type') ?? '');
+    expect(type?.type).toBe('multipart/related');
+    expect(type?.parameters.type).toBe('application/octet-stream');
+    const length = res.headers.get('content-length');
+    if (length !== null) expect(Number(length)).toBe(body.length);
+    const parts: Array<{ type: string; bytes: Buffer }> = [];
+    for await (const part of parseMultipartRelated(Readable.from([body]), {
+      boundary: type!.parameters.boundary!,
+    })) {
+      const chunks: Buffer[] = [];
+      for await (const c of part.body) chunks.push(Buffer.from(c as Uint8Array));
+      parts.push({ type: part.headers['content-type'] ?? '', bytes: Buffer.concat(chunks) });
+    }
+    return { status: res.status, parts };
+  }
+
+  /** An instance with a long binary value at the top level and another inside a sequence item: an ICC profile, and
+   * the pixels of a 40 × 40 icon (Icon Image Sequence). */
+  function withBulkValues(root: string, sop: string, encoding: 'explicit-le' | 'explicit-be') {
+    const icc = Uint8Array.from({ length: 1500 }, (_, i) => i % 251);
+    const icon = Uint8Array.from({ length: 1600 }, (_, i) => (i * 7) % 256);
+    const pixels = Uint16Array.from({ length: 64 }, (_, i) => i * 1000);
+    const bytes = instanceOf(
+      root,
+      sop,
+      {
+        bitsAllocated: 16,
+        pixelData: pixels,
+        extra: [
+          { tag: 0x00282000, vr: 'OB', value: icc },
+          {
+            tag: 0x00880200,
+            vr: 'SQ',
+            value: [
+              imageElements({ rows: 40, columns: 40, bitsAllocated: 8, pixelData: icon }).filter(
+                (e) => e.tag >>> 16 === 0x0028 || e.tag === 0x7fe00010,
+              ),
+            ],
+          },
+        ],
+      },
+      { sopInstanceUid: sop, encoding },
+    );
+    const le = (a: Uint16Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength);
+    return { bytes, icc: Buffer.from(icc), icon: Buffer.from(icon), pixels: le(pixels) };
+  }
+
+  test('long binary values and pixel data are named by BulkDataURI and sent little endian', async () => {
+    const root = '2.25.5510016';
+    const le = withBulkValues(root, `${root}.1.1`, 'explicit-le');
+    const be = withBulkValues(root, `${root}.1.2`, 'explicit-be');
+    const [, , third] = study(root);
+    await stow(keys.home!, [le.bytes, be.bytes, third!.bytes]);
+    await studyRouted(root);
+    const res = await fetch(`${url}/dicomweb/studies/${root}/series/${root}.1/metadata`, {
+      headers: { authorization: `Bearer ${keys.ke}` },
+    });
+    const json = (await res.json()) as Json;
+    expect(json).toHaveLength(2);
+    for (const [i, sent] of [le, be].entries()) {
+      const instance = json.find((j) => j['00080018']!.Value![0] === `${root}.1.${i + 1}`)!;
+      const base = `${ctx.config.publicUrl}/dicomweb/studies/${root}/series/${root}.1/instances/${root}.1.${i + 1}/bulkdata`;
+      expect(instance['00282000']).toEqual({ vr: 'OB', BulkDataURI: `${base}/00282000` });
+      const item = (instance['00880200']!.Value as Json)[0]!;
+      expect(item['7FE00010']).toEqual({ vr: 'OB', BulkDataURI: `${base}/00880200/0/7FE00010` });
+      expect(item['00280010']).toEqual({ vr: 'US', Value: [40] });
+      expect(instance['7FE00010']).toEqual({ vr: 'OW', BulkDataURI: `${base}/7FE00010` });
+      // Each value comes back as one part, little endian whatever the file's byte order.
+      for (const [tag, value] of [
+        ['00282000', sent.icc],
+        ['icon', sent.icon],
+        ['7FE00010', sent.pixels],
+      ] as const) {
+        const uri = tag === 'icon' ? item['7FE00010']!.BulkDataURI! : instance[tag]!.BulkDataURI!;
+        const got = await get(keys.ke!, uri);
+        expect(got.status).toBe(200);
+        expect(got.parts).toHaveLength(1);
+        expect(got.parts[0]!.type).toMatch(/^application\/octet-stream/);
+        expect(got.parts[0]!.bytes.equals(value)).toBe(true);
+      }
+    }
+    const base = `${url}/dicomweb/studies/${root}/series/${root}.1/instances/${root}.1.1/bulkdata`;
+    expect((await get(keys.ke!, `${base}/00281201`)).status).toBe(404);
+    expect((await get(keys.ke!, `${base}/00880200/1/7FE00010`)).status).toBe(404);
+    expect((await get(keys.ke!, `${base}/00100010`)).status).toBe(404);
+    expect((await get(keys.ke!, `${base}/7FE0`)).status).toBe(400);
+    expect((await get(keys.ke!, `${base}/00282000`, 'application/dicom')).status).toBe(406);
+    expect((await get(keys.ops!, `${base}/00282000`)).status).toBe(403);
+    expect((await get(keys.other!, `${base}/00282000`)).status).toBe(404);
+  });
+
+  test('encapsulated pixel data comes one frame a part, as the frames resource sends them', async () => {
+    const root = '2.25.5510017';
+    const [gray, second, third] = study(root);
+    const dir = await mkdtemp(path.join(tmpdir(), 'wado-bulk-'));
+    let jls: Buffer;
+    try {
+      await writeFile(path.join(dir, 'gray.dcm'), gray!.bytes);
+      await run('dcmcjpls', [path.join(dir, 'gray.dcm'), path.join(dir, 'gray.jls.dcm')]);
+      jls = await readFile(path.join(dir, 'gray.jls.dcm'));
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+    await stow(keys.home!, [jls, second!.bytes, third!.bytes]);
+    await studyRouted(root);
+    const uri = `${url}/dicomweb/studies/${root}/series/${root}.1/instances/${root}.1.1/bulkdata/7FE00010`;
+    const decoded = await get(keys.ke!, uri);
+    expect(decoded.parts).toHaveLength(1);
+    expect(decoded.parts[0]!.bytes.equals(Buffer.alloc(64, 40))).toBe(true);
+    const stored = await get(
+      keys.ke!,
+      uri,
+      'multipart/related; type="application/octet-stream"; transfer-syntax=*',
+    );
+    expect(parseMediaType(stored.parts[0]!.type)?.parameters['transfer-syntax']).toBe(
+      '1.2.840.10008.1.2.4.80',
+    );
+    expect([...stored.parts[0]!.bytes.subarray(0, 4)]).toEqual([0xff, 0xd8, 0xff, 0xf7]);
+  });
+
+  test('a reader abroad gets the URIs under the replacement UIDs, and values the profile removed are gone', async () => {
+    const root = '2.25.5510018';
+    const sent = withBulkValues(root, `${root}.1.1`, 'explicit-le');
+    const [, second, third] = study(root);
+    await stow(keys.abroad!, [sent.bytes, second!.bytes, third!.bytes]);
+    const caseId = await routedCase(root);
+    const detail = (await (
+      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
+    ).json()) as { studyInstanceUid: string };
+    const res = await fetch(`${url}/dicomweb/studies/${detail.studyInstanceUid}/metadata`, {
+      headers: { authorization: `Bearer ${keys.fr}` },
+    });
+    const json = (await res.json()) as Json;
+    const instance = json.find((j) => j['00280010']!.Value![0] === 8 && j['00280100']!.Value![0] === 16)!;
+    expect(JSON.stringify(json)).not.toContain(root);
+    const pixelUri = instance['7FE00010']!.BulkDataURI!;
+    expect(pixelUri).toContain(`/studies/${detail.studyInstanceUid}/`);
+    const pixels = await get(keys.fr!, pixelUri);
+    expect(pixels.parts[0]!.bytes.equals(sent.pixels)).toBe(true);
+    for (const [tag, value] of [['00282000', sent.icc]] as const) {
+      if (instance[tag]) {
+        expect((await get(keys.fr!, instance[tag]!.BulkDataURI!)).parts[0]!.bytes.equals(value)).toBe(true);
+      } else {
+        expect((await get(keys.fr!, pixelUri.replace('7FE00010', tag))).status).toBe(404);
+      }
+    }
+    // The profile removes the icon (it may show the patient): not in the metadata, and not found by its path.
+    expect(instance['00880200']).toBeUndefined();
+    expect((await get(keys.fr!, pixelUri.replace('7FE00010', '00880200/0/7FE00010'))).status).toBe(404);
+    // The profile removes the icon (it may show the patient): not in the metadata, and not found by its path.
+    expect(instance['00880200']).toBeUndefined();
+    expect((await get(keys.fr!, pixelUri.replace('7FE00010', '00880200/0/7FE00010'))).status).toBe(404);
+    // The original UIDs name nothing for this reader.
+    const original = `${url}/dicomweb/studies/${root}/series/${root}.1/instances/${root}.1.1/bulkdata/7FE00010`;
+    expect((await get(keys.fr!, original)).status).toBe(404);
   });
 });
 

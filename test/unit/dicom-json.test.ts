@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { dicomJson } from '../../src/formats/dicom/attributes.js';
+import { bulkDataValue, dicomJson, isBulkDataPath } from '../../src/formats/dicom/attributes.js';
 import { parseDicom } from '../../src/formats/dicom/parse-dicom.js';
 import { type DicomEncoding, encodeIso2022, imageElements, writeDicom } from '../helpers/dicom-writer.js';
 
@@ -76,9 +76,54 @@ describe('dicomJson', () => {
     },
   );
 
-  test('binary values above the inline limit are left out', () => {
+  test('binary values above the inline limit are left out, or named by a BulkDataURI when one is given', () => {
     const json = dicomJson(instance('explicit-le'), { maxInlineBinary: 2 });
     expect(json['00091010']).toBeUndefined();
     expect(json['00280011']).toEqual({ vr: 'US', Value: [2] });
+    const named = dicomJson(instance('explicit-le'), { maxInlineBinary: 2, bulkDataUri: (p) => `bulk:${p}` });
+    expect(named['00091010']).toEqual({ vr: 'OW', BulkDataURI: 'bulk:00091010' });
+    expect(named['7FE00010']).toEqual({ vr: 'OW', BulkDataURI: 'bulk:7FE00010' });
+    expect(named['00081115']!.Value).toHaveLength(2);
   });
+
+  test.each(['explicit-le', 'explicit-be'] as const)(
+    '%s: a bulk data path finds its value at any depth, little endian',
+    (encoding) => {
+      const icon = Uint16Array.of(0x0a0b, 0x0c0d);
+      const parsed = parseDicom(
+        writeDicom(
+          imageElements({
+            rows: 1,
+            columns: 1,
+            bitsAllocated: 16,
+            pixelData: Uint16Array.of(7),
+            extra: [
+              {
+                tag: 0x00880200,
+                vr: 'SQ',
+                value: [[], [{ tag: 0x7fe00010, vr: 'OW', value: icon }]],
+              },
+              { tag: 0x00091010, vr: 'OW', value: Uint16Array.of(0x0102) },
+            ],
+          }),
+          { encoding },
+        ),
+      );
+      const json = dicomJson(parsed, { maxInlineBinary: 0, bulkDataUri: (p) => p });
+      const items = json['00880200']!.Value as Array<Record<string, { BulkDataURI?: string }>>;
+      expect(items[1]!['7FE00010']!.BulkDataURI).toBe('00880200/1/7FE00010');
+      expect(bulkDataValue(parsed, '00880200/1/7FE00010')).toEqual({
+        vr: 'OW',
+        bytes: new Uint8Array([0x0b, 0x0a, 0x0d, 0x0c]),
+      });
+      expect(bulkDataValue(parsed, '00091010')?.bytes).toEqual(new Uint8Array([2, 1]));
+      // No such item, a number, a text value, a sequence, a path that is not one.
+      expect(bulkDataValue(parsed, '00880200/2/7FE00010')).toBeUndefined();
+      expect(bulkDataValue(parsed, '00280010')).toBeUndefined();
+      expect(bulkDataValue(parsed, '00080060')).toBeUndefined();
+      expect(bulkDataValue(parsed, '00880200')).toBeUndefined();
+      for (const path of ['7FE0', '00880200/', '00880200/01/7FE00010', '../00100010', '00880200/x/7FE00010'])
+        expect(isBulkDataPath(path)).toBe(false);
+    },
+  );
 });

@@ -33,6 +33,7 @@ import {
 import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
 import { describeTransferSyntax, EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
 import { BYTES_PER_NUMBER, swapBytes } from '../../formats/dicom/vr.js';
+import type { ByteSource } from '../../formats/types.js';
 import { decodeDicomFrame } from '../../imaging/render-dicom.js';
 import { frameBytes, packBits } from '../../imaging/transcode-dicom.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
@@ -45,7 +46,7 @@ import { filesInScope, partHead, studyLevels } from './wado.js';
 const MAX_FRAMES = 1000;
 
 /** What Accept allows: frames as stored (`*` or the stored syntax named) and/or as Explicit VR Little Endian. */
-function frameAccept(accept: string | undefined): AcceptedTransferSyntaxes {
+export function frameAccept(accept: string | undefined): AcceptedTransferSyntaxes {
   const accepted = acceptedTransferSyntaxes(accept, 'application/octet-stream');
   if (!accepted) {
     throw new AppError(
@@ -129,6 +130,43 @@ async function oneFrame(
   };
 }
 
+/**
+ * The frames `frames` lists (1-based; 'all' for every one) as a multipart/related answer. The first frame is made
+ * before the answer starts, so a 406 or a corrupt frame is the response's status; the rest are made as they are
+ * sent. A whole read serves every frame; a large instance is read again by range for each.
+ */
+export async function framesAnswer(
+  source: ByteSource,
+  frames: number[] | 'all',
+  accept: AcceptedTransferSyntaxes,
+  sopUid: string,
+): Promise<{ contentType: string; body: Readable }> {
+  let read = await readInstanceForFrame(source, frames === 'all' ? 0 : frames[0]! - 1);
+  const count = read.instance.numberOfFrames;
+  const list = frames === 'all' ? Array.from({ length: count }, (_, i) => i + 1) : frames;
+  const past = list.find((n) => n > count);
+  if (past !== undefined) throw new AppError('NOT_FOUND', `instance ${sopUid} has ${count} frame(s)`);
+  const boundary = randomBytes(16).toString('hex');
+  const part = (p: { bytes: Uint8Array; transferSyntaxUid: string }) => [
+    partHead(boundary, p.transferSyntaxUid, p.bytes.length, 'application/octet-stream'),
+    p.bytes,
+    Buffer.from('\r\n'),
+  ];
+  const first = await oneFrame(read.instance, list[0]! - 1, accept);
+  async function* body(): AsyncGenerator<Uint8Array> {
+    yield* part(first);
+    for (const n of list.slice(1)) {
+      if (!read.whole && read.frame !== n - 1) read = await readInstanceForFrame(source, n - 1);
+      yield* part(await oneFrame(read.instance, n - 1, accept));
+    }
+    yield Buffer.from(`--${boundary}--\r\n`);
+  }
+  return {
+    contentType: `multipart/related; type="application/octet-stream"; boundary=${boundary}`,
+    body: Readable.from(body(), { objectMode: false }),
+  };
+}
+
 export function registerDicomwebFrameRoutes(app: App, ctx: Context): void {
   const instance = studyLevels()[2]!;
   app.get(
@@ -152,32 +190,11 @@ export function registerDicomwebFrameRoutes(app: App, ctx: Context): void {
       const { files } = await filesInScope(ctx, principalOf(request), scope);
       const file = files[0]!;
       const source = objectByteSource(ctx.storage, file.object_key, Number(file.bytes));
-      // A whole read serves every frame; a large instance is read again by range for each.
-      let read = await readInstanceForFrame(source, frames[0]! - 1);
-      const count = read.instance.numberOfFrames;
-      const past = frames.find((n) => n > count);
-      if (past !== undefined)
-        throw new AppError('NOT_FOUND', `instance ${scope.sopUid} has ${count} frame(s)`);
-      const boundary = randomBytes(16).toString('hex');
-      const part = (p: { bytes: Uint8Array; transferSyntaxUid: string }) => [
-        partHead(boundary, p.transferSyntaxUid, p.bytes.length, 'application/octet-stream'),
-        p.bytes,
-        Buffer.from('\r\n'),
-      ];
-      // The first frame before the response starts: a 406 or a corrupt frame is then the response's status.
-      const first = await oneFrame(read.instance, frames[0]! - 1, accept);
-      async function* body(): AsyncGenerator<Uint8Array> {
-        yield* part(first);
-        for (const n of frames.slice(1)) {
-          if (!read.whole && read.frame !== n - 1) read = await readInstanceForFrame(source, n - 1);
-          yield* part(await oneFrame(read.instance, n - 1, accept));
-        }
-        yield Buffer.from(`--${boundary}--\r\n`);
-      }
+      const { contentType, body } = await framesAnswer(source, frames, accept, scope.sopUid);
       return reply
-        .header('content-type', `multipart/related; type="application/octet-stream"; boundary=${boundary}`)
+        .header('content-type', contentType)
         .header('cache-control', 'private, no-store')
-        .send(Readable.from(body(), { objectMode: false }));
+        .send(body);
     },
   );
 }

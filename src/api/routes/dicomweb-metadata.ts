@@ -1,8 +1,8 @@
 /**
  * DICOMweb WADO-RS metadata (PS3.18 §10.4.1.1.2): the data sets of a study's, a series' or one instance's
  * instances in the DICOM JSON Model, as `application/dicom+json`, for viewers and workstations that read the
- * header before they fetch pixels. Pixel data and large binary values are left out (attributes.ts, dicomJson);
- * each instance carries Available Transfer Syntax UID (0008,3002), the syntax it is stored in.
+ * header before they fetch pixels. Pixel data and binary values over 1 KiB are named by a BulkDataURI
+ * (dicomweb-bulkdata.ts) rather than carried; each instance carries Available Transfer Syntax UID (0008,3002), the syntax it is stored in.
  *
  * Who sees what follows WADO-RS (wado.ts): a reader abroad names the study by its replacement UIDs and reads the
  * de-identified copies' headers, so the metadata holds the pseudonym, shifted dates and replacement UIDs.
@@ -16,6 +16,7 @@ import { acceptsMediaType } from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
+import { bulkDataUri } from './dicomweb-bulkdata.js';
 import { filesInScope, type Scope, type StudyFile, studyLevels } from './wado.js';
 
 /** Instances whose headers are read at once. */
@@ -27,11 +28,23 @@ export function acceptsJson(accept: string | undefined): boolean {
 }
 
 /** An instance's header in the DICOM JSON Model, read from its de-identified copy for a reader abroad. */
-export async function headerJson(ctx: Context, file: StudyFile, deidentified: boolean): Promise<DicomJson> {
+export async function headerJson(
+  ctx: Context,
+  file: StudyFile,
+  deidentified: boolean,
+  withBulkData = false,
+): Promise<DicomJson> {
   const object = deidentified
     ? await ensureDeidentifiedCopy(ctx, file.caseId, file)
     : { key: file.object_key, bytes: Number(file.bytes) };
-  return dicomJson(await readHeaderOf(ctx, { object_key: object.key, bytes: String(object.bytes) }));
+  const header = await readHeaderOf(ctx, { object_key: object.key, bytes: String(object.bytes) });
+  // The URIs name the instance by the UIDs its header holds: a reader abroad's are the replacements.
+  const { studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop } = header;
+  const named = withBulkData && study && series && sop;
+  return dicomJson(
+    header,
+    named ? { bulkDataUri: bulkDataUri(ctx.config.publicUrl, { study, series, sop }) } : {},
+  );
 }
 
 /** The attributes in tag order, as a data set has them. */
@@ -73,7 +86,7 @@ export function registerDicomwebMetadataRoutes(app: App, ctx: Context): void {
         const scope = request.params as unknown as Scope;
         const { files, deidentified } = await filesInScope(ctx, principalOf(request), scope);
         const body = await mapInOrder(files, async (f) => {
-          const json = await headerJson(ctx, f, deidentified);
+          const json = await headerJson(ctx, f, deidentified, true);
           if (f.transferSyntaxUid) json['00083002'] = { vr: 'UI', Value: [f.transferSyntaxUid] };
           return inTagOrder(json);
         });

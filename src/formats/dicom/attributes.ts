@@ -383,14 +383,20 @@ export interface DicomJsonAttribute {
   vr: string;
   Value?: unknown[];
   InlineBinary?: string;
+  BulkDataURI?: string;
 }
 
 export type DicomJson = Record<string, DicomJsonAttribute>;
 
 export interface DicomJsonOptions {
-  /** Binary values (OB, OW, OF, OD, OL, OV, UN) up to this many bytes go inline, base64; longer ones, and pixel
-   * data, are left out: DICOMweb clients fetch frames, not bulk data. Default 1024. */
+  /** Binary values (OB, OW, OF, OD, OL, OV, UN) up to this many bytes go inline, base64. Default 1024. */
   maxInlineBinary?: number;
+  /**
+   * The URI of a value the JSON does not carry: longer binary values, and the top-level pixel data. `path` names
+   * the value from the top-level data set: tags as eight hex digits, with the 0-based item index between a
+   * sequence's tag and a tag inside it (`00400275/0/00081150`). Without it those values are left out.
+   */
+  bulkDataUri?: (path: string) => string;
   /** Decoding problems (bad bytes for the character set), each naming the attribute, never its value. */
   onWarning?: (message: string) => void;
 }
@@ -424,6 +430,7 @@ function jsonText(
 
 interface JsonContext {
   readonly maxInlineBinary: number;
+  readonly bulkDataUri: ((path: string) => string) | undefined;
   readonly pixelRepresentation: number | undefined;
   readonly onWarning: ((message: string) => void) | undefined;
 }
@@ -434,17 +441,22 @@ function jsonValue(
   vr: string,
   charset: string | undefined,
   where: string,
+  bulkPath: string,
   ctx: JsonContext,
 ): DicomJsonAttribute | undefined {
   if (vr === 'SQ') {
     return {
       vr,
       Value: (element.items ?? []).map((item, i) =>
-        item.dataSet ? dataSetJson(item.dataSet, charset, `${where}[${i}]`, ctx) : {},
+        item.dataSet ? dataSetJson(item.dataSet, charset, `${where}[${i}]`, `${bulkPath}/${i}/`, ctx) : {},
       ),
     };
   }
   const end = element.dataOffset + element.length;
+  if (!bulkPath.includes('/') && PIXEL_DATA_TAGS.has(Number.parseInt(bulkPath, 16))) {
+    // The top-level pixel data, read or not (a header read stops inside it; encapsulated, it has no length).
+    return ctx.bulkDataUri ? { vr, BulkDataURI: ctx.bulkDataUri(bulkPath.slice(0, 8)) } : undefined;
+  }
   if (element.hadUndefinedLength || end > ds.byteArray.length || element.length < 0) return undefined;
   if (element.length === 0) return { vr };
   const bytes = ds.byteArray.subarray(element.dataOffset, end);
@@ -461,11 +473,10 @@ function jsonValue(
   }
   if (BINARY_VRS.has(vr) && element.length <= ctx.maxInlineBinary) {
     // F.2.7: inline binary is little endian whatever the file's byte order.
-    const unit = BYTES_PER_NUMBER[vr];
-    const bigEndian = ds.byteArrayParser !== dicomParser.littleEndianByteArrayParser;
-    const le = bigEndian && unit ? swapBytes(bytes, unit) : bytes;
+    const le = littleEndianValue(ds, bytes, vr);
     return { vr, InlineBinary: Buffer.from(le.buffer, le.byteOffset, le.byteLength).toString('base64') };
   }
+  if (BINARY_VRS.has(vr) && ctx.bulkDataUri) return { vr, BulkDataURI: ctx.bulkDataUri(bulkPath) };
   return undefined;
 }
 
@@ -473,6 +484,7 @@ function dataSetJson(
   ds: DataSet,
   inheritedCharset: string | undefined,
   path: string,
+  bulkPrefix: string,
   ctx: JsonContext,
 ): DicomJson {
   const out: DicomJson = {};
@@ -481,13 +493,13 @@ function dataSetJson(
     const element = ds.elements[key]!;
     const tag = tagOf(key);
     const group = tag >>> 16;
-    // The file meta is not part of the data set, group lengths are not kept (F.2), delimiters carry nothing,
-    // and pixel data is fetched as frames.
-    if (group === 0x0002 || group === 0xfffe || (tag & 0xffff) === 0 || PIXEL_DATA_TAGS.has(tag)) continue;
+    // The file meta is not part of the data set, group lengths are not kept (F.2), and delimiters carry nothing.
+    if (group === 0x0002 || group === 0xfffe || (tag & 0xffff) === 0) continue;
     const entry = group % 2 === 1 ? undefined : lookup(tag);
     const vr = resolveVr(element, entry, ctx.pixelRepresentation);
-    const value = jsonValue(ds, element, vr, charset, `${path}(${tagText(tag)})`, ctx);
-    if (value) out[key.slice(1).toUpperCase()] = value;
+    const hex = key.slice(1).toUpperCase();
+    const value = jsonValue(ds, element, vr, charset, `${path}(${tagText(tag)})`, `${bulkPrefix}${hex}`, ctx);
+    if (value) out[hex] = value;
   }
   return out;
 }
@@ -496,13 +508,57 @@ function dataSetJson(
  * The instance's data set in the DICOM JSON Model (PS3.18 F.2), as DICOMweb metadata answers carry it: keys are
  * tags as eight hex digits, values by VR (numbers for IS, DS and the binary number VRs, SV and UV past 2^53 as
  * decimal strings; PN as Alphabetic/Ideographic/Phonetic groups; AT as tags; sequences as arrays of data sets;
- * small binary values inline, base64, little endian). Left out: the file meta, group lengths, pixel data, binary
- * values above `maxInlineBinary`, and values the file cuts short.
+ * small binary values inline, base64, little endian; longer ones and the top-level pixel data as a BulkDataURI
+ * when `bulkDataUri` is given). Left out: the file meta, group lengths, values the file cuts short, and without
+ * `bulkDataUri` the values it would name.
  */
 export function dicomJson(instance: DicomInstance, opts: DicomJsonOptions = {}): DicomJson {
-  return dataSetJson(instance.dataSet, instance.specificCharacterSet, '', {
+  return dataSetJson(instance.dataSet, instance.specificCharacterSet, '', '', {
     maxInlineBinary: Math.max(0, opts.maxInlineBinary ?? 1024),
+    bulkDataUri: opts.bulkDataUri,
     pixelRepresentation: instance.pixelRepresentation,
     onWarning: opts.onWarning,
   });
+}
+
+/** A bulk data path (`bulkDataUri`'s): tags as eight hex digits, item indices between them. */
+const BULK_PATH = /^[0-9A-Fa-f]{8}(\/(0|[1-9][0-9]{0,5})\/[0-9A-Fa-f]{8})*$/;
+
+export function isBulkDataPath(path: string): boolean {
+  return BULK_PATH.test(path);
+}
+
+/**
+ * The binary value a bulk data path names, little endian as PS3.18 sends bulk data (F.2.7), with its VR; undefined
+ * when the data set has no such value (or it is a sequence, text, or cut short). Pixel data at the top level is
+ * not read here: its frames are.
+ */
+export function bulkDataValue(
+  instance: DicomInstance,
+  path: string,
+): { vr: string; bytes: Uint8Array } | undefined {
+  if (!isBulkDataPath(path)) return undefined;
+  const steps = path.split('/');
+  let ds: DataSet | undefined = instance.dataSet;
+  for (let i = 0; i + 1 < steps.length; i += 2) {
+    const items: Element['items'] = ds.elements[`x${steps[i]!.toLowerCase()}`]?.items;
+    ds = items?.[Number(steps[i + 1])]?.dataSet;
+    if (!ds) return undefined;
+  }
+  const key = `x${steps[steps.length - 1]!.toLowerCase()}`;
+  const element = ds.elements[key];
+  if (!element || element.hadUndefinedLength || element.length < 0) return undefined;
+  const tag = tagOf(key);
+  const entry = (tag >>> 16) % 2 === 1 ? undefined : lookup(tag);
+  const vr = resolveVr(element, entry, instance.pixelRepresentation);
+  const end = element.dataOffset + element.length;
+  if (!BINARY_VRS.has(vr) || end > ds.byteArray.length) return undefined;
+  return { vr, bytes: littleEndianValue(ds, ds.byteArray.subarray(element.dataOffset, end), vr) };
+}
+
+/** A binary value in little-endian order, as DICOMweb sends binary values whatever the file's byte order. */
+function littleEndianValue(ds: DataSet, bytes: Uint8Array, vr: string): Uint8Array {
+  const unit = BYTES_PER_NUMBER[vr];
+  const bigEndian = ds.byteArrayParser !== dicomParser.littleEndianByteArrayParser;
+  return bigEndian && unit ? swapBytes(bytes, unit) : bytes;
 }
