@@ -1,6 +1,8 @@
 import { describe, expect, test } from 'vitest';
 import { AppError, isAppError } from '../../src/errors.js';
+import { dicomJson } from '../../src/formats/dicom/attributes.js';
 import { looksLikeDicom, parseDicom } from '../../src/formats/dicom/parse-dicom.js';
+import { getFrame } from '../../src/formats/dicom/pixel-data.js';
 import { renderDicomFrame } from '../../src/imaging/render-dicom.js';
 import {
   type DicomElement,
@@ -505,4 +507,69 @@ describe('looksLikeDicom', () => {
   ])('$what → $expected', ({ head, expected }) => {
     expect(looksLikeDicom(head.subarray(0, 256))).toBe(expected);
   });
+});
+
+describe('64-bit VRs inside sequences', () => {
+  // dicom-parser reads OV, SV and UV with a 16-bit length even inside sequences, and loses its place after them.
+  const item = (n: number) => [
+    { tag: 0x00091010, vr: 'LO', value: 'TELEREAD TEST' },
+    {
+      tag: 0x00091011,
+      vr: 'SV',
+      value: new BigInt64Array([-(2n ** 60n) - BigInt(n)]) as unknown as Uint8Array,
+    },
+    {
+      tag: 0x00091012,
+      vr: 'UV',
+      value: new BigUint64Array([2n ** 63n + BigInt(n)]) as unknown as Uint8Array,
+    },
+    { tag: 0x00091013, vr: 'OV', value: new BigUint64Array([1n, 2n, 3n]) as unknown as Uint8Array },
+    {
+      tag: 0x00081115,
+      vr: 'SQ',
+      value: [
+        [{ tag: 0x00091014, vr: 'SV', value: new BigInt64Array([BigInt(n)]) as unknown as Uint8Array }],
+      ],
+    },
+    { tag: 0x00200011, vr: 'IS', value: String(n) },
+  ];
+  test.each(['explicit-le', 'explicit-be'] as const)(
+    '%s: the values are read, and so is everything after them',
+    (encoding) => {
+      const parsed = parseDicom(
+        writeDicom(
+          imageElements({
+            rows: 1,
+            columns: 1,
+            bitsAllocated: 8,
+            pixelData: Uint8Array.of(9),
+            extra: [
+              { tag: 0x00081140, vr: 'SQ', value: [item(1), item(2)] },
+              { tag: 0x00200013, vr: 'IS', value: '12' },
+            ],
+          }),
+          { encoding },
+        ),
+      );
+      const json = dicomJson(parsed);
+      const items = json['00081140']!.Value as Array<
+        Record<string, { Value?: unknown[]; InlineBinary?: string }>
+      >;
+      expect(items).toHaveLength(2);
+      for (const [i, it] of items.entries()) {
+        const n = i + 1;
+        expect(it['00091011']!.Value).toEqual([(-(2n ** 60n) - BigInt(n)).toString()]);
+        expect(it['00091012']!.Value).toEqual([(2n ** 63n + BigInt(n)).toString()]);
+        expect(Buffer.from(it['00091013']!.InlineBinary!, 'base64')).toEqual(
+          Buffer.from(new BigUint64Array([1n, 2n, 3n]).buffer),
+        );
+        const nested = it['00081115']!.Value as Array<Record<string, { Value?: unknown[] }>>;
+        expect(nested[0]!['00091014']!.Value).toEqual([n]);
+        expect(it['00200011']!.Value).toEqual([n]);
+      }
+      expect(json['00200013']!.Value).toEqual([12]);
+      expect(parsed.columns).toBe(1);
+      expect(getFrame(parsed, 0).pixels[0]).toBe(9);
+    },
+  );
 });

@@ -379,6 +379,8 @@ function readElement(
     if (unknownSequence) return unknownSequence;
   }
   if (encoding.explicitVr) {
+    const at = stream.position;
+    if (peekedTag !== undefined && vrAt(stream.byteArray, at) === 'SQ') return readSequence(stream, warnings);
     return readVeryLongVrElement(stream, peekedTag) ?? dicomParser.readDicomElementExplicit(stream, warnings);
   }
   if (peekedTag === TAG.PixelData && stream.position + 8 <= stream.byteArray.length) {
@@ -425,6 +427,119 @@ function readVeryLongVrElement(stream: ByteStream, peekedTag: string | undefined
   }
   stream.seek(12 + length);
   return { tag: peekedTag, vr, length, dataOffset: at + 12 };
+}
+
+function vrAt(b: Uint8Array, at: number): string | undefined {
+  return at + 6 <= b.length ? String.fromCharCode(b[at + 4]!, b[at + 5]!) : undefined;
+}
+
+/**
+ * An explicit-VR sequence. dicom-parser reads it, unless it holds one of VERY_LONG_VRS, which dicom-parser reads
+ * inside sequences too with a 16-bit length: then it has either thrown or read on from the wrong place, and the
+ * sequence is read again by `readSequenceItself`. Which one it holds is known only from a reading, so a sequence
+ * is read over again only when dicom-parser failed or came upon one, and the second reading is kept only when it
+ * found one: any other sequence, corrupt ones included, reads exactly as before.
+ */
+function readSequence(stream: ByteStream, warnings: string[]): Element {
+  const at = stream.position;
+  let first: Element | undefined;
+  let failure: unknown;
+  try {
+    first = dicomParser.readDicomElementExplicit(stream, warnings);
+    if (!holdsVeryLongVr(first)) return first;
+  } catch (err) {
+    failure = err;
+  }
+  const end = stream.position;
+  const again = new dicomParser.ByteStream(stream.byteArrayParser, stream.byteArray, at);
+  try {
+    const element = readSequenceItself(again, warnings);
+    if (holdsVeryLongVr(element)) {
+      stream.seek(again.position - stream.position);
+      return element;
+    }
+  } catch (err) {
+    failure ??= err;
+  }
+  if (first === undefined) throw failure;
+  stream.seek(end - stream.position);
+  return first;
+}
+
+function holdsVeryLongVr(element: Element): boolean {
+  return (element.items ?? []).some((item) =>
+    Object.values(item.dataSet?.elements ?? {}).some(
+      (e) => VERY_LONG_VRS.has(e.vr ?? '') || (e.vr === 'SQ' && holdsVeryLongVr(e)),
+    ),
+  );
+}
+
+/** Throws, saying where, unless `length` bytes from `at` are in the data. */
+function checkFits(b: Uint8Array, at: number, length: number, what: string): void {
+  if (at + length > b.length) throw new Error(`${what} at offset ${at} runs past the end of the data`);
+}
+
+/** An explicit-VR sequence read here (PS3.5 7.5), items of defined or undefined length, elements through
+ * readElement's explicit path so that nested sequences and VERY_LONG_VRS are read here as well. */
+function readSequenceItself(stream: ByteStream, warnings: string[]): Element {
+  const b = stream.byteArray;
+  const parser = stream.byteArrayParser;
+  const at = stream.position;
+  checkFits(b, at, 12, 'sequence header');
+  const tag = peekTag(b, at, parser);
+  const declared = parser.readUint32(b, at + 8);
+  const element: Element = { tag, vr: 'SQ', length: declared, dataOffset: at + 12, items: [] };
+  stream.seek(12);
+  const undefinedLength = declared === 0xffffffff;
+  const end = undefinedLength ? b.length : element.dataOffset + declared;
+  checkFits(b, element.dataOffset, end - element.dataOffset, `sequence ${formatTag(tag)}`);
+  const explicit = parser === dicomParser.littleEndianByteArrayParser ? EXPLICIT_LE : EXPLICIT_BE;
+  let contentEnd: number | undefined;
+  while (stream.position < end) {
+    checkFits(b, stream.position, 8, 'item header');
+    const itemTag = peekTag(b, stream.position, parser);
+    const itemLength = parser.readUint32(b, stream.position + 4);
+    if (itemTag === 'xfffee0dd') {
+      // The sequence delimiter, which the length leaves out, as dicom-parser counts it.
+      contentEnd = stream.position;
+      stream.seek(8);
+      break;
+    }
+    stream.seek(8);
+    if (itemTag !== 'xfffee000')
+      throw new Error(`${formatTag(itemTag)} where an item was due in ${formatTag(tag)}`);
+    const item: NonNullable<Element['items']>[number] = {
+      tag: itemTag,
+      length: itemLength,
+      dataOffset: stream.position,
+      hadUndefinedLength: itemLength === 0xffffffff,
+    };
+    const itemEnd = item.hadUndefinedLength ? end : item.dataOffset + itemLength;
+    checkFits(b, item.dataOffset, itemEnd - item.dataOffset, 'item');
+    const elements: Record<string, Element> = {};
+    while (stream.position < itemEnd) {
+      const next = peekTag(b, stream.position, parser);
+      if (next === 'xfffee00d') {
+        stream.seek(8); // the item delimiter
+        break;
+      }
+      const nested = readElement(stream, explicit, next, warnings);
+      elements[nested.tag] = nested;
+    }
+    if (item.hadUndefinedLength) item.length = stream.position - item.dataOffset;
+    item.dataSet = new DataSetClass(parser, b, elements);
+    element.items!.push(item);
+  }
+  if (undefinedLength) {
+    if (contentEnd === undefined) {
+      warnings.push(
+        `sequence ${formatTag(tag)} of undefined length ends with the data, without its delimiter`,
+      );
+    }
+    element.hadUndefinedLength = true;
+    element.length = (contentEnd ?? stream.position) - element.dataOffset;
+  }
+  return element;
 }
 
 /** An element with VR UN and undefined length holds a sequence encoded as implicit VR little endian whatever
