@@ -53,7 +53,15 @@ async function caseDateShift(db: Db, caseId: string): Promise<number> {
 
 /** PatientName and PatientID of every copy of a case: the case, which the reader knows, and nothing else. */
 export function casePseudonym(caseId: string): { patientName: string; patientId: string } {
-  return { patientName: 'ANONYMOUS^TELEREAD', patientId: `TELEREAD-${caseId}` };
+  return { patientName: 'ANONYMOUS^TELEREAD', patientId: `${PSEUDONYM_ID_PREFIX}${caseId}` };
+}
+
+const PSEUDONYM_ID_PREFIX = 'TELEREAD-';
+
+/** The case a pseudonymous Patient ID (casePseudonym's) stands for, or undefined for any other ID. */
+export function caseOfPseudonym(patientId: string): string | undefined {
+  const caseId = patientId.startsWith(PSEUDONYM_ID_PREFIX) ? patientId.slice(PSEUDONYM_ID_PREFIX.length) : '';
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(caseId) ? caseId : undefined;
 }
 
 /** The stored instance's bytes from `start` to `end` (exclusive), as a stream. */

@@ -397,18 +397,40 @@ function identifiedViewFor(who: Principal): RawBuilder<boolean> {
     WHERE r.id = ${who.readerId ?? ''} AND (s.jurisdiction = ANY(r.jurisdictions) OR s.cross_border_policy = 'identified'))`;
 }
 
+/** What a study search knows of the cases it wants before it reads their headers. */
+export interface StudyCaseFilter {
+  /** Only these cases (the study UIDs the search names, resolved for the caller). */
+  caseIds?: string[];
+  /** The Patient ID the search names exactly: as a case seen identified holds it in its files, or as the case's
+   * pseudonym when seen de-identified (`pseudonymOf` is the case the pseudonym names, if it names one). */
+  patientId?: { id: string; pseudonymOf: string | undefined };
+}
+
 /** The principal's most recent cases that hold a DICOM study, with `identified_view`, in one query (a DICOMweb
- * study search). */
-export async function getStudyCasesForPrincipal(db: Db, who: Principal, limit: number) {
-  return db
+ * study search), narrowed by what the search names. */
+export async function getStudyCasesForPrincipal(
+  db: Db,
+  who: Principal,
+  limit: number,
+  filter: StudyCaseFilter = {},
+) {
+  let q = db
     .selectFrom('cases')
     .select(['cases.id', identifiedViewFor(who).as('identified_view')])
     .where('cases.study_instance_uid', 'is not', null)
-    .where(visibleTo(who))
-    .orderBy('cases.created_at', 'desc')
-    .orderBy('cases.id')
-    .limit(limit)
-    .execute();
+    .where(visibleTo(who));
+  if (filter.caseIds) {
+    if (filter.caseIds.length === 0) return [];
+    q = q.where('cases.id', 'in', filter.caseIds);
+  }
+  const patient = filter.patientId;
+  if (patient) {
+    // Seen identified: a file of the case holds the ID (files_case index). Seen de-identified: the pseudonym.
+    q = q.where(sql<boolean>`CASE WHEN ${identifiedViewFor(who)}
+      THEN EXISTS (SELECT 1 FROM files f WHERE f.case_id = cases.id AND f.patient ->> 'id' = ${patient.id})
+      ELSE cases.id::text = ${patient.pseudonymOf ?? ''} END`);
+  }
+  return q.orderBy('cases.created_at', 'desc').orderBy('cases.id').limit(limit).execute();
 }
 
 /** The case if the principal may see it, with `identified_view`: whether they may see it identified. */

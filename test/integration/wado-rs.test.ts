@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
 import { promisify } from 'node:util';
+import { sql } from 'kysely';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import type { App } from '../../src/api/build-app.js';
 import { parseMediaType, parseMultipartRelated } from '../../src/api/multipart-related.js';
@@ -927,8 +928,48 @@ describe('QIDO-RS search', () => {
     expect(
       values((await search(keys.fr!, '/dicomweb/studies?PatientName=ANONYMOUS*')).json, '0020000D'),
     ).toContain(replacement);
+    // The real ID finds nothing; the pseudonymous one finds the case, and so does the replacement study UID.
+    expect((await search(keys.fr!, `/dicomweb/studies?PatientID=${PATIENT_ID}`)).json).toEqual([]);
+    expect(
+      values((await search(keys.fr!, `/dicomweb/studies?PatientID=TELEREAD-${caseId}`)).json, '0020000D'),
+    ).toEqual([replacement]);
+    expect(
+      values((await search(keys.fr!, `/dicomweb/studies?StudyInstanceUID=${replacement}`)).json, '0020000D'),
+    ).toEqual([replacement]);
+    expect((await search(keys.fr!, `/dicomweb/studies?StudyInstanceUID=${root}`)).json).toEqual([]);
     const series = await search(keys.fr!, `/dicomweb/studies/${replacement}/series`);
     expect(series.json).toHaveLength(2);
     expect(series.text).not.toContain(root);
+  });
+
+  test('a search by study UID or exact Patient ID finds a study however many newer ones the site has', async () => {
+    const root = '2.25.5510019';
+    await sendStudy(keys.home!, root);
+    // 600 newer studies of the same site (bare case rows: they have no instances, so no search returns them).
+    await sql`INSERT INTO cases (site_id, kind, priority, study_instance_uid, created_at)
+      SELECT 'home', 'imaging', 'routine', '2.25.5519.' || g, now() + interval '1 hour'
+      FROM generate_series(1, 600) g`.execute(ctx.db);
+    try {
+      // The plain search reads the newest cases only: this study is not among them.
+      expect(values((await search(keys.home!, '/dicomweb/studies')).json, '0020000D')).not.toContain(root);
+      for (const q of [`StudyInstanceUID=${root}`, `StudyInstanceUID=2.25.5519.1,${root}`]) {
+        expect(values((await search(keys.home!, `/dicomweb/studies?${q}`)).json, '0020000D'), q).toEqual([
+          root,
+        ]);
+      }
+      // The patient has other studies at this site (the tests above): all of them, this one included.
+      for (const q of [`PatientID=${PATIENT_ID}`, `00100020=${PATIENT_ID}&PatientName=okonkwo*`]) {
+        expect(values((await search(keys.home!, `/dicomweb/studies?${q}`)).json, '0020000D'), q).toContain(
+          root,
+        );
+      }
+      // Another site's clinic finds nothing of it, by either key.
+      expect((await search(keys.other!, `/dicomweb/studies?PatientID=${PATIENT_ID}`)).json).toEqual([]);
+      expect((await search(keys.other!, `/dicomweb/studies?StudyInstanceUID=${root}`)).json).toEqual([]);
+      const many = Array.from({ length: 101 }, (_, i) => `2.25.5519.${i + 1}`).join(',');
+      expect((await search(keys.home!, `/dicomweb/studies?StudyInstanceUID=${many}`)).status).toBe(400);
+    } finally {
+      await sql`DELETE FROM cases WHERE study_instance_uid LIKE '2.25.5519.%'`.execute(ctx.db);
+    }
   });
 });

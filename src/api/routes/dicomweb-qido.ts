@@ -13,20 +13,22 @@
  * at the instance level SOPInstanceUID, SOPClassUID, InstanceNumber. `*` and `?` are wildcards, and names match
  * whatever their case. `limit` and `offset` page the answer; `includefield` and `fuzzymatching` are accepted, and
  * the attributes sent are always those listed. Other keys are refused with 400 rather than ignored, so a client
- * never takes an unfiltered answer for a filtered one. The study search looks at the caller's STUDY_SEARCH_CASES
- * most recent cases.
+ * never takes an unfiltered answer for a filtered one. A study search that names StudyInstanceUID, or PatientID
+ * without wildcards, finds the studies so named however old they are; any other looks at the caller's
+ * STUDY_SEARCH_CASES most recent cases.
  */
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
-import { getStudyCasesForPrincipal } from '../../db/case-queries.js';
+import { getStudyCasesForPrincipal, type StudyCaseFilter } from '../../db/case-queries.js';
 import { AppError } from '../../errors.js';
 import type { DicomJson, DicomJsonAttribute } from '../../formats/dicom/attributes.js';
-import { principalOf, requireRole } from '../auth.js';
+import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
+import { caseOfPseudonym } from '../deidentified-copy.js';
 import { needsDeidentifiedView } from '../redact.js';
 import { acceptsJson, headerJson, inTagOrder, mapInOrder } from './dicomweb-metadata.js';
-import { dicomFilesOf, filesInScope, type StudyFile, UID } from './wado.js';
+import { casesOfStudy, dicomFilesOf, filesInScope, type StudyFile, UID } from './wado.js';
 
 /** The most recent cases a study search reads (newest first). */
 const STUDY_SEARCH_CASES = 500;
@@ -165,6 +167,32 @@ function bySeries(files: StudyFile[]): StudyFile[][] {
   return [...groupBy(files, (f) => f.seriesInstanceUid ?? '').values()];
 }
 
+/** Most study UIDs one search may list. */
+const MAX_STUDY_UIDS = 100;
+
+/**
+ * The cases a study search needs to read, from the keys that name them exactly: the study UIDs (resolved as
+ * WADO-RS resolves them, a reader abroad's replacements included), or a Patient ID without wildcards. Such a
+ * search finds a study however old it is; any other looks at the STUDY_SEARCH_CASES most recent. The values are
+ * still matched against the headers afterwards, so narrowing only ever leaves out cases that could not match.
+ */
+async function studyCaseFilter(ctx: Context, who: Principal, wanted: Match[]): Promise<StudyCaseFilter> {
+  const studies = wanted.find((m) => m.tag === '0020000D');
+  if (studies) {
+    const uids = [...new Set(studies.value.split(/[,\\]/).filter(Boolean))];
+    if (uids.length > MAX_STUDY_UIDS) {
+      throw new AppError('VALIDATION_FAILED', `StudyInstanceUID lists at most ${MAX_STUDY_UIDS} UIDs`);
+    }
+    const found = await Promise.all(uids.map((uid) => casesOfStudy(ctx, who, uid)));
+    return { caseIds: [...new Set(found.flatMap((f) => f.caseIds))] };
+  }
+  const patient = wanted.find((m) => m.tag === '00100020');
+  if (patient && !/[*?]/.test(patient.value)) {
+    return { patientId: { id: patient.value, pseudonymOf: caseOfPseudonym(patient.value) } };
+  }
+  return {};
+}
+
 export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
   const roles = requireRole(ctx.db, 'clinic', 'reader', 'admin');
   const base = () => `${ctx.config.publicUrl}/dicomweb`;
@@ -200,9 +228,14 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
     },
     async (request, reply) => {
       checkAccept(request);
-      parseQuery('study', request.query as Record<string, unknown>); // 400 before any reading
+      const { matches: wanted } = parseQuery('study', request.query as Record<string, unknown>); // 400 first
       const who = principalOf(request);
-      const cases = await getStudyCasesForPrincipal(ctx.db, who, STUDY_SEARCH_CASES);
+      const cases = await getStudyCasesForPrincipal(
+        ctx.db,
+        who,
+        STUDY_SEARCH_CASES,
+        await studyCaseFilter(ctx, who, wanted),
+      );
       // The instances of every case in two queries (those seen identified, those seen de-identified), not one each.
       const deidentified = new Set(cases.filter((c) => needsDeidentifiedView(who, c)).map((c) => c.id));
       const [asIs, abroad] = await Promise.all([
