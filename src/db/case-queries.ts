@@ -404,6 +404,8 @@ export interface StudyCaseFilter {
   /** The Patient ID the search names exactly: as a case seen identified holds it in its files, or as the case's
    * pseudonym when seen de-identified (`pseudonymOf` is the case the pseudonym names, if it names one). */
   patientId?: { id: string; pseudonymOf: string | undefined };
+  /** Only cases holding an instance in one of these formats that did not fail and is not a duplicate. */
+  holding?: string[];
 }
 
 /** The principal's most recent cases that hold a DICOM study, with `identified_view`, in one query (a DICOMweb
@@ -429,6 +431,11 @@ export async function getStudyCasesForPrincipal(
     q = q.where(sql<boolean>`CASE WHEN ${identifiedViewFor(who)}
       THEN EXISTS (SELECT 1 FROM files f WHERE f.case_id = cases.id AND f.patient ->> 'id' = ${patient.id})
       ELSE cases.id::text = ${patient.pseudonymOf ?? ''} END`);
+  }
+  if (filter.holding) {
+    q = q.where(sql<boolean>`EXISTS (SELECT 1 FROM files f WHERE f.case_id = cases.id
+      AND f.format = ANY(${filter.holding}) AND f.status <> 'failed' AND f.duplicate_of IS NULL
+      AND f.sop_instance_uid IS NOT NULL)`);
   }
   return q.orderBy('cases.created_at', 'desc').orderBy('cases.id').limit(limit).execute();
 }

@@ -944,14 +944,26 @@ describe('QIDO-RS search', () => {
 
   test('a search by study UID or exact Patient ID finds a study however many newer ones the site has', async () => {
     const root = '2.25.5510019';
+    const newer = '2.25.5510020';
     await sendStudy(keys.home!, root);
-    // 600 newer studies of the same site (bare case rows: they have no instances, so no search returns them).
+    const { caseId: newerCase } = await sendStudy(keys.home!, newer);
+    // 600 more studies of the site, newer still: case rows, each holding a row that points at an instance of
+    // `newer` (the search reads each case's first instance), so the plain search has 600 results to read first.
     await sql`INSERT INTO cases (site_id, kind, priority, study_instance_uid, created_at)
       SELECT 'home', 'imaging', 'routine', '2.25.5519.' || g, now() + interval '1 hour'
       FROM generate_series(1, 600) g`.execute(ctx.db);
+    await sql`INSERT INTO files (id, upload_id, site_id, case_id, name, object_key, sha256, bytes, kind, format,
+        status, metadata, sop_instance_uid)
+      SELECT gen_random_uuid(), f.upload_id, f.site_id, c.id, f.name, f.object_key, f.sha256, f.bytes, f.kind,
+        f.format, f.status, f.metadata, f.sop_instance_uid
+      FROM cases c, (SELECT * FROM files WHERE case_id = ${newerCase} LIMIT 1) f
+      WHERE c.study_instance_uid LIKE '2.25.5519.%'`.execute(ctx.db);
     try {
-      // The plain search reads the newest cases only: this study is not among them.
-      expect(values((await search(keys.home!, '/dicomweb/studies')).json, '0020000D')).not.toContain(root);
+      // The plain search reads the most recent cases only, and a page of them reads that page only.
+      const plain = await search(keys.home!, '/dicomweb/studies');
+      expect(plain.json).toHaveLength(500);
+      expect(values(plain.json, '0020000D')).not.toContain(root);
+      expect((await search(keys.home!, '/dicomweb/studies?limit=3&offset=2')).json).toHaveLength(3);
       for (const q of [`StudyInstanceUID=${root}`, `StudyInstanceUID=2.25.5519.1,${root}`]) {
         expect(values((await search(keys.home!, `/dicomweb/studies?${q}`)).json, '0020000D'), q).toEqual([
           root,
@@ -969,6 +981,9 @@ describe('QIDO-RS search', () => {
       const many = Array.from({ length: 101 }, (_, i) => `2.25.5519.${i + 1}`).join(',');
       expect((await search(keys.home!, `/dicomweb/studies?StudyInstanceUID=${many}`)).status).toBe(400);
     } finally {
+      await sql`DELETE FROM files WHERE case_id IN (SELECT id FROM cases WHERE study_instance_uid LIKE '2.25.5519.%')`.execute(
+        ctx.db,
+      );
       await sql`DELETE FROM cases WHERE study_instance_uid LIKE '2.25.5519.%'`.execute(ctx.db);
     }
   });

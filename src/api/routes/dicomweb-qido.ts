@@ -28,7 +28,7 @@ import type { App } from '../build-app.js';
 import { caseOfPseudonym } from '../deidentified-copy.js';
 import { needsDeidentifiedView } from '../redact.js';
 import { acceptsJson, headerJson, inTagOrder, mapInOrder } from './dicomweb-metadata.js';
-import { casesOfStudy, dicomFilesOf, filesInScope, type StudyFile, UID } from './wado.js';
+import { casesOfStudy, DICOM_FORMATS, dicomFilesOf, filesInScope, type StudyFile, UID } from './wado.js';
 
 /** The most recent cases a study search reads (newest first). */
 const STUDY_SEARCH_CASES = 500;
@@ -228,14 +228,18 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
     },
     async (request, reply) => {
       checkAccept(request);
-      const { matches: wanted } = parseQuery('study', request.query as Record<string, unknown>); // 400 first
+      const query = parseQuery('study', request.query as Record<string, unknown>); // 400 before any reading
       const who = principalOf(request);
-      const cases = await getStudyCasesForPrincipal(
-        ctx.db,
-        who,
-        STUDY_SEARCH_CASES,
-        await studyCaseFilter(ctx, who, wanted),
-      );
+      // With nothing to match, the page is all that is needed: a viewer's study list reads `limit` headers, not
+      // STUDY_SEARCH_CASES (every case counted holds an instance, so each gives a result).
+      const window =
+        query.matches.length === 0
+          ? Math.min(STUDY_SEARCH_CASES, query.offset + query.limit)
+          : STUDY_SEARCH_CASES;
+      const cases = await getStudyCasesForPrincipal(ctx.db, who, window, {
+        ...(await studyCaseFilter(ctx, who, query.matches)),
+        holding: DICOM_FORMATS,
+      });
       // The instances of every case in two queries (those seen identified, those seen de-identified), not one each.
       const deidentified = new Set(cases.filter((c) => needsDeidentifiedView(who, c)).map((c) => c.id));
       const [asIs, abroad] = await Promise.all([

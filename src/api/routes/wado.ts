@@ -43,7 +43,7 @@ import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { needsDeidentifiedView } from '../redact.js';
 
-const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
+export const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
 export const UID = Type.String({ pattern: '^[0-9]+(\\.[0-9]+)*$', maxLength: 64 });
 
 /** The URL's UIDs (named as the STOW-RS route names the study, which shares its path). */
