@@ -1,12 +1,13 @@
 /**
  * Timing one DICOM thumbnail both ways: Teleread warm in this process (readFile → parseDicom →
  * renderDicomFrame 256 px PNG → writeFile), and dcmtk as one process per instance (`dcmj2pnm +Wi 1 +Sxv 256`,
- * or `dcml2pnm` for JPEG-LS), whose wall time includes exec and the dictionary load, as in ANCHORS §3a.
+ * or `dcml2pnm` for JPEG-LS), whose wall time includes exec and the dictionary load, as in ANCHORS §3a. dcmtk is
+ * started from a helper process, since forking from this one would slow the renders timed here.
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { parseDicom } from '../src/formats/dicom/parse-dicom.js';
 import { renderDicomFrame } from '../src/imaging/render-dicom.js';
-import { msSince, run } from './lib.js';
+import { msSince, runAside } from './lib.js';
 
 export const THUMBNAIL_SIZE = 256;
 
@@ -37,7 +38,8 @@ export async function timeDcmtk(
   windowArgs: string[] = ['+Wi', '1'],
   tool: 'dcmj2pnm' | 'dcml2pnm' = 'dcmj2pnm',
 ): Promise<number> {
-  const result = await run(tool, [...windowArgs, '+Sxv', String(THUMBNAIL_SIZE), '+on', file, out], {
+  // From a helper process: forking from this one would slow the Teleread renders timed in it (spawn-helper.ts).
+  const result = await runAside(tool, [...windowArgs, '+Sxv', String(THUMBNAIL_SIZE), '+on', file, out], {
     timeoutMs: 30_000,
   });
   if (result.code !== 0)

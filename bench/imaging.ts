@@ -53,6 +53,7 @@ import {
   runBench,
   type Service,
   spawnService,
+  startAside,
   stats,
   waitFor,
   zip,
@@ -109,6 +110,7 @@ async function orthancRendered(url: string, files: readonly string[]): Promise<n
 async function thumbnailRows(dir: string, deadline: Deadline): Promise<BenchRow[]> {
   const rows: BenchRow[] = [];
   const orthanc = await startOrthanc();
+  startAside(); // before any warm-up: starting it forks this process (lib.ts, runAside)
   for (const syntax of SYNTAXES) {
     const setDir = await makeTempDir(`imaging-${syntax.key}`);
     const files = await writeCtSet(setDir, syntax, SET_SIZE);

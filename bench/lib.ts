@@ -426,6 +426,78 @@ export interface Service {
   stop(): Promise<void>;
 }
 
+interface AsideHelper {
+  send: (request: object) => void;
+  pending: Map<number, { resolve: (r: RunResult) => void; reject: (e: Error) => void }>;
+  next: number;
+}
+
+/** The process that runs commands for runAside, started on first use and stopped at clean-up. */
+let aside: AsideHelper | undefined;
+
+/**
+ * `run`, from a helper process (bench/spawn-helper.ts) rather than from this one: for the reference tools of a
+ * benchmark that times Teleread in this process, whose next renders would otherwise pay for every fork (see the
+ * helper). The wall time is taken in the helper, around the spawn, as `run` takes it.
+ */
+export function runAside(command: string, args: string[], opts: RunOptions): Promise<RunResult> {
+  const helper = startAside();
+  const id = helper.next++;
+  return new Promise<RunResult>((resolve, reject) => {
+    helper.pending.set(id, { resolve, reject });
+    helper.send({ id, command, args, opts });
+  });
+}
+
+/** Starts runAside's helper if it is not running: call it before the warm-up passes, since starting it is a fork
+ * of this process too. */
+export function startAside(): AsideHelper {
+  if (!aside) {
+    const child = spawn(
+      process.execPath,
+      [...process.execArgv, path.join(repoRoot, 'bench', 'spawn-helper.ts')],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+      },
+    );
+    const pending: AsideHelper['pending'] = new Map();
+    const failAll = (why: string) => {
+      for (const p of pending.values()) p.reject(new Error(`bench spawn helper: ${why}`));
+      pending.clear();
+      aside = undefined;
+    };
+    child.on('exit', (code, signal) => failAll(`exited (${signal ?? code})`));
+    child.on('error', (err) => failAll(err.message));
+    let buffered = '';
+    child.stdout!.on('data', (c: Buffer) => {
+      buffered += c.toString('utf8');
+      for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+        const answer = JSON.parse(buffered.slice(0, nl)) as {
+          id: number;
+          result?: RunResult;
+          error?: string;
+        };
+        buffered = buffered.slice(nl + 1);
+        const p = pending.get(answer.id);
+        pending.delete(answer.id);
+        if (answer.result) p?.resolve(answer.result);
+        else p?.reject(new Error(answer.error ?? 'no answer'));
+      }
+    });
+    const helper: AsideHelper = {
+      send: (r: object) => child.stdin!.write(`${JSON.stringify(r)}\n`),
+      pending,
+      next: 0,
+    };
+    aside = helper;
+    onCleanup(`stop the spawn helper (pid ${child.pid})`, async () => {
+      child.stdin!.end();
+      if (child.pid !== undefined && child.exitCode === null) await stopProcess(child.pid, 5_000);
+    });
+  }
+  return aside;
+}
+
 /** Starts a long-running process (a server); it is stopped, by its PID, at clean-up. */
 export function spawnService(
   command: string,
