@@ -295,36 +295,63 @@ describe('SLA escalation with BullMQ delayed jobs', () => {
 });
 
 describe('two schedulers of one case', () => {
-  test('a scheduler waits for a due-time change in flight and queues the new clock, not the one it first saw', async () => {
+  /** Puts a routed case's clock back to unscheduled (as after a lost Redis), so a scheduler has work to do. */
+  async function unscheduled(): Promise<string> {
     const caseId = await createRoutedCase(ctx, { siteId: 'clinic-a', kind: 'imaging' });
     await ensureSlaJobs(ctx, caseId);
-    // Due for scheduling again (as after a lost Redis), so the sweep below has work to do on this case.
     await ctx.db.updateTable('cases').set({ sla_scheduled_for: null }).where('id', '=', caseId).execute();
-    let settled = false;
-    let scheduling: Promise<boolean> | undefined;
-    // A priority change holds the row while its trigger moves the due time. A sweep that starts meanwhile used
-    // to queue the old clock over the new one and leave the case stamped as scheduled: it must wait instead.
-    await ctx.db.transaction().execute(async (trx) => {
-      await trx.updateTable('cases').set({ priority: 'stat' }).where('id', '=', caseId).execute();
-      scheduling = scheduleCaseClock(ctx, caseId).finally(() => {
-        settled = true;
-      });
-      await new Promise((r) => setTimeout(r, 300));
-      expect(settled).toBe(false);
-    });
-    expect(await scheduling).toBe(true);
-    const row = await ctx.db
+    await cancelSlaJobs(ctx.queues, caseId);
+    return caseId;
+  }
+  const clockOf = (caseId: string) =>
+    ctx.db
       .selectFrom('cases')
       .select(['due_at', sql<boolean>`sla_scheduled_for = due_at`.as('stamped')])
       .where('id', '=', caseId)
       .executeTakeFirstOrThrow();
-    expect(row.stamped).toBe(true);
-    for (const percent of [50, 80] as const) {
-      const job = await ctx.queues.sla.getJob(slaJobId(caseId, { percent }));
-      expect(job?.data).toMatchObject({ dueAt: row.due_at.toISOString() });
-    }
-    // Stamped and queued: a second call has nothing to do.
+  const queuedFor = async (caseId: string) =>
+    Promise.all(
+      ([50, 80] as const).map(async (percent) => {
+        const job = await ctx.queues.sla.getJob(slaJobId(caseId, { percent }));
+        return job && 'dueAt' in job.data ? job.data.dueAt : undefined;
+      }),
+    );
+
+  test('a scheduler that read the old due time leaves the case to the next sweep, which queues the new one', async () => {
+    const caseId = await unscheduled();
+    const before = (await clockOf(caseId)).due_at.toISOString();
+    // A priority change is in flight (its trigger moves the due time) while a scheduler runs: the scheduler sees
+    // the old due time and queues for it; only its stamp waits for the change to commit.
+    let scheduling: Promise<boolean> | undefined;
+    await ctx.db.transaction().execute(async (trx) => {
+      await trx.updateTable('cases').set({ priority: 'stat' }).where('id', '=', caseId).execute();
+      scheduling = scheduleCaseClock(ctx, caseId);
+      await waitFor('the old clock queued', async () => {
+        const queued = await queuedFor(caseId);
+        return queued.every((d) => d === before) ? true : undefined;
+      });
+    });
+    expect(await scheduling).toBe(true);
+    // Its stamp is the due time it queued for, not the new one, so the case is due for scheduling again: the next
+    // scheduler (the 1 s sweep, or this call, whichever comes first) queues the new clock. Had it stamped the
+    // column, the case would keep the old clock's jobs for good.
+    await ensureSlaJobs(ctx, caseId);
+    const changed = await clockOf(caseId);
+    expect(changed.due_at.toISOString()).not.toBe(before);
+    expect(changed.stamped).toBe(true);
+    expect(await queuedFor(caseId)).toEqual([changed.due_at.toISOString(), changed.due_at.toISOString()]);
     expect(await scheduleCaseClock(ctx, caseId)).toBe(false);
+    await cancelSlaJobs(ctx.queues, caseId);
+  }, 30_000);
+
+  test('schedulers of one case take turns: the second finds the work done', async () => {
+    const caseId = await unscheduled();
+    const done = await Promise.all(Array.from({ length: 6 }, () => scheduleCaseClock(ctx, caseId)));
+    // One of them did it (or none, if the 1 s sweep came first): never two.
+    expect(done.filter(Boolean).length).toBeLessThanOrEqual(1);
+    const clock = await clockOf(caseId);
+    expect(clock.stamped).toBe(true);
+    expect(await queuedFor(caseId)).toEqual([clock.due_at.toISOString(), clock.due_at.toISOString()]);
     await cancelSlaJobs(ctx.queues, caseId);
   }, 30_000);
 });

@@ -162,26 +162,33 @@ export async function scheduleOpenCases(ctx: Context, caseId?: string): Promise<
 }
 
 /**
- * Queues one case's jobs and stamps it, holding its row locked throughout. Two schedulers of one case (the
- * sweep, the route step, a raised priority) used to interleave: one read the old due time, the other queued and
- * stamped the new one, and then the first replaced the new jobs with the old clock's. The case kept a stamp that
- * said all was well and jobs for a due time it no longer had, so its escalations never came. Under the lock the
- * due time queued is the one stamped; a change that waits for the lock moves `due_at` past the stamp, and the
- * next sweep queues again. The lock is held for a few Redis round trips. Returns whether the case needed it.
+ * Queues one case's jobs and stamps it with the due time it queued for. Two schedulers of one case (the sweep,
+ * the route step) used to interleave: one read the old due time, the other queued and stamped the new one, and
+ * then the first replaced the new jobs with the old clock's. The case kept a stamp that said all was well and jobs
+ * for a due time it no longer had, so its escalations never came. Now schedulers of a case take turns (a
+ * transaction-scoped advisory lock, which blocks no other writer of the case: a row lock would have held claims and
+ * reports up for as long as Redis took to answer), each reads the due time once it has its turn, and the stamp is
+ * the due time read, not the column: a priority change that lands meanwhile leaves `due_at` past the stamp, and the
+ * next sweep queues again. Returns whether the case needed scheduling.
  */
 export async function scheduleCaseClock(ctx: Context, caseId: string): Promise<boolean> {
   return ctx.db.transaction().execute(async (trx) => {
+    await sql`SELECT pg_advisory_xact_lock(hashtextextended(${`sla-clock:${caseId}`}, 0))`.execute(trx);
     const row = await trx
       .selectFrom('cases')
-      .select(['id', 'created_at', 'due_at'])
+      // The due time also as text: a Date drops PostgreSQL's microseconds and would never compare equal.
+      .select(['id', 'created_at', 'due_at', sql<string>`due_at::text`.as('due_text')])
       .where('id', '=', caseId)
       .where('status', 'in', SLA_OPEN_STATUSES)
       .where(sql<boolean>`sla_scheduled_for IS DISTINCT FROM due_at`)
-      .forUpdate()
       .executeTakeFirst();
     if (!row) return false;
     await scheduleSlaJobs(ctx.queues, { caseId: row.id, createdAt: row.created_at, dueAt: row.due_at });
-    await trx.updateTable('cases').set({ sla_scheduled_for: sql`due_at` }).where('id', '=', row.id).execute();
+    await trx
+      .updateTable('cases')
+      .set({ sla_scheduled_for: sql`${row.due_text}::timestamptz` })
+      .where('id', '=', row.id)
+      .execute();
     return true;
   });
 }
