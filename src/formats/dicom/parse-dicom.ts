@@ -379,8 +379,9 @@ function readElement(
     if (unknownSequence) return unknownSequence;
   }
   if (encoding.explicitVr) {
-    const at = stream.position;
-    if (peekedTag !== undefined && vrAt(stream.byteArray, at) === 'SQ') return readSequence(stream, warnings);
+    if (peekedTag !== undefined && vrAt(stream.byteArray, stream.position) === 'SQ') {
+      return readSequence(stream, warnings);
+    }
     return readVeryLongVrElement(stream, peekedTag) ?? dicomParser.readDicomElementExplicit(stream, warnings);
   }
   if (peekedTag === TAG.PixelData && stream.position + 8 <= stream.byteArray.length) {
@@ -442,25 +443,33 @@ function vrAt(b: Uint8Array, at: number): string | undefined {
  */
 function readSequence(stream: ByteStream, warnings: string[]): Element {
   const at = stream.position;
+  // Each reading's warnings are kept only with the reading kept.
+  const firstWarnings: string[] = [];
   let first: Element | undefined;
   let failure: unknown;
   try {
-    first = dicomParser.readDicomElementExplicit(stream, warnings);
-    if (!holdsVeryLongVr(first)) return first;
+    first = dicomParser.readDicomElementExplicit(stream, firstWarnings);
+    if (!holdsVeryLongVr(first)) {
+      warnings.push(...firstWarnings);
+      return first;
+    }
   } catch (err) {
     failure = err;
   }
   const end = stream.position;
   const again = new dicomParser.ByteStream(stream.byteArrayParser, stream.byteArray, at);
+  const againWarnings: string[] = [];
   try {
-    const element = readSequenceItself(again, warnings);
+    const element = readSequenceItself(again, againWarnings);
     if (holdsVeryLongVr(element)) {
+      warnings.push(...againWarnings);
       stream.seek(again.position - stream.position);
       return element;
     }
   } catch (err) {
     failure ??= err;
   }
+  warnings.push(...firstWarnings);
   if (first === undefined) throw failure;
   stream.seek(end - stream.position);
   return first;
@@ -526,10 +535,12 @@ function readSequenceItself(stream: ByteStream, warnings: string[]): Element {
       const nested = readElement(stream, explicit, next, warnings);
       elements[nested.tag] = nested;
     }
+    if (stream.position > itemEnd) throw new Error(`an item of ${formatTag(tag)} overruns its length`);
     if (item.hadUndefinedLength) item.length = stream.position - item.dataOffset;
     item.dataSet = new DataSetClass(parser, b, elements);
     element.items!.push(item);
   }
+  if (stream.position > end) throw new Error(`${formatTag(tag)} overruns its length`);
   if (undefinedLength) {
     if (contentEnd === undefined) {
       warnings.push(
