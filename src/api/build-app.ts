@@ -219,6 +219,14 @@ export async function buildApp(ctx: Context): Promise<App> {
   registerSlaRoutes(app, ctx);
   registerAuditRoutes(app, ctx);
   registerKeyRoutes(app, ctx);
+  // PS3.18 8.3.3.1: a DICOMweb URI may carry its media types in an `accept` query parameter, for links and <img>
+  // elements that cannot set the Accept header (a browser sends */* or image/*); it takes the header's place.
+  app.addHook('onRequest', async (request) => {
+    if (!request.url.startsWith('/dicomweb/')) return;
+    const accept = (request.query as Record<string, unknown> | undefined)?.accept;
+    const value = Array.isArray(accept) ? accept.join(', ') : accept;
+    if (typeof value === 'string' && value.trim() !== '') request.headers.accept = value;
+  });
   registerDicomwebRoutes(app, ctx);
   registerWadoRoutes(app, ctx);
   registerDicomwebRenderedRoutes(app, ctx);

@@ -467,6 +467,20 @@ describe('DICOMweb rendered and thumbnail resources', () => {
       expect(JSON.parse(r.body.toString()).error.code).toBe('VALIDATION_FAILED');
     }
     expect((await get(keys.ke!, `${instance}/rendered`, 'application/dicom')).status).toBe(406);
+    // A link or an <img> cannot set Accept: the `accept` query parameter takes its place (PS3.18 8.3.3.1).
+    const linked = await get(keys.ke!, `${instance}/rendered?accept=image/png`, 'image/*');
+    expect([linked.type, magic(linked.body)]).toEqual(['image/png', 'png']);
+    expect(magic((await get(keys.ke!, `${instance}/frames/1/rendered?accept=image/webp`)).body)).toBe('webp');
+    expect((await get(keys.ke!, `${instance}/rendered?accept=application/dicom`, '*/*')).status).toBe(406);
+    const metadata = await get(keys.ke!, `${instance}/metadata?accept=application/dicom%2Bjson`, 'text/html');
+    expect(metadata.status).toBe(200);
+    expect(metadata.type).toMatch(/^application\/dicom\+json/);
+    const search = await get(
+      keys.ke!,
+      `/dicomweb/studies?StudyInstanceUID=${root}&accept=application/dicom%2Bjson`,
+    );
+    expect(search.status).toBe(200);
+    expect(JSON.parse(search.body.toString())).toHaveLength(1);
 
     for (const path of [
       `/dicomweb/studies/${root}/thumbnail`,

@@ -77,8 +77,8 @@ const MATCH_KEYS: Record<'study' | 'series' | 'instance', Record<string, string>
   series: { SeriesInstanceUID: '0020000E', Modality: '00080060', SeriesNumber: '00200011' },
   instance: { SOPInstanceUID: '00080018', SOPClassUID: '00080016', InstanceNumber: '00200013' },
 };
-/** Parameters every level takes besides its matching keys. */
-const PAGING = new Set(['limit', 'offset', 'fuzzymatching', 'includefield']);
+/** Parameters every level takes besides its matching keys (`accept` is read in build-app.ts). */
+const PAGING = new Set(['limit', 'offset', 'fuzzymatching', 'includefield', 'accept']);
 
 interface Match {
   tag: string;
