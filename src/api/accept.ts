@@ -61,3 +61,8 @@ export function acceptedTransferSyntaxes(
   }
   return accepted;
 }
+
+/** Whether a response may be Explicit VR Little Endian: the default, named, or anything (`*`). */
+export function allowsExplicitLittleEndian(accepted: AcceptedTransferSyntaxes): boolean {
+  return accepted.stored || accepted.named.has(EXPLICIT_VR_LITTLE_ENDIAN);
+}

@@ -15,6 +15,7 @@ import { type RangeReadLimits, readInstanceForFrame } from '../formats/dicom/rea
 import type { ByteSource } from '../formats/types.js';
 import { objectByteSource } from '../storage/object-byte-source.js';
 import type { ObjectInfo } from '../storage/object-store.js';
+import { UUID } from '../uploads/upload-input.js';
 
 /**
  * The de-identified copy of a stored DICOM instance: what a reader licensed elsewhere downloads (issue 3's
@@ -61,7 +62,7 @@ const PSEUDONYM_ID_PREFIX = 'TELEREAD-';
 /** The case a pseudonymous Patient ID (casePseudonym's) stands for, or undefined for any other ID. */
 export function caseOfPseudonym(patientId: string): string | undefined {
   const caseId = patientId.startsWith(PSEUDONYM_ID_PREFIX) ? patientId.slice(PSEUDONYM_ID_PREFIX.length) : '';
-  return /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(caseId) ? caseId : undefined;
+  return UUID.test(caseId) ? caseId : undefined;
 }
 
 /** The stored instance's bytes from `start` to `end` (exclusive), as a stream. */

@@ -3,6 +3,7 @@
  * :n/rendered and DICOMweb's rendered and thumbnail resources: the same frame, size, window and overlays make the
  * same key, so either route serves what the other drew.
  */
+import type { FastifyReply } from 'fastify';
 import type { Context } from '../context.js';
 import { AppError } from '../errors.js';
 import { readInstanceForFrame } from '../formats/dicom/read-frame-by-range.js';
@@ -40,11 +41,15 @@ export interface FrameRequest {
   overlays: boolean;
 }
 
-/** Renders the frame unless a render of it is kept already; gives where it is kept and its size in bytes. */
-export async function renderCachedFrame(
-  ctx: Context,
-  r: FrameRequest,
-): Promise<{ key: string; bytes: number }> {
+/** Where a rendered frame is kept, its size, and its bytes when it was drawn just now (so they are not read back). */
+export interface RenderedFrame {
+  key: string;
+  bytes: number;
+  data?: Uint8Array;
+}
+
+/** Renders the frame unless a render of it is kept already. */
+export async function renderCachedFrame(ctx: Context, r: FrameRequest): Promise<RenderedFrame> {
   // The overlay choice and the rendering's version are part of the key, so a render cached before a change to
   // how frames are drawn is not served.
   const window = r.window ? `${r.window.center}_${r.window.width}` : 'auto';
@@ -57,7 +62,8 @@ export async function renderCachedFrame(
     r.frame - 1,
   );
   const frames = instance.numberOfFrames ?? 1;
-  if (r.frame > frames) throw new AppError('NOT_FOUND', `instance ${r.originalUid} has ${frames} frame(s)`);
+  // Not the UID: a reader abroad knows the instance by its replacement, and the original must not show.
+  if (r.frame > frames) throw new AppError('NOT_FOUND', `the instance has ${frames} frame(s)`);
   const image = await renderDicomFrame(instance, {
     frame: r.frame - 1,
     size: r.size,
@@ -69,5 +75,20 @@ export async function renderCachedFrame(
     contentType: image.contentType,
     contentLength: image.data.length,
   });
-  return { key, bytes: image.data.length };
+  return { key, bytes: image.data.length, data: image.data };
+}
+
+/** Sends a rendered frame, from memory when it was just drawn, else from storage. */
+export async function sendRenderedFrame(
+  ctx: Context,
+  reply: FastifyReply,
+  format: FrameFormat,
+  rendered: RenderedFrame,
+) {
+  return reply
+    .header('content-type', FRAME_FORMATS[format])
+    .header('content-length', String(rendered.bytes))
+    .header('cache-control', 'private, max-age=3600')
+    .header('vary', 'accept')
+    .send(rendered.data ? Buffer.from(rendered.data) : await ctx.storage.get(rendered.key));
 }

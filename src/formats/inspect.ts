@@ -127,7 +127,8 @@ async function readDicomToInspect(source: ByteSource, name: string): Promise<Par
     const prefix = await source.read(0, length);
     try {
       const instance = parseDicom(prefix);
-      if (!instance.isWaveform && hasAnyPixelData(instance)) return { instance, bytes: prefix };
+      if (instance.isWaveform) break; // its samples are wanted: no longer prefix will do
+      if (hasAnyPixelData(instance)) return { instance, bytes: prefix };
     } catch {
       // Cut inside the header, or damaged: a longer prefix or the whole file decides, with its own error.
     }

@@ -61,6 +61,39 @@ async function stow(key: string, files: Uint8Array[]): Promise<Record<string, { 
   return (await res.json()) as Record<string, { Value?: unknown[] }>;
 }
 
+interface Part {
+  type: string;
+  bytes: Buffer;
+  /** The part's Content-Length header, as a number (NaN without one). */
+  declared: number;
+}
+
+/** GETs a DICOMweb resource (`path` may be a full URI under publicUrl); a 200's multipart/related body is split
+ * into its parts. Each caller asserts what its resource promises of the answer. */
+async function getParts(key: string, path: string, accept?: string) {
+  const res = await fetch(path.startsWith('/') ? `${url}${path}` : path.replace(ctx.config.publicUrl, url), {
+    headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
+  });
+  const body = Buffer.from(await res.arrayBuffer());
+  const type = parseMediaType(res.headers.get('content-type') ?? '');
+  const parts: Part[] = [];
+  if (res.status === 200 && type?.type === 'multipart/related') {
+    for await (const part of parseMultipartRelated(Readable.from([body]), {
+      boundary: type.parameters.boundary!,
+    })) {
+      const chunks: Buffer[] = [];
+      for await (const c of part.body) chunks.push(Buffer.from(c as Uint8Array));
+      const bytes = Buffer.concat(chunks);
+      parts.push({
+        type: part.headers['content-type'] ?? '',
+        bytes,
+        declared: Number(part.headers['content-length']),
+      });
+    }
+  }
+  return { status: res.status, body, type, length: res.headers.get('content-length'), parts };
+}
+
 interface Retrieved {
   status: number;
   parts: Array<{ type: string; bytes: Buffer }>;
@@ -69,28 +102,22 @@ interface Retrieved {
 
 /** GETs a WADO-RS resource and splits its multipart/related body into parts. */
 async function retrieve(key: string, path: string, accept?: string): Promise<Retrieved> {
-  const res = await fetch(`${url}${path}`, {
-    headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
-  });
-  const body = Buffer.from(await res.arrayBuffer());
-  if (res.status !== 200) return { status: res.status, parts: [], text: body.toString() };
-  const type = parseMediaType(res.headers.get('content-type') ?? '');
-  expect(type?.type).toBe('multipart/related');
-  expect(type?.parameters.type).toBe('application/dicom');
+  const got = await getParts(key, path, accept);
+  if (got.status !== 200) return { status: got.status, parts: [], text: got.body.toString() };
+  expect(got.type?.type).toBe('multipart/related');
+  expect(got.type?.parameters.type).toBe('application/dicom');
   // A response with parts transcoded as they are sent is chunked; otherwise its length is given.
-  const length = res.headers.get('content-length');
-  if (length !== null) expect(Number(length)).toBe(body.length);
-  const parts: Retrieved['parts'] = [];
-  for await (const part of parseMultipartRelated(Readable.from([body]), {
-    boundary: type!.parameters.boundary!,
-  })) {
-    const chunks: Buffer[] = [];
-    for await (const c of part.body) chunks.push(Buffer.from(c as Uint8Array));
-    const bytes = Buffer.concat(chunks);
-    expect(Number(part.headers['content-length'])).toBe(bytes.length);
-    parts.push({ type: part.headers['content-type'] ?? '', bytes });
-  }
-  return { status: res.status, parts, text: body.toString('latin1') };
+  if (got.length !== null) expect(Number(got.length)).toBe(got.body.length);
+  for (const part of got.parts) expect(part.declared).toBe(part.bytes.length);
+  return { status: got.status, parts: got.parts, text: got.body.toString('latin1') };
+}
+
+/** The Study Instance UID a reader abroad knows a case's study by (its replacement). */
+async function replacementStudyUid(caseId: string): Promise<string> {
+  const detail = (await (
+    await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
+  ).json()) as { studyInstanceUid: string };
+  return detail.studyInstanceUid;
 }
 
 /** Sends a three-instance study through STOW-RS and waits until its case is routed. */
@@ -577,10 +604,8 @@ describe('WADO-RS metadata', () => {
   test('a reader abroad reads the de-identified copies: pseudonym and replacement UIDs', async () => {
     const root = '2.25.5510010';
     const { caseId } = await sendStudy(keys.abroad!, root);
-    const detail = (await (
-      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
-    ).json()) as { studyInstanceUid: string };
-    const study = await metadata(keys.fr!, `/dicomweb/studies/${detail.studyInstanceUid}/metadata`);
+    const replacement = await replacementStudyUid(caseId);
+    const study = await metadata(keys.fr!, `/dicomweb/studies/${replacement}/metadata`);
     expect(study.status).toBe(200);
     expect(study.json).toHaveLength(3);
     const text = JSON.stringify(study.json);
@@ -588,7 +613,7 @@ describe('WADO-RS metadata', () => {
     expect(text).not.toContain(PATIENT_ID);
     expect(text).not.toContain(root);
     for (const instance of study.json) {
-      expect(instance['0020000D']!.Value).toEqual([detail.studyInstanceUid]);
+      expect(instance['0020000D']!.Value).toEqual([replacement]);
       expect(instance['00100010']!.Value).toEqual([{ Alphabetic: 'ANONYMOUS^TELEREAD' }]);
     }
     expect((await metadata(keys.fr!, `/dicomweb/studies/${root}/metadata`)).status).toBe(404);
@@ -596,29 +621,13 @@ describe('WADO-RS metadata', () => {
 });
 
 describe('WADO-RS frames', () => {
-  interface FramePart {
-    type: string;
-    bytes: Buffer;
-  }
   async function frames(key: string, path: string, accept?: string) {
-    const res = await fetch(`${url}${path}`, {
-      headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
-    });
-    const body = Buffer.from(await res.arrayBuffer());
-    if (res.status !== 200) return { status: res.status, parts: [] as FramePart[], text: body.toString() };
-    const type = parseMediaType(res.headers.get('content-type') ?? '');
-    expect(type?.parameters.type).toBe('application/octet-stream');
-    const parts: FramePart[] = [];
-    for await (const part of parseMultipartRelated(Readable.from([body]), {
-      boundary: type!.parameters.boundary!,
-    })) {
-      const chunks: Buffer[] = [];
-      for await (const c of part.body) chunks.push(Buffer.from(c as Uint8Array));
-      parts.push({ type: part.headers['content-type'] ?? '', bytes: Buffer.concat(chunks) });
-    }
-    return { status: res.status, parts, text: '' };
+    const got = await getParts(key, path, accept);
+    if (got.status !== 200) return { status: got.status, parts: [] as Part[], text: got.body.toString() };
+    expect(got.type?.parameters.type).toBe('application/octet-stream');
+    return { status: got.status, parts: got.parts, text: '' };
   }
-  const tsOf = (p: FramePart) => parseMediaType(p.type)?.parameters['transfer-syntax'];
+  const tsOf = (p: Part) => parseMediaType(p.type)?.parameters['transfer-syntax'];
 
   test('native frames as stored, compressed ones as stored or decoded when that keeps what the header says', async () => {
     const root = '2.25.5510011';
@@ -688,26 +697,12 @@ describe('WADO-RS bulk data', () => {
     Record<string, { vr: string; Value?: unknown[]; BulkDataURI?: string; InlineBinary?: string }>
   >;
   async function get(key: string, uri: string, accept?: string) {
-    const res = await fetch(uri.replace(ctx.config.publicUrl, url), {
-      headers: { authorization: `Bearer ${key}`, ...(accept ? { accept } : {}) },
-    });
-    const body = Buffer.from(await res.arrayBuffer());
-    if (res.status !== 200)
-      return { status: res.status, parts: [] as Array<{ type: string; bytes: Buffer }> };
-    const type = parseMediaType(res.headers.get('content-type') ?? '');
-    expect(type?.type).toBe('multipart/related');
-    expect(type?.parameters.type).toBe('application/octet-stream');
-    const length = res.headers.get('content-length');
-    if (length !== null) expect(Number(length)).toBe(body.length);
-    const parts: Array<{ type: string; bytes: Buffer }> = [];
-    for await (const part of parseMultipartRelated(Readable.from([body]), {
-      boundary: type!.parameters.boundary!,
-    })) {
-      const chunks: Buffer[] = [];
-      for await (const c of part.body) chunks.push(Buffer.from(c as Uint8Array));
-      parts.push({ type: part.headers['content-type'] ?? '', bytes: Buffer.concat(chunks) });
-    }
-    return { status: res.status, parts };
+    const got = await getParts(key, uri, accept);
+    if (got.status !== 200) return { status: got.status, parts: [] as Part[] };
+    expect(got.type?.type).toBe('multipart/related');
+    expect(got.type?.parameters.type).toBe('application/octet-stream');
+    if (got.length !== null) expect(Number(got.length)).toBe(got.body.length);
+    return { status: got.status, parts: got.parts };
   }
 
   /** An instance with a long binary value at the top level and another inside a sequence item: an ICC profile, and
@@ -820,17 +815,15 @@ describe('WADO-RS bulk data', () => {
     const [, second, third] = study(root);
     await stow(keys.abroad!, [sent.bytes, second!.bytes, third!.bytes]);
     const caseId = await routedCase(root);
-    const detail = (await (
-      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
-    ).json()) as { studyInstanceUid: string };
-    const res = await fetch(`${url}/dicomweb/studies/${detail.studyInstanceUid}/metadata`, {
+    const replacement = await replacementStudyUid(caseId);
+    const res = await fetch(`${url}/dicomweb/studies/${replacement}/metadata`, {
       headers: { authorization: `Bearer ${keys.fr}` },
     });
     const json = (await res.json()) as Json;
     const instance = json.find((j) => j['00280010']!.Value![0] === 8 && j['00280100']!.Value![0] === 16)!;
     expect(JSON.stringify(json)).not.toContain(root);
     const pixelUri = instance['7FE00010']!.BulkDataURI!;
-    expect(pixelUri).toContain(`/studies/${detail.studyInstanceUid}/`);
+    expect(pixelUri).toContain(`/studies/${replacement}/`);
     const pixels = await get(keys.fr!, pixelUri);
     expect(pixels.parts[0]!.bytes.equals(sent.pixels)).toBe(true);
     for (const [tag, value] of [['00282000', sent.icc]] as const) {
@@ -925,10 +918,7 @@ describe('QIDO-RS search', () => {
   test('a reader abroad sees and matches the de-identified values only', async () => {
     const root = '2.25.5510013';
     const { caseId } = await sendStudy(keys.abroad!, root);
-    const detail = (await (
-      await fetch(`${url}/v1/cases/${caseId}`, { headers: { authorization: `Bearer ${keys.fr}` } })
-    ).json()) as { studyInstanceUid: string };
-    const replacement = detail.studyInstanceUid;
+    const replacement = await replacementStudyUid(caseId);
     const all = await search(keys.fr!, '/dicomweb/studies');
     const mine = all.json.find((r) => r['0020000D']!.Value![0] === replacement)!;
     expect(mine['00100010']).toEqual({ vr: 'PN', Value: [{ Alphabetic: 'ANONYMOUS^TELEREAD' }] });

@@ -15,8 +15,7 @@
  * Pixels are the instance's own for everyone, as for frames: de-identification does not touch them, and a reader
  * abroad never reaches an instance whose pixels may show the patient (filesInScope leaves those out).
  */
-import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
@@ -24,14 +23,14 @@ import { AppError } from '../../errors.js';
 import { bulkDataValue, isBulkDataPath } from '../../formats/dicom/attributes.js';
 import { parseDicom } from '../../formats/dicom/parse-dicom.js';
 import { describeTransferSyntax, EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
-import { BYTES_PER_NUMBER, swapBytes } from '../../formats/dicom/vr.js';
 import { readHeaderOf } from '../../pipeline/stored-dicom-header.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
+import { allowsExplicitLittleEndian } from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
+import { MultipartAnswer } from '../multipart-answer.js';
 import { frameAccept, framesAnswer } from './dicomweb-frames.js';
-import { filesInScope, partHead, type StudyFile, studyLevels, TRANSCODE_MAX_BYTES } from './wado.js';
+import { filesInScope, readServedHeader, type StudyFile, studyLevels, TRANSCODE_MAX_BYTES } from './wado.js';
 
 const PIXEL_DATA_PATHS = new Set(['7FE00010', '7FE00008', '7FE00009']);
 
@@ -43,18 +42,11 @@ export function bulkDataUri(base: string, uids: { study: string; series: string;
 
 /** One part holding `length` bytes that `chunks` yields. */
 function singlePart(length: number, chunks: AsyncIterable<Uint8Array> | Uint8Array[]) {
-  const boundary = randomBytes(16).toString('hex');
-  const head = partHead(boundary, EXPLICIT_VR_LITTLE_ENDIAN, length, 'application/octet-stream');
-  const tail = Buffer.from(`\r\n--${boundary}--\r\n`);
-  async function* body(): AsyncGenerator<Uint8Array> {
-    yield head;
-    yield* chunks;
-    yield tail;
-  }
+  const answer = new MultipartAnswer('application/octet-stream');
   return {
-    contentType: `multipart/related; type="application/octet-stream"; boundary=${boundary}`,
-    length: head.length + length + tail.length,
-    body: Readable.from(body(), { objectMode: false }),
+    contentType: answer.contentType,
+    length: answer.partSize(EXPLICIT_VR_LITTLE_ENDIAN, length) + answer.tailSize,
+    body: answer.body([{ transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN, length, chunks }]),
   };
 }
 
@@ -76,15 +68,10 @@ async function nativePixelData(ctx: Context, file: StudyFile, tag: string) {
       `the pixel data of an instance of ${size} bytes stored in ${ts.uid} is not rewritten little endian here; retrieve its frames`,
     );
   }
-  const whole = parseDicom(await ctx.storage.getBytes(file.object_key));
-  const value = whole.dataSet.elements[`x${tag.toLowerCase()}`];
-  if (!value || value.dataOffset + value.length > whole.dataSet.byteArray.length) {
+  const value = bulkDataValue(parseDicom(await ctx.storage.getBytes(file.object_key)), tag);
+  if (!value)
     throw new AppError('CORRUPT_FILE', 'the pixel data ends before its length', { retryable: false });
-  }
-  const bytes = whole.dataSet.byteArray.subarray(value.dataOffset, value.dataOffset + value.length);
-  const unit = BYTES_PER_NUMBER[value.vr ?? 'OW'];
-  const le = !ts.littleEndian && unit ? swapBytes(bytes, unit) : bytes;
-  return singlePart(le.length, [le]);
+  return singlePart(value.bytes.length, [value.bytes]);
 }
 
 export function registerDicomwebBulkDataRoutes(app: App, ctx: Context): void {
@@ -123,17 +110,13 @@ export function registerDicomwebBulkDataRoutes(app: App, ctx: Context): void {
           const source = objectByteSource(ctx.storage, file.object_key, Number(file.bytes));
           answer = await framesAnswer(source, 'all', accept, scope.sopUid);
         } else {
-          if (!accept.stored && !accept.named.has(EXPLICIT_VR_LITTLE_ENDIAN)) {
+          if (!allowsExplicitLittleEndian(accept)) {
             throw new AppError('NOT_ACCEPTABLE', `native pixel data is sent as ${EXPLICIT_VR_LITTLE_ENDIAN}`);
           }
           answer = await nativePixelData(ctx, file, tag);
         }
       } else {
-        const object = deidentified
-          ? await ensureDeidentifiedCopy(ctx, file.caseId, file)
-          : { key: file.object_key, bytes: Number(file.bytes) };
-        const header = await readHeaderOf(ctx, { object_key: object.key, bytes: String(object.bytes) });
-        const value = bulkDataValue(header, path);
+        const value = bulkDataValue(await readServedHeader(ctx, file, deidentified), path);
         if (!value)
           throw new AppError('NOT_FOUND', `instance ${scope.sopUid} has no binary value at ${path}`);
         answer = singlePart(value.bytes.length, [value.bytes]);

@@ -17,8 +17,7 @@
  * for everyone: de-identification does not touch them, and a reader abroad never reaches an instance whose pixels
  * may show the patient (filesInScope leaves those out).
  */
-import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import type { FastifyRequest } from 'fastify';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
@@ -32,15 +31,20 @@ import {
 } from '../../formats/dicom/pixel-data.js';
 import { readInstanceForFrame } from '../../formats/dicom/read-frame-by-range.js';
 import { describeTransferSyntax, EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
-import { BYTES_PER_NUMBER, swapBytes } from '../../formats/dicom/vr.js';
+import { littleEndianValue } from '../../formats/dicom/vr.js';
 import type { ByteSource } from '../../formats/types.js';
 import { decodeDicomFrame } from '../../imaging/render-dicom.js';
 import { frameBytes, packBits } from '../../imaging/transcode-dicom.js';
 import { objectByteSource } from '../../storage/object-byte-source.js';
-import { type AcceptedTransferSyntaxes, acceptedTransferSyntaxes } from '../accept.js';
+import {
+  type AcceptedTransferSyntaxes,
+  acceptedTransferSyntaxes,
+  allowsExplicitLittleEndian,
+} from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { filesInScope, partHead, studyLevels } from './wado.js';
+import { type AnswerPart, MultipartAnswer } from '../multipart-answer.js';
+import { filesInScope, studyLevels } from './wado.js';
 
 /** Most frames one request may list. */
 const MAX_FRAMES = 1000;
@@ -86,9 +90,11 @@ function nativeFrame(instance: DicomInstance, index: number): Uint8Array {
     throw new AppError('CORRUPT_FILE', `pixel data ends before frame ${index + 1}`, { retryable: false });
   }
   const bytes = ds.byteArray.subarray(start, start + length);
-  const bigEndian = !describeTransferSyntax(instance.transferSyntaxUid).littleEndian;
-  const unit = BYTES_PER_NUMBER[element.vr ?? 'OW'];
-  return bigEndian && unit ? swapBytes(bytes, unit) : bytes;
+  return littleEndianValue(
+    bytes,
+    element.vr ?? 'OW',
+    describeTransferSyntax(instance.transferSyntaxUid).littleEndian,
+  );
 }
 
 /** One frame as Accept allows it, with the transfer syntax its part names. */
@@ -100,7 +106,7 @@ async function oneFrame(
   const ts = describeTransferSyntax(instance.transferSyntaxUid);
   const d = describePixels(instance);
   if (!ts.encapsulated) {
-    if (!accept.stored && !accept.named.has(EXPLICIT_VR_LITTLE_ENDIAN)) {
+    if (!allowsExplicitLittleEndian(accept)) {
       throw new AppError('NOT_ACCEPTABLE', `native frames are sent as ${EXPLICIT_VR_LITTLE_ENDIAN}`);
     }
     return { bytes: nativeFrame(instance, index), transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN };
@@ -146,25 +152,21 @@ export async function framesAnswer(
   const list = frames === 'all' ? Array.from({ length: count }, (_, i) => i + 1) : frames;
   const past = list.find((n) => n > count);
   if (past !== undefined) throw new AppError('NOT_FOUND', `instance ${sopUid} has ${count} frame(s)`);
-  const boundary = randomBytes(16).toString('hex');
-  const part = (p: { bytes: Uint8Array; transferSyntaxUid: string }) => [
-    partHead(boundary, p.transferSyntaxUid, p.bytes.length, 'application/octet-stream'),
-    p.bytes,
-    Buffer.from('\r\n'),
-  ];
+  const answer = new MultipartAnswer('application/octet-stream');
+  const part = (p: { bytes: Uint8Array; transferSyntaxUid: string }): AnswerPart => ({
+    transferSyntaxUid: p.transferSyntaxUid,
+    length: p.bytes.length,
+    chunks: [p.bytes],
+  });
   const first = await oneFrame(read.instance, list[0]! - 1, accept);
-  async function* body(): AsyncGenerator<Uint8Array> {
-    yield* part(first);
+  async function* parts(): AsyncGenerator<AnswerPart> {
+    yield part(first);
     for (const n of list.slice(1)) {
       if (!read.whole && read.frame !== n - 1) read = await readInstanceForFrame(source, n - 1);
-      yield* part(await oneFrame(read.instance, n - 1, accept));
+      yield part(await oneFrame(read.instance, n - 1, accept));
     }
-    yield Buffer.from(`--${boundary}--\r\n`);
   }
-  return {
-    contentType: `multipart/related; type="application/octet-stream"; boundary=${boundary}`,
-    body: Readable.from(body(), { objectMode: false }),
-  };
+  return { contentType: answer.contentType, body: answer.body(parts()) };
 }
 
 export function registerDicomwebFrameRoutes(app: App, ctx: Context): void {

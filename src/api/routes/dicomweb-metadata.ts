@@ -11,13 +11,11 @@ import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { AppError } from '../../errors.js';
 import { type DicomJson, dicomJson } from '../../formats/dicom/attributes.js';
-import { readHeaderOf } from '../../pipeline/stored-dicom-header.js';
 import { acceptsMediaType } from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { bulkDataUri } from './dicomweb-bulkdata.js';
-import { filesInScope, type Scope, type StudyFile, studyLevels } from './wado.js';
+import { filesInScope, readServedHeader, type Scope, type StudyFile, studyLevels } from './wado.js';
 
 /** Instances whose headers are read at once. */
 const PARALLEL = 8;
@@ -34,10 +32,7 @@ export async function headerJson(
   deidentified: boolean,
   withBulkData = false,
 ): Promise<DicomJson> {
-  const object = deidentified
-    ? await ensureDeidentifiedCopy(ctx, file.caseId, file)
-    : { key: file.object_key, bytes: Number(file.bytes) };
-  const header = await readHeaderOf(ctx, { object_key: object.key, bytes: String(object.bytes) });
+  const header = await readServedHeader(ctx, file, deidentified);
   // The URIs name the instance by the UIDs its header holds: a reader abroad's are the replacements.
   const { studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop } = header;
   const named = withBulkData && study && series && sop;

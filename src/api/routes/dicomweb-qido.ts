@@ -86,13 +86,23 @@ interface Match {
 }
 
 /** The query's matching keys (by keyword or by tag), its page, and 400 for a key this level does not match on. */
-function parseQuery(level: keyof typeof MATCH_KEYS, query: Record<string, unknown>) {
+/** The tags each level matches on, for keys given as tags. */
+const MATCH_TAGS = Object.fromEntries(
+  Object.entries(MATCH_KEYS).map(([level, keys]) => [level, new Set(Object.values(keys))]),
+) as Record<keyof typeof MATCH_KEYS, Set<string>>;
+
+interface Query {
+  matches: Match[];
+  limit: number;
+  offset: number;
+}
+
+function parseQuery(level: keyof typeof MATCH_KEYS, query: Record<string, unknown>): Query {
   const keys = MATCH_KEYS[level];
-  const byTag = new Map(Object.values(keys).map((t) => [t, t]));
   const matches: Match[] = [];
   for (const [key, raw] of Object.entries(query)) {
     if (PAGING.has(key)) continue;
-    const tag = keys[key] ?? byTag.get(key.toUpperCase());
+    const tag = keys[key] ?? (MATCH_TAGS[level].has(key.toUpperCase()) ? key.toUpperCase() : undefined);
     if (!tag) {
       throw new AppError(
         'VALIDATION_FAILED',
@@ -197,13 +207,7 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
   const roles = requireRole(ctx.db, 'clinic', 'reader', 'admin');
   const base = () => `${ctx.config.publicUrl}/dicomweb`;
 
-  const answer = (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    level: keyof typeof MATCH_KEYS,
-    results: DicomJson[],
-  ) => {
-    const { matches: wanted, limit, offset } = parseQuery(level, request.query as Record<string, unknown>);
+  const answer = (reply: FastifyReply, { matches: wanted, limit, offset }: Query, results: DicomJson[]) => {
     const found = results.filter((r) => wanted.every((m) => matches(r, m)));
     return reply
       .header('content-type', 'application/dicom+json')
@@ -211,10 +215,12 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
       .send(JSON.stringify(found.slice(offset, offset + limit).map(inTagOrder)));
   };
 
-  const checkAccept = (request: FastifyRequest) => {
+  /** Accept and the query checked (406, 400) before anything is read; the parsed query. */
+  const begin = (request: FastifyRequest, level: keyof typeof MATCH_KEYS): Query => {
     if (!acceptsJson(request.headers.accept)) {
       throw new AppError('NOT_ACCEPTABLE', 'search results are sent as application/dicom+json');
     }
+    return parseQuery(level, request.query as Record<string, unknown>);
   };
 
   app.get(
@@ -227,8 +233,7 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
       },
     },
     async (request, reply) => {
-      checkAccept(request);
-      const query = parseQuery('study', request.query as Record<string, unknown>); // 400 before any reading
+      const query = begin(request, 'study');
       const who = principalOf(request);
       // With nothing to match, the page is all that is needed: a viewer's study list reads `limit` headers, not
       // STUDY_SEARCH_CASES (every case counted holds an instance, so each gives a result).
@@ -263,15 +268,14 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
           ...json,
           '00080056': text('CS', ['ONLINE']),
           ...(modalities.length > 0 ? { '00080061': text('CS', modalities) } : {}),
-          '00201206': text('IS', [bySeries(files).length]),
+          '00201206': text('IS', [new Set(files.map((f) => f.seriesInstanceUid ?? '')).size]),
           '00201208': text('IS', [files.length]),
           ...(studyUid ? { '00081190': text('UR', [`${base()}/studies/${studyUid}`]) } : {}),
         };
       });
       return answer(
-        request,
         reply,
-        'study',
+        query,
         results.filter((r): r is DicomJson => r !== undefined),
       );
     },
@@ -288,8 +292,7 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
       },
     },
     async (request, reply) => {
-      checkAccept(request);
-      parseQuery('series', request.query as Record<string, unknown>);
+      const query = begin(request, 'series');
       const { studyUid } = request.params as { studyUid: string };
       const { files, deidentified } = await filesInScope(ctx, principalOf(request), { studyUid });
       const results = await mapInOrder(bySeries(files), async (series) => {
@@ -303,7 +306,7 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
             : {}),
         };
       });
-      return answer(request, reply, 'series', results);
+      return answer(reply, query, results);
     },
   );
 
@@ -318,8 +321,7 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
       },
     },
     async (request, reply) => {
-      checkAccept(request);
-      parseQuery('instance', request.query as Record<string, unknown>);
+      const query = begin(request, 'instance');
       const { studyUid, seriesUid } = request.params as { studyUid: string; seriesUid: string };
       const { files, deidentified } = await filesInScope(ctx, principalOf(request), { studyUid, seriesUid });
       const results = await mapInOrder(files, async (f) => {
@@ -337,7 +339,7 @@ export function registerDicomwebQidoRoutes(app: App, ctx: Context): void {
             : {}),
         };
       });
-      return answer(request, reply, 'instance', results);
+      return answer(reply, query, results);
     },
   );
 }

@@ -23,8 +23,15 @@ import { AppError } from '../../errors.js';
 import { acceptsMediaType, mediaRanges } from '../accept.js';
 import { principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
-import { FRAME_FORMATS, type FrameFormat, parseWindow, renderCachedFrame } from '../rendered-frame.js';
-import { casesOfStudy, filesInScope, UID } from './wado.js';
+import {
+  FRAME_FORMATS,
+  type FrameFormat,
+  parseWindow,
+  type RenderedFrame,
+  renderCachedFrame,
+  sendRenderedFrame,
+} from '../rendered-frame.js';
+import { casesOfStudy, filesInScope, studyLevels } from './wado.js';
 
 const THUMBNAIL_SIZE = 128;
 const MAX_SIZE = 4096;
@@ -70,7 +77,6 @@ function sizeOf(raw: string | undefined, fallback: number): number {
   return Math.max(...sides);
 }
 
-const InstanceParams = { studyUid: UID, seriesUid: UID, sopUid: UID };
 const RenderQuery = Type.Object({
   window: Type.Optional(Type.String({ description: 'centre,width[,LINEAR] in modality units' })),
   viewport: Type.Optional(Type.String({ description: 'vw,vh: the rendered image fits this box' })),
@@ -106,18 +112,10 @@ export function registerDicomwebRenderedRoutes(app: App, ctx: Context): void {
     };
   }
 
-  const sendRendered = async (
-    reply: FastifyReply,
-    out: { format: FrameFormat; rendered: { key: string; bytes: number } },
-  ) =>
-    reply
-      .header('content-type', FRAME_FORMATS[out.format])
-      .header('content-length', String(out.rendered.bytes))
-      .header('cache-control', 'private, max-age=3600')
-      .header('vary', 'accept')
-      .send(await ctx.storage.get(out.rendered.key));
+  const sendRendered = (reply: FastifyReply, out: { format: FrameFormat; rendered: RenderedFrame }) =>
+    sendRenderedFrame(ctx, reply, out.format, out.rendered);
 
-  const instanceUrl = '/dicomweb/studies/:studyUid/series/:seriesUid/instances/:sopUid';
+  const { url: instanceUrl, params: InstanceParams } = studyLevels()[2]!;
   app.get(
     `${instanceUrl}/frames/:frames/rendered`,
     {
@@ -197,14 +195,10 @@ export function registerDicomwebRenderedRoutes(app: App, ctx: Context): void {
     throw missing();
   }
 
-  const levels: Array<{ url: string; what: string; params: Record<string, typeof UID> }> = [
-    { url: '/dicomweb/studies/:studyUid/thumbnail', what: 'study', params: { studyUid: UID } },
-    {
-      url: '/dicomweb/studies/:studyUid/series/:seriesUid/thumbnail',
-      what: 'series',
-      params: { studyUid: UID, seriesUid: UID },
-    },
-  ];
+  // The study and series thumbnails; `what` names them in a 406.
+  const levels = studyLevels('/thumbnail')
+    .slice(0, 2)
+    .map((level, i) => ({ ...level, what: i === 0 ? 'study' : 'series' }));
   for (const level of levels) {
     app.get(
       level.url,

@@ -9,7 +9,7 @@ import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
 import { answerRange } from '../http-range.js';
 import { needsDeidentifiedView } from '../redact.js';
-import { FRAME_FORMATS, type FrameFormat, parseWindow, renderCachedFrame } from '../rendered-frame.js';
+import { type FrameFormat, parseWindow, renderCachedFrame, sendRenderedFrame } from '../rendered-frame.js';
 
 /** Picks the output format from `?format=`, else the Accept header, else PNG (lossless, what viewers expect). */
 function chooseFormat(query: string | undefined, accept: string | undefined): FrameFormat {
@@ -163,12 +163,7 @@ export function registerInstanceRoutes(app: App, ctx: Context): void {
         // view renders without them, as its copy would.
         overlays: q.overlays && !deidentified,
       });
-      return reply
-        .header('content-type', FRAME_FORMATS[format])
-        .header('content-length', String(rendered.bytes))
-        .header('cache-control', 'private, max-age=3600')
-        .header('vary', 'accept')
-        .send(await ctx.storage.get(rendered.key));
+      return sendRenderedFrame(ctx, reply, format, rendered);
     },
   );
 }

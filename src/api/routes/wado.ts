@@ -20,15 +20,13 @@
  * Content-Length (chunked), since a part's length is known only when its first frame is decoded.
  * Search (QIDO-RS), metadata and bulk data resources are not served.
  */
-import { randomBytes } from 'node:crypto';
-import { Readable } from 'node:stream';
 import { sql } from 'kysely';
 import { Type } from 'typebox';
 import type { Context } from '../../context.js';
 import { getCaseForPrincipal } from '../../db/case-queries.js';
 import { getOriginalUid, getOriginalUidInCase } from '../../db/uid-remaps.js';
 import { AppError } from '../../errors.js';
-import { hasDicmPrefix } from '../../formats/dicom/data-set-tree.js';
+import { type DicomInstance, hasDicmPrefix } from '../../formats/dicom/parse-dicom.js';
 import { WHOLE_READ_BYTES } from '../../formats/dicom/read-frame-by-range.js';
 import { EXPLICIT_VR_LITTLE_ENDIAN } from '../../formats/dicom/transfer-syntax.js';
 import {
@@ -36,11 +34,16 @@ import {
   type TranscodedInstance,
   transcodeToExplicitLittleEndian,
 } from '../../imaging/transcode-dicom.js';
-import { showsIdentity } from '../../pipeline/stored-dicom-header.js';
-import { type AcceptedTransferSyntaxes, acceptedTransferSyntaxes } from '../accept.js';
+import { readHeaderOf, showsIdentity } from '../../pipeline/stored-dicom-header.js';
+import {
+  type AcceptedTransferSyntaxes,
+  acceptedTransferSyntaxes,
+  allowsExplicitLittleEndian,
+} from '../accept.js';
 import { type Principal, principalOf, requireRole } from '../auth.js';
 import type { App } from '../build-app.js';
 import { ensureDeidentifiedCopy } from '../deidentified-copy.js';
+import { type AnswerPart, MultipartAnswer } from '../multipart-answer.js';
 import { needsDeidentifiedView } from '../redact.js';
 
 export const DICOM_FORMATS = ['dicom', 'dicom-wsi', 'dicom-waveform'];
@@ -79,7 +82,7 @@ function howToSend(
 ): 'stored' | 'transcode' {
   const stored = file.transferSyntaxUid;
   if (file.part10 && (accepted.stored || (stored !== null && accepted.named.has(stored)))) return 'stored';
-  if (!(accepted.stored || accepted.named.has(EXPLICIT_VR_LITTLE_ENDIAN)) || stored === null) {
+  if (!allowsExplicitLittleEndian(accepted) || stored === null) {
     throw new AppError(
       'NOT_ACCEPTABLE',
       file.part10
@@ -223,49 +226,54 @@ interface Part {
   copy?: TranscodedInstance | undefined;
 }
 
-/** The boundary and headers of one part of a multipart/related answer, naming its transfer syntax. */
-export function partHead(
-  boundary: string,
-  transferSyntaxUid: string | null,
-  length: number,
-  mediaType = 'application/dicom',
-): Buffer {
-  return Buffer.from(
-    `--${boundary}\r\nContent-Type: ${mediaType}${transferSyntaxUid ? `; transfer-syntax=${transferSyntaxUid}` : ''}\r\nContent-Length: ${length}\r\n\r\n`,
-  );
+/** The object a caller is served for an instance: its de-identified copy for a reader abroad, else the file. */
+export async function servedObject(
+  ctx: Context,
+  file: StudyFile,
+  deidentified: boolean,
+): Promise<{ key: string; bytes: number }> {
+  return deidentified
+    ? ensureDeidentifiedCopy(ctx, file.caseId, file)
+    : { key: file.object_key, bytes: Number(file.bytes) };
+}
+
+/** The header of the object servedObject gives. */
+export async function readServedHeader(
+  ctx: Context,
+  file: StudyFile,
+  deidentified: boolean,
+): Promise<DicomInstance> {
+  const object = await servedObject(ctx, file, deidentified);
+  return readHeaderOf(ctx, { object_key: object.key, bytes: String(object.bytes) });
 }
 
 /** The multipart/related body: each part's headers, then its object streamed from storage or transcoded. The
  * length is known up front when no part is left to transcode as it is sent. */
-function multipartBody(
-  ctx: Context,
-  parts: Part[],
-  boundary: string,
-): { body: Readable; length: number | undefined } {
-  const tail = Buffer.from(`--${boundary}--\r\n`);
+function multipartBody(ctx: Context, parts: Part[]) {
+  const answer = new MultipartAnswer('application/dicom');
   const sizes = parts.map((p) =>
     p.send === 'stored'
-      ? partHead(boundary, p.transferSyntaxUid, p.bytes).length + p.bytes + 2
-      : p.copy && partHead(boundary, EXPLICIT_VR_LITTLE_ENDIAN, p.copy.length).length + p.copy.length + 2,
+      ? answer.partSize(p.transferSyntaxUid, p.bytes)
+      : p.copy && answer.partSize(EXPLICIT_VR_LITTLE_ENDIAN, p.copy.length),
   );
   const length = sizes.every((n) => n !== undefined)
-    ? sizes.reduce((a: number, n) => a + n!, 0) + tail.length
+    ? sizes.reduce((a: number, n) => a + n!, 0) + answer.tailSize
     : undefined;
-  async function* chunks(): AsyncGenerator<Buffer | Uint8Array> {
+  async function* made(): AsyncGenerator<AnswerPart> {
     for (const p of parts) {
       if (p.send === 'stored') {
-        yield partHead(boundary, p.transferSyntaxUid, p.bytes);
-        yield* await ctx.storage.get(p.key);
+        yield {
+          transferSyntaxUid: p.transferSyntaxUid,
+          length: p.bytes,
+          chunks: await ctx.storage.get(p.key),
+        };
       } else {
         const copy = p.copy ?? (await transcodeObject(ctx, p));
-        yield partHead(boundary, EXPLICIT_VR_LITTLE_ENDIAN, copy.length);
-        yield* copy.chunks;
+        yield { transferSyntaxUid: EXPLICIT_VR_LITTLE_ENDIAN, length: copy.length, chunks: copy.chunks };
       }
-      yield Buffer.from('\r\n');
     }
-    yield tail;
   }
-  return { body: Readable.from(chunks(), { objectMode: false }), length };
+  return { contentType: answer.contentType, body: answer.body(made()), length };
 }
 
 function transcodeObject(ctx: Context, p: Part): Promise<TranscodedInstance> {
@@ -292,15 +300,12 @@ async function retrieve(ctx: Context, who: Principal, scope: Scope, accept: stri
   }
   const parts: Part[] = [];
   for (const [i, f] of files.entries()) {
-    const object = deidentified
-      ? await ensureDeidentifiedCopy(ctx, f.caseId, f)
-      : { key: f.object_key, bytes: Number(f.bytes) };
+    const object = await servedObject(ctx, f, deidentified);
     parts.push({ ...object, transferSyntaxUid: f.transferSyntaxUid, send: sends[i]! });
   }
   const only = parts.length === 1 ? parts[0]! : undefined;
   if (only?.send === 'transcode') only.copy = await transcodeObject(ctx, only);
-  const boundary = randomBytes(16).toString('hex');
-  return { ...multipartBody(ctx, parts, boundary), boundary };
+  return multipartBody(ctx, parts);
 }
 
 /** DICOMweb's study, series and instance resources, each with `suffix` after it ('' for the resource itself). */
@@ -344,9 +349,7 @@ export function registerWadoRoutes(app: App, ctx: Context): void {
       async (request, reply) => {
         const scope = request.params as unknown as Scope;
         const out = await retrieve(ctx, principalOf(request), scope, request.headers.accept);
-        reply
-          .header('content-type', `multipart/related; type="application/dicom"; boundary=${out.boundary}`)
-          .header('cache-control', 'private, no-store');
+        reply.header('content-type', out.contentType).header('cache-control', 'private, no-store');
         if (out.length !== undefined) reply.header('content-length', String(out.length));
         return reply.send(out.body);
       },

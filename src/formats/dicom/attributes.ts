@@ -11,7 +11,7 @@ import dicomParser from 'dicom-parser';
 import { CHARSET_VRS, decodeDicomText } from './charset.js';
 import type { DicomInstance } from './parse-dicom.js';
 import { TAG } from './tags.js';
-import { BINARY_VRS, BYTES_PER_NUMBER, STRING_VRS, swapBytes } from './vr.js';
+import { BINARY_VRS, littleEndianValue, STRING_VRS } from './vr.js';
 
 export interface DicomAttributesOptions {
   /** Include patient demographics (group 0010 and the admission attributes of group 0038). Default false:
@@ -79,6 +79,11 @@ function getDictionary(): Map<number, DictionaryEntry> {
 
 /** Repeating groups (curves 50xx, overlays 60xx, variable pixel data 7Fxx) are listed once, under their first
  * group. */
+/** The dictionary's entry for a standard tag; none for a private one. */
+function entryOf(tag: number): DictionaryEntry | undefined {
+  return (tag >>> 16) % 2 === 1 ? undefined : lookup(tag);
+}
+
 function lookup(tag: number): DictionaryEntry | undefined {
   const dict = getDictionary();
   const exact = dict.get(tag);
@@ -341,8 +346,7 @@ function dataSetAttributes(
     if (!ctx.includePatient && isPatientTag(tag)) continue;
     // Item and sequence delimiters never carry values.
     if (tag >>> 16 === 0xfffe) continue;
-    const isPrivate = (tag >>> 16) % 2 === 1;
-    const entry = isPrivate ? undefined : lookup(tag);
+    const entry = entryOf(tag);
     let name = entry?.keyword ?? tagText(tag);
     // Repeating groups share one keyword; the second overlay, for example, keeps its tag as its name.
     if (name in out) name = tagText(tag);
@@ -453,10 +457,6 @@ function jsonValue(
     };
   }
   const end = element.dataOffset + element.length;
-  if (!bulkPath.includes('/') && PIXEL_DATA_TAGS.has(Number.parseInt(bulkPath, 16))) {
-    // The top-level pixel data, read or not (a header read stops inside it; encapsulated, it has no length).
-    return ctx.bulkDataUri ? { vr, BulkDataURI: ctx.bulkDataUri(bulkPath.slice(0, 8)) } : undefined;
-  }
   if (element.hadUndefinedLength || end > ds.byteArray.length || element.length < 0) return undefined;
   if (element.length === 0) return { vr };
   const bytes = ds.byteArray.subarray(element.dataOffset, end);
@@ -473,7 +473,7 @@ function jsonValue(
   }
   if (BINARY_VRS.has(vr) && element.length <= ctx.maxInlineBinary) {
     // F.2.7: inline binary is little endian whatever the file's byte order.
-    const le = littleEndianValue(ds, bytes, vr);
+    const le = littleEndianValue(bytes, vr, ds.byteArrayParser === dicomParser.littleEndianByteArrayParser);
     return { vr, InlineBinary: Buffer.from(le.buffer, le.byteOffset, le.byteLength).toString('base64') };
   }
   if (BINARY_VRS.has(vr) && ctx.bulkDataUri) return { vr, BulkDataURI: ctx.bulkDataUri(bulkPath) };
@@ -495,10 +495,15 @@ function dataSetJson(
     const group = tag >>> 16;
     // The file meta is not part of the data set, group lengths are not kept (F.2), and delimiters carry nothing.
     if (group === 0x0002 || group === 0xfffe || (tag & 0xffff) === 0) continue;
-    const entry = group % 2 === 1 ? undefined : lookup(tag);
-    const vr = resolveVr(element, entry, ctx.pixelRepresentation);
+    const vr = resolveVr(element, entryOf(tag), ctx.pixelRepresentation);
     const hex = key.slice(1).toUpperCase();
-    const value = jsonValue(ds, element, vr, charset, `${path}(${tagText(tag)})`, `${bulkPrefix}${hex}`, ctx);
+    const where = `${path}(${tagText(tag)})`;
+    // The top-level pixel data is named by a bulk data URI whether or not it was read (a header read stops
+    // inside it; encapsulated, it has no length).
+    const value =
+      bulkPrefix === '' && PIXEL_DATA_TAGS.has(tag)
+        ? ctx.bulkDataUri && { vr, BulkDataURI: ctx.bulkDataUri(hex) }
+        : jsonValue(ds, element, vr, charset, where, `${bulkPrefix}${hex}`, ctx);
     if (value) out[hex] = value;
   }
   return out;
@@ -548,17 +553,15 @@ export function bulkDataValue(
   const key = `x${steps[steps.length - 1]!.toLowerCase()}`;
   const element = ds.elements[key];
   if (!element || element.hadUndefinedLength || element.length < 0) return undefined;
-  const tag = tagOf(key);
-  const entry = (tag >>> 16) % 2 === 1 ? undefined : lookup(tag);
-  const vr = resolveVr(element, entry, instance.pixelRepresentation);
+  const vr = resolveVr(element, entryOf(tagOf(key)), instance.pixelRepresentation);
   const end = element.dataOffset + element.length;
   if (!BINARY_VRS.has(vr) || end > ds.byteArray.length) return undefined;
-  return { vr, bytes: littleEndianValue(ds, ds.byteArray.subarray(element.dataOffset, end), vr) };
-}
-
-/** A binary value in little-endian order, as DICOMweb sends binary values whatever the file's byte order. */
-function littleEndianValue(ds: DataSet, bytes: Uint8Array, vr: string): Uint8Array {
-  const unit = BYTES_PER_NUMBER[vr];
-  const bigEndian = ds.byteArrayParser !== dicomParser.littleEndianByteArrayParser;
-  return bigEndian && unit ? swapBytes(bytes, unit) : bytes;
+  return {
+    vr,
+    bytes: littleEndianValue(
+      ds.byteArray.subarray(element.dataOffset, end),
+      vr,
+      ds.byteArrayParser === dicomParser.littleEndianByteArrayParser,
+    ),
+  };
 }

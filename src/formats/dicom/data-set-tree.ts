@@ -7,7 +7,7 @@ import { inflateRawSync } from 'node:zlib';
 import { AppError, isAppError } from '../../errors.js';
 import { implicitVrOf } from './attributes.js';
 import { clampOverrunningLengths } from './clamp-lengths.js';
-import { guessEncodings, looksLikeDicom } from './parse-dicom.js';
+import { guessEncodings, hasDicmPrefix, isVrAt, latin1, looksLikeDicom, trimValue } from './parse-dicom.js';
 import {
   describeTransferSyntax,
   EXPLICIT_VR_BIG_ENDIAN,
@@ -319,20 +319,6 @@ export interface FileMeta {
   transferSyntaxUid?: string | undefined;
   sopClassUid?: string | undefined;
   sopInstanceUid?: string | undefined;
-}
-
-export const latin1 = new TextDecoder('latin1');
-
-export function trimValue(s: string): string {
-  return s.replace(/^[\s\0]+|[\s\0]+$/g, '');
-}
-
-export function hasDicmPrefix(b: Uint8Array): boolean {
-  return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
-}
-
-export function isVrAt(b: Uint8Array, at: number): boolean {
-  return at + 2 <= b.length && VRS.has(String.fromCharCode(b[at]!, b[at + 1]!));
 }
 
 /** Group 0002 is explicit VR little endian (PS3.10 7.1); some writers use implicit VR there, which is accepted. */

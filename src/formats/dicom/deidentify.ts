@@ -39,11 +39,9 @@ import {
   IMPLICIT_LE,
   type Item,
   type Located,
-  latin1,
   locateDataSet,
   padText,
   TAG_DIRECTORY_RECORD_SEQUENCE,
-  trimValue,
   writeElements,
 } from './data-set-tree.js';
 
@@ -56,7 +54,7 @@ import {
   type ProfileOperation,
   resolveProfileAction,
 } from './deidentify-profile.js';
-import { MEDIA_STORAGE_DIRECTORY_SOP_CLASS } from './parse-dicom.js';
+import { latin1, MEDIA_STORAGE_DIRECTORY_SOP_CLASS, trimValue } from './parse-dicom.js';
 import { TEXT_VRS, VRS } from './vr.js';
 
 export interface DeidentifyOptions {

@@ -115,12 +115,12 @@ function uidForEncoding(e: Encoding): string {
   return e.littleEndian ? EXPLICIT_VR_LITTLE_ENDIAN : EXPLICIT_VR_BIG_ENDIAN;
 }
 
-function isVrAt(b: Uint8Array, offset: number): boolean {
+export function isVrAt(b: Uint8Array, offset: number): boolean {
   if (offset + 2 > b.length) return false;
   return VRS.has(String.fromCharCode(b[offset]!, b[offset + 1]!));
 }
 
-function hasDicmPrefix(b: Uint8Array): boolean {
+export function hasDicmPrefix(b: Uint8Array): boolean {
   return b.length >= 132 && b[128] === 0x44 && b[129] === 0x49 && b[130] === 0x43 && b[131] === 0x4d;
 }
 
@@ -147,9 +147,9 @@ interface FileMeta {
   mediaStorageSopClassUid: string | undefined;
 }
 
-const latin1 = new TextDecoder('latin1');
+export const latin1 = new TextDecoder('latin1');
 
-function trimValue(s: string): string {
+export function trimValue(s: string): string {
   return s.replace(/^[\s\0]+|[\s\0]+$/g, '');
 }
 
@@ -278,7 +278,7 @@ function readTopLevel(
   label: string,
 ): ParsedDataSet {
   const parser = dataSet.byteArrayParser;
-  const stream = new dicomParser.ByteStream(parser, byteArray, start);
+  const stream = dataSetStream(parser, byteArray, start);
   const end = byteArray.length;
   let previousTag: string | undefined;
   while (stream.position < end) {
@@ -347,7 +347,7 @@ function readClamped(
   if (peekedTag === undefined || peekedTag === TAG.PixelData) return undefined;
   const clamped = clampOverrunningLengths(stream.byteArray, at, encoding);
   if (!clamped) return undefined;
-  const retry = new dicomParser.ByteStream(stream.byteArrayParser, clamped, at);
+  const retry = dataSetStream(stream.byteArrayParser, clamped, at);
   let element: Element;
   try {
     element = readElement(retry, encoding, peekedTag, warnings);
@@ -378,12 +378,7 @@ function readElement(
     const unknownSequence = readBigEndianUndefinedLengthUn(stream, peekedTag);
     if (unknownSequence) return unknownSequence;
   }
-  if (encoding.explicitVr) {
-    if (peekedTag !== undefined && vrAt(stream.byteArray, stream.position) === 'SQ') {
-      return readSequence(stream, warnings);
-    }
-    return readVeryLongVrElement(stream, peekedTag) ?? dicomParser.readDicomElementExplicit(stream, warnings);
-  }
+  if (encoding.explicitVr) return dicomParser.readDicomElementExplicit(stream, warnings);
   if (peekedTag === TAG.PixelData && stream.position + 8 <= stream.byteArray.length) {
     const length = stream.byteArrayParser.readUint32(stream.byteArray, stream.position + 4);
     if (length === 0xffffffff) {
@@ -408,149 +403,33 @@ function readElement(
 }
 
 /** VRs added to PS3.5 after dicom-parser was written (2017–2019: OV for the Extended Offset Table, SV and UV for
- * 64-bit integers) with a 32-bit length, which dicom-parser would read as a 16-bit one and lose its place. */
+ * 64-bit integers), with a reserved field and a 32-bit length. */
 const VERY_LONG_VRS = new Set(['OV', 'SV', 'UV']);
 
-/** A top-level element of one of VERY_LONG_VRS, read here; undefined for any other. */
-function readVeryLongVrElement(stream: ByteStream, peekedTag: string | undefined): Element | undefined {
-  const b = stream.byteArray;
-  const at = stream.position;
-  if (peekedTag === undefined || at + 12 > b.length) return undefined;
-  const vr = String.fromCharCode(b[at + 4]!, b[at + 5]!);
-  if (!VERY_LONG_VRS.has(vr)) return undefined;
-  const length = stream.byteArrayParser.readUint32(b, at + 8);
-  if (length === 0xffffffff || at + 12 + length > b.length) {
-    throw new AppError(
-      'CORRUPT_FILE',
-      `${formatTag(peekedTag)} at offset ${at}: VR ${vr} value of ${length === 0xffffffff ? 'undefined length' : `${length} bytes`} does not fit in the file`,
-      { retryable: false, details: { offset: at, tag: formatTag(peekedTag) } },
-    );
-  }
-  stream.seek(12 + length);
-  return { tag: peekedTag, vr, length, dataOffset: at + 12 };
-}
-
-function vrAt(b: Uint8Array, at: number): string | undefined {
-  return at + 6 <= b.length ? String.fromCharCode(b[at + 4]!, b[at + 5]!) : undefined;
-}
-
 /**
- * An explicit-VR sequence. dicom-parser reads it, unless it holds one of VERY_LONG_VRS, which dicom-parser reads
- * inside sequences too with a 16-bit length: then it has either thrown or read on from the wrong place, and the
- * sequence is read again by `readSequenceItself`. Which one it holds is known only from a reading, so a sequence
- * is read over again only when dicom-parser failed or came upon one, and the second reading is kept only when it
- * found one: any other sequence, corrupt ones included, reads exactly as before.
+ * A stream over a data set for dicom-parser that reads VERY_LONG_VRS' lengths right. dicom-parser reads those VRs
+ * with a 16-bit length, at any depth, and then reads on from the wrong place (a file with an Extended Offset Table
+ * failed whole). It reads an explicit element's VR as a 2-character string and its length next; so right after one
+ * of these VRs, the 16-bit read of the length becomes the reserved field and a 32-bit length, which is what the
+ * bytes hold. Nested sequences are read through the same stream, so they are read right too.
  */
-function readSequence(stream: ByteStream, warnings: string[]): Element {
-  const at = stream.position;
-  // Each reading's warnings are kept only with the reading kept.
-  const firstWarnings: string[] = [];
-  let first: Element | undefined;
-  let failure: unknown;
-  try {
-    first = dicomParser.readDicomElementExplicit(stream, firstWarnings);
-    if (!holdsVeryLongVr(first)) {
-      warnings.push(...firstWarnings);
-      return first;
-    }
-  } catch (err) {
-    failure = err;
-  }
-  const end = stream.position;
-  const again = new dicomParser.ByteStream(stream.byteArrayParser, stream.byteArray, at);
-  const againWarnings: string[] = [];
-  try {
-    const element = readSequenceItself(again, againWarnings);
-    if (holdsVeryLongVr(element)) {
-      warnings.push(...againWarnings);
-      stream.seek(again.position - stream.position);
-      return element;
-    }
-  } catch (err) {
-    failure ??= err;
-  }
-  warnings.push(...firstWarnings);
-  if (first === undefined) throw failure;
-  stream.seek(end - stream.position);
-  return first;
-}
-
-function holdsVeryLongVr(element: Element): boolean {
-  return (element.items ?? []).some((item) =>
-    Object.values(item.dataSet?.elements ?? {}).some(
-      (e) => VERY_LONG_VRS.has(e.vr ?? '') || (e.vr === 'SQ' && holdsVeryLongVr(e)),
-    ),
-  );
-}
-
-/** Throws, saying where, unless `length` bytes from `at` are in the data. */
-function checkFits(b: Uint8Array, at: number, length: number, what: string): void {
-  if (at + length > b.length) throw new Error(`${what} at offset ${at} runs past the end of the data`);
-}
-
-/** An explicit-VR sequence read here (PS3.5 7.5), items of defined or undefined length, elements through
- * readElement's explicit path so that nested sequences and VERY_LONG_VRS are read here as well. */
-function readSequenceItself(stream: ByteStream, warnings: string[]): Element {
-  const b = stream.byteArray;
-  const parser = stream.byteArrayParser;
-  const at = stream.position;
-  checkFits(b, at, 12, 'sequence header');
-  const tag = peekTag(b, at, parser);
-  const declared = parser.readUint32(b, at + 8);
-  const element: Element = { tag, vr: 'SQ', length: declared, dataOffset: at + 12, items: [] };
-  stream.seek(12);
-  const undefinedLength = declared === 0xffffffff;
-  const end = undefinedLength ? b.length : element.dataOffset + declared;
-  checkFits(b, element.dataOffset, end - element.dataOffset, `sequence ${formatTag(tag)}`);
-  const explicit = parser === dicomParser.littleEndianByteArrayParser ? EXPLICIT_LE : EXPLICIT_BE;
-  let contentEnd: number | undefined;
-  while (stream.position < end) {
-    checkFits(b, stream.position, 8, 'item header');
-    const itemTag = peekTag(b, stream.position, parser);
-    const itemLength = parser.readUint32(b, stream.position + 4);
-    if (itemTag === 'xfffee0dd') {
-      // The sequence delimiter, which the length leaves out, as dicom-parser counts it.
-      contentEnd = stream.position;
-      stream.seek(8);
-      break;
-    }
-    stream.seek(8);
-    if (itemTag !== 'xfffee000')
-      throw new Error(`${formatTag(itemTag)} where an item was due in ${formatTag(tag)}`);
-    const item: NonNullable<Element['items']>[number] = {
-      tag: itemTag,
-      length: itemLength,
-      dataOffset: stream.position,
-      hadUndefinedLength: itemLength === 0xffffffff,
-    };
-    const itemEnd = item.hadUndefinedLength ? end : item.dataOffset + itemLength;
-    checkFits(b, item.dataOffset, itemEnd - item.dataOffset, 'item');
-    const elements: Record<string, Element> = {};
-    while (stream.position < itemEnd) {
-      const next = peekTag(b, stream.position, parser);
-      if (next === 'xfffee00d') {
-        stream.seek(8); // the item delimiter
-        break;
-      }
-      const nested = readElement(stream, explicit, next, warnings);
-      elements[nested.tag] = nested;
-    }
-    if (stream.position > itemEnd) throw new Error(`an item of ${formatTag(tag)} overruns its length`);
-    if (item.hadUndefinedLength) item.length = stream.position - item.dataOffset;
-    item.dataSet = new DataSetClass(parser, b, elements);
-    element.items!.push(item);
-  }
-  if (stream.position > end) throw new Error(`${formatTag(tag)} overruns its length`);
-  if (undefinedLength) {
-    if (contentEnd === undefined) {
-      warnings.push(
-        `sequence ${formatTag(tag)} of undefined length ends with the data, without its delimiter`,
-      );
-    }
-    element.hadUndefinedLength = true;
-    element.length = (contentEnd ?? stream.position) - element.dataOffset;
-  }
-  return element;
+function dataSetStream(parser: ByteArrayParser, bytes: Uint8Array, position: number): ByteStream {
+  const stream = new dicomParser.ByteStream(parser, bytes, position);
+  const readFixedString = stream.readFixedString.bind(stream);
+  const readUint16 = stream.readUint16.bind(stream);
+  let longLengthNext = false;
+  stream.readFixedString = (length: number) => {
+    const text = readFixedString(length);
+    longLengthNext = length === 2 && VERY_LONG_VRS.has(text);
+    return text;
+  };
+  stream.readUint16 = () => {
+    if (!longLengthNext) return readUint16();
+    longLengthNext = false;
+    stream.seek(2);
+    return stream.readUint32();
+  };
+  return stream;
 }
 
 /** An element with VR UN and undefined length holds a sequence encoded as implicit VR little endian whatever

@@ -25,22 +25,20 @@ import {
   fileMeta,
   formatTag,
   guard,
-  hasDicmPrefix,
   type Item,
-  latin1,
   locateDataSet,
   padText,
   Reader,
   readFileMeta,
   readUs,
   TAG_PIXEL_DATA,
-  trimValue,
   tryRead,
   writeElements,
   writeHeader,
 } from './data-set-tree.js';
+import { hasDicmPrefix, latin1, trimValue } from './parse-dicom.js';
 import { describeTransferSyntax, EXPLICIT_VR_LITTLE_ENDIAN } from './transfer-syntax.js';
-import { BYTES_PER_NUMBER, swapBytes, VRS } from './vr.js';
+import { littleEndianValue, VRS } from './vr.js';
 
 const TAG_SOP_CLASS_UID = 0x00080016;
 const TAG_SOP_INSTANCE_UID = 0x00080018;
@@ -73,15 +71,11 @@ export interface DecodedPixels {
 
 /** The instance in Explicit VR Little Endian, in three runs so that decoded frames can be streamed between. */
 export interface ExplicitLittleEndianCopy {
-  /** The transfer syntax the input was in. */
-  sourceTransferSyntaxUid: string;
   /** File meta, every element before the pixel data, and the pixel data's element header. */
   head: Uint8Array[];
-  /** The pixel data value for native input; undefined when the caller writes the decoded frames
-   * (`pixelLength` bytes). */
+  /** The pixel data value for native input; undefined when the caller writes the decoded frames (the rest of
+   * `length`). */
   pixels: Uint8Array[] | undefined;
-  /** Bytes of the pixel data value, its pad byte included. */
-  pixelLength: number;
   /** Whatever follows the pixel data (trailing padding, signatures). */
   tail: Uint8Array[];
   /** Total bytes of the copy. */
@@ -114,8 +108,7 @@ function toLittleEndian(elements: DataElement[], vrOf: VrLookup): DataElement[] 
       }));
       return { ...el, sequence: { ...el.sequence, items, encoding: EXPLICIT_LE } };
     }
-    const unit = BYTES_PER_NUMBER[el.vr ?? vrOf(el.tag) ?? ''];
-    return el.value && unit ? { ...el, value: swapBytes(el.value, unit) } : el;
+    return el.value ? { ...el, value: littleEndianValue(el.value, el.vr ?? vrOf(el.tag) ?? '', false) } : el;
   });
 }
 
@@ -249,10 +242,8 @@ export function toExplicitLittleEndian(bytes: Uint8Array, decoded?: DecodedPixel
     const tail = after.parts();
     const sum = (parts: Uint8Array[]) => parts.reduce((n, p) => n + p.length, 0);
     return {
-      sourceTransferSyntaxUid: source,
       head,
       pixels,
-      pixelLength: pixel ? valueLength + pad : 0,
       tail,
       length: sum(head) + (pixel ? valueLength + pad : 0) + sum(tail),
     };

@@ -74,6 +74,12 @@ export const BYTES_PER_NUMBER: Readonly<Record<string, number>> = {
 
 /** A copy with the bytes of each `unit`-byte number reversed. A last part shorter than a unit (a value cut
  * short) is kept as it is. */
+/** A value of `vr` in little-endian order: its numbers' bytes swapped when the value was stored big endian. */
+export function littleEndianValue(bytes: Uint8Array, vr: string, storedLittleEndian: boolean): Uint8Array {
+  const unit = BYTES_PER_NUMBER[vr];
+  return !storedLittleEndian && unit ? swapBytes(bytes, unit) : bytes;
+}
+
 export function swapBytes(bytes: Uint8Array, unit: number): Uint8Array {
   const out = new Uint8Array(bytes.length);
   const whole = bytes.length - (bytes.length % unit);

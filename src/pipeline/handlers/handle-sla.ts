@@ -1,5 +1,6 @@
-import { sql } from 'kysely';
+import { type ExpressionBuilder, sql } from 'kysely';
 import type { Context } from '../../context.js';
+import type { Database } from '../../db/schema.js';
 import {
   type CasePool,
   type EscalationLevel,
@@ -148,14 +149,14 @@ function poolColumns(target: PoolTarget, fallbacks: PoolTarget[]) {
  * priority (and so due time) changed, and anything a lost Redis forgot. Stamps `sla_scheduled_for` after the
  * jobs are queued, so a crash in between is repaired by the next sweep. Returns the number of cases scheduled.
  */
-export async function scheduleOpenCases(ctx: Context, caseId?: string): Promise<number> {
-  let q = ctx.db
+export async function scheduleOpenCases(ctx: Context): Promise<number> {
+  const rows = await ctx.db
     .selectFrom('cases')
     .select('id')
-    .where('status', 'in', SLA_OPEN_STATUSES)
-    .where(sql<boolean>`sla_scheduled_for IS DISTINCT FROM due_at`);
-  if (caseId) q = q.where('id', '=', caseId);
-  const rows = await q.orderBy('created_at').limit(SWEEP_BATCH).execute();
+    .where(dueForScheduling)
+    .orderBy('created_at')
+    .limit(SWEEP_BATCH)
+    .execute();
   let scheduled = 0;
   for (const row of rows) if (await scheduleCaseClock(ctx, row.id)) scheduled++;
   return scheduled;
@@ -179,8 +180,7 @@ export async function scheduleCaseClock(ctx: Context, caseId: string): Promise<b
       // The due time also as text: a Date drops PostgreSQL's microseconds and would never compare equal.
       .select(['id', 'created_at', 'due_at', sql<string>`due_at::text`.as('due_text')])
       .where('id', '=', caseId)
-      .where('status', 'in', SLA_OPEN_STATUSES)
-      .where(sql<boolean>`sla_scheduled_for IS DISTINCT FROM due_at`)
+      .where(dueForScheduling)
       .executeTakeFirst();
     if (!row) return false;
     await scheduleSlaJobs(ctx.queues, { caseId: row.id, createdAt: row.created_at, dueAt: row.due_at });
@@ -193,7 +193,15 @@ export async function scheduleCaseClock(ctx: Context, caseId: string): Promise<b
   });
 }
 
+/** An open case whose jobs are not queued for its current due time. */
+function dueForScheduling(eb: ExpressionBuilder<Database, 'cases'>) {
+  return eb.and([
+    eb('status', 'in', SLA_OPEN_STATUSES),
+    sql<boolean>`sla_scheduled_for IS DISTINCT FROM due_at`,
+  ]);
+}
+
 /** Makes sure one case's SLA clock is queued (after routing, for instance); a no-op when it already is. */
 export async function ensureSlaJobs(ctx: Context, caseId: string): Promise<void> {
-  await scheduleOpenCases(ctx, caseId);
+  await scheduleCaseClock(ctx, caseId);
 }
